@@ -1,0 +1,179 @@
+//! Build the application (database, queue, secret, listener) and run the HTTP server and the
+//! job workers until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::Monitor;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::crypto::SecretKey;
+use crate::error::{Error, Result};
+use crate::jobs::{self, JobQueue};
+use crate::state::AppState;
+use crate::{db, http};
+
+/// Connect to the data database (migrating it), the queue, and load the secret key.
+pub async fn build_state(settings: Settings) -> Result<AppState> {
+    let secret = match &settings.secret_key {
+        Some(s) => SecretKey::from_configured(s.clone()),
+        None => SecretKey::load_or_create(&settings.data_dir)?,
+    };
+    let database_url = settings.database_url();
+    let (db, queue) = tokio::try_join!(
+        db::connect_and_migrate(&database_url),
+        JobQueue::connect(&settings)
+    )?;
+    Ok(AppState {
+        db,
+        queue,
+        secret,
+        settings: Arc::new(settings),
+    })
+}
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    state: AppState,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    started: Instant,
+}
+
+impl Application {
+    /// Build everything and bind the listen address (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let started = Instant::now();
+        let listen = settings.listen;
+        let state = build_state(settings).await?;
+        Self::bind(state, listen, started).await
+    }
+
+    /// Bind an already built state.
+    pub async fn bind(state: AppState, listen: SocketAddr, started: Instant) -> Result<Self> {
+        let acceptor = TcpListener::bind(listen)
+            .into_acceptor()
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+        let addr = acceptor
+            .local_addr()
+            .into_iter()
+            .find_map(|a| a.as_socket_addr().copied())
+            .unwrap_or(listen);
+        Ok(Self {
+            state,
+            acceptor,
+            addr,
+            shutdown: CancellationToken::new(),
+            started,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state (database, queue...), e.g. for tests that seed data.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel this token to stop the server and the workers gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve HTTP and run the job workers until the shutdown token is cancelled or one of them
+    /// fails (then the other is stopped too, and the error returned, so a supervisor restarts us).
+    pub async fn run(self) -> Result<()> {
+        let Self {
+            state,
+            acceptor,
+            addr,
+            shutdown,
+            started,
+        } = self;
+        let grace = Duration::from_secs(state.settings.shutdown_timeout_secs);
+
+        let web = {
+            let token = shutdown.clone();
+            let routes = http::routes(state.clone());
+            tokio::spawn(async move {
+                Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(routes, token.cancelled_owned(), Some(grace))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+            })
+        };
+        let workers = {
+            let token = shutdown.clone();
+            let monitor = jobs::register_all(Monitor::new().shutdown_timeout(grace), &state);
+            tokio::spawn(async move {
+                monitor
+                    .run_with_signal(async move {
+                        token.cancelled().await;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("job workers: {e}"))
+            })
+        };
+        tracing::info!(
+            %addr,
+            database = db::backend_name(&state.db),
+            queue = state.queue.backend_name(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "chatbot ready"
+        );
+
+        let (mut web, mut workers) = (web, workers);
+        let (first, rest) = tokio::select! {
+            r = &mut web => (r, workers),
+            r = &mut workers => (r, web),
+        };
+        // Whichever stopped first, stop the other too and give it the grace period.
+        shutdown.cancel();
+        let second = match tokio::time::timeout(grace + Duration::from_secs(1), rest).await {
+            Ok(r) => r,
+            Err(_) => Ok(Err(anyhow::anyhow!("did not stop within {grace:?}"))),
+        };
+        let flatten = |r: std::result::Result<anyhow::Result<()>, tokio::task::JoinError>| match r {
+            Ok(r) => r,
+            Err(join) => Err(anyhow::anyhow!("task panicked: {join}")),
+        };
+        let result = flatten(first).and(flatten(second)).map_err(Error::Internal);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "stopping after a fatal error");
+        }
+        tracing::info!("chatbot stopped");
+        result
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,177 @@
+//! The `chatbot` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, Application};
+use crate::config::Settings;
+use crate::crypto::SecretKey;
+use crate::{api, db, demo, telemetry};
+
+const ENV_HELP: &str = "\
+Configuration (defaults < --config file < environment):
+  CHATBOT_LISTEN            address to serve on            [default: 127.0.0.1:8080]
+  CHATBOT_DATA_DIR          embedded databases, secret key [default: ./data]
+  DATABASE_URL              sqlite:... or postgres://...   [default: SQLite in the data dir]
+  REDIS_URL                 redis://... job queue          [default: SQLite queue in the data dir]
+  CHATBOT_SECRET_KEY        server secret, >= 32 chars     [default: generated into the data dir]
+  CHATBOT_LOG_FORMAT        text | json                    [default: text]
+  CHATBOT_BODY_LIMIT        max request body, bytes        [default: 4194304]
+  CHATBOT_QUEUE_NAMESPACE   prefix of queue names          [default: chatbot]
+  CHATBOT_SHUTDOWN_TIMEOUT  graceful shutdown, seconds     [default: 10]
+  CHATBOT_LOG / RUST_LOG    log filter                     [default: info]";
+
+/// Rules-first WhatsApp chatbot for schools: parents get results, attendance, notices and
+/// report cards; staff drive it through a REST API.
+#[derive(Debug, Parser)]
+#[command(name = "chatbot", version, after_help = ENV_HELP)]
+pub struct Cli {
+    /// TOML configuration file (keys as the variables below, lower-case, without `CHATBOT_`).
+    #[arg(long, global = true, env = "CHATBOT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the job workers in one process (migrates first).
+    Serve {
+        /// On an empty database, first create the demo schools and print their credentials.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create the demo schools (if absent) and print their credentials.
+    SeedDemo {
+        /// Print one JSON object on stdout (for scripts and benchmarks).
+        #[arg(long)]
+        json: bool,
+        /// Delete the demo schools first, then create them again.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Print the OpenAPI document (JSON), or write it to a file.
+    Openapi {
+        /// Write to this file instead of stdout (the committed copy is openapi/openapi.json).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Parse arguments and run; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatbot: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chatbot: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "fatal");
+            eprintln!("chatbot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { demo } => serve(settings, demo).await,
+        Command::Migrate => {
+            let url = settings.database_url();
+            db::connect_and_migrate(&url).await?;
+            eprintln!("migrations applied to {url}");
+            Ok(())
+        }
+        Command::SeedDemo { json, reset } => {
+            let url = settings.database_url();
+            let database = db::connect_and_migrate(&url).await?;
+            let key = secret_key(&settings)?;
+            if reset {
+                demo::remove(&database).await?;
+            }
+            let creds = demo::seed(&database, &key).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&creds)?);
+            } else {
+                print!(
+                    "{}",
+                    demo::describe(&creds, &format!("http://{}", settings.listen))
+                );
+            }
+            Ok(())
+        }
+        Command::Openapi { output } => {
+            let spec = api::spec_json();
+            match output {
+                Some(path) => write_file(&path, &spec)?,
+                None => print!("{spec}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn secret_key(settings: &Settings) -> anyhow::Result<SecretKey> {
+    Ok(match &settings.secret_key {
+        Some(s) => SecretKey::from_configured(s.clone()),
+        None => SecretKey::load_or_create(&settings.data_dir)?,
+    })
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listen = settings.listen;
+    let state = app::build_state(settings).await?;
+    if with_demo {
+        if demo::database_is_empty(&state.db).await? {
+            let creds = demo::seed(&state.db, &state.secret).await?;
+            print!("{}", demo::describe(&creds, &format!("http://{listen}")));
+        } else {
+            eprintln!(
+                "--demo: the database already has schools; leaving it as it is \
+                 (`chatbot seed-demo` prints the demo credentials)"
+            );
+        }
+    }
+    let application = Application::bind(state, listen, started).await?;
+    let token = application.shutdown_token();
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        token.cancel();
+    });
+    application.run().await?;
+    Ok(())
+}

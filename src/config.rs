@@ -1,0 +1,459 @@
+//! Typed settings: built-in defaults < optional TOML file < environment variables.
+//!
+//! Secrets (database and Redis passwords, the server secret key) are wrapped so that
+//! neither `Debug` nor logs ever show them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Default request body limit: Meta's webhook contract allows up to 3 MB; a little headroom.
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Every setting the service reads, after merging all sources.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server binds (`CHATBOT_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory for the embedded databases, the secret key file and generated files (`CHATBOT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Data database (`DATABASE_URL`); `None` means a SQLite file in the data dir.
+    pub database_url: Option<SecretUrl>,
+    /// Job queue (`REDIS_URL`); `None` means the embedded SQLite queue in the data dir.
+    pub redis_url: Option<SecretUrl>,
+    /// Server secret (`CHATBOT_SECRET_KEY`); `None` means a key file created in the data dir.
+    pub secret_key: Option<SecretString>,
+    /// `text` or `json` log lines on stderr (`CHATBOT_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (`CHATBOT_BODY_LIMIT`).
+    pub body_limit: usize,
+    /// Prefix of every queue name, so several deployments can share one Redis (`CHATBOT_QUEUE_NAMESPACE`).
+    pub queue_namespace: String,
+    /// Seconds given to in-flight requests and jobs on shutdown (`CHATBOT_SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `text` or `json`, got `{other}`")),
+        }
+    }
+}
+
+/// A connection URL that may carry a password; `Debug` and `Display` hide the password.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    /// Wrap a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+    /// The full URL, password included: only for handing to a driver.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(self.expose())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Hide the password in `scheme://user:password@host/...`; other URLs are returned unchanged.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let user = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None if userinfo.is_empty() => String::new(),
+        None => "***".to_string(),
+    };
+    format!("{}://{}@{}", &url[..scheme_end], user, &rest[at + 1..])
+}
+
+/// A setting that could not be read; says which source and which key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong shape.
+    #[error("invalid value for {name}: {message}")]
+    Env {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The optional layer every source provides; unknown keys in a file are an error (typos fail loudly).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    secret_key: Option<String>,
+    log_format: Option<LogFormat>,
+    body_limit: Option<usize>,
+    queue_namespace: Option<String>,
+    shutdown_timeout_secs: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            secret_key: None,
+            log_format: LogFormat::Text,
+            body_limit: DEFAULT_BODY_LIMIT,
+            queue_namespace: "chatbot".to_string(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+/// Environment variable names, in one place so `--help` and the README agree with the code.
+pub mod env {
+    /// Listen address.
+    pub const LISTEN: &str = "CHATBOT_LISTEN";
+    /// Data directory.
+    pub const DATA_DIR: &str = "CHATBOT_DATA_DIR";
+    /// Database URL.
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "REDIS_URL";
+    /// Secret key.
+    pub const SECRET_KEY: &str = "CHATBOT_SECRET_KEY";
+    /// Log format.
+    pub const LOG_FORMAT: &str = "CHATBOT_LOG_FORMAT";
+    /// Body limit.
+    pub const BODY_LIMIT: &str = "CHATBOT_BODY_LIMIT";
+    /// Queue namespace.
+    pub const QUEUE_NAMESPACE: &str = "CHATBOT_QUEUE_NAMESPACE";
+    /// Shutdown timeout.
+    pub const SHUTDOWN_TIMEOUT: &str = "CHATBOT_SHUTDOWN_TIMEOUT";
+    /// Config file path.
+    pub const CONFIG: &str = "CHATBOT_CONFIG";
+}
+
+impl Settings {
+    /// Load from the process environment and, if given, a TOML file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Load with an explicit environment lookup (tests pass a map instead of mutating the process).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = Settings::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let layer: Layer = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            settings.apply(layer);
+        }
+        settings.apply(Self::env_layer(&env)?);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            env: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            match env(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: T::Err| ConfigError::Env {
+                        name,
+                        message: e.to_string(),
+                    }),
+            }
+        }
+        let text = |name: &'static str| env(name).filter(|v| !v.trim().is_empty());
+        Ok(Layer {
+            listen: parse(env, env::LISTEN)?,
+            data_dir: text(env::DATA_DIR).map(PathBuf::from),
+            database_url: text(env::DATABASE_URL),
+            redis_url: text(env::REDIS_URL),
+            secret_key: text(env::SECRET_KEY),
+            log_format: parse(env, env::LOG_FORMAT)?,
+            body_limit: parse(env, env::BODY_LIMIT)?,
+            queue_namespace: text(env::QUEUE_NAMESPACE),
+            shutdown_timeout_secs: parse(env, env::SHUTDOWN_TIMEOUT)?,
+        })
+    }
+
+    fn apply(&mut self, layer: Layer) {
+        let Layer {
+            listen,
+            data_dir,
+            database_url,
+            redis_url,
+            secret_key,
+            log_format,
+            body_limit,
+            queue_namespace,
+            shutdown_timeout_secs,
+        } = layer;
+        if let Some(v) = listen {
+            self.listen = v;
+        }
+        if let Some(v) = data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = database_url {
+            self.database_url = Some(SecretUrl::new(v));
+        }
+        if let Some(v) = redis_url {
+            self.redis_url = Some(SecretUrl::new(v));
+        }
+        if let Some(v) = secret_key {
+            self.secret_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = log_format {
+            self.log_format = v;
+        }
+        if let Some(v) = body_limit {
+            self.body_limit = v;
+        }
+        if let Some(v) = queue_namespace {
+            self.queue_namespace = v;
+        }
+        if let Some(v) = shutdown_timeout_secs {
+            self.shutdown_timeout_secs = v;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            let u = url.expose();
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::Env {
+                    name: env::DATABASE_URL,
+                    message: format!(
+                        "expected a sqlite: or postgres:// URL, got `{}`",
+                        url.redacted()
+                    ),
+                });
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            let u = url.expose();
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix:"))
+            {
+                return Err(ConfigError::Env {
+                    name: env::REDIS_URL,
+                    message: format!("expected a redis:// URL, got `{}`", url.redacted()),
+                });
+            }
+        }
+        if let Some(key) = &self.secret_key
+            && key.expose_secret().len() < 32
+        {
+            return Err(ConfigError::Env {
+                name: env::SECRET_KEY,
+                message: "must be at least 32 characters".to_string(),
+            });
+        }
+        if self.body_limit < 1024 {
+            return Err(ConfigError::Env {
+                name: env::BODY_LIMIT,
+                message: "must be at least 1024 bytes".to_string(),
+            });
+        }
+        let ns_ok = !self.queue_namespace.is_empty()
+            && self.queue_namespace.len() <= 64
+            && self
+                .queue_namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ns_ok {
+            return Err(ConfigError::Env {
+                name: env::QUEUE_NAMESPACE,
+                message: "use 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The data database URL: `DATABASE_URL`, or the SQLite file in the data dir.
+    pub fn database_url(&self) -> SecretUrl {
+        self.database_url.clone().unwrap_or_else(|| {
+            SecretUrl::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("chatbot.sqlite").display()
+            ))
+        })
+    }
+
+    /// Path of the embedded job queue database (used when `REDIS_URL` is unset).
+    pub fn queue_sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("jobs.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.map(|text| {
+            let p = dir.path().join("chatbot.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(path.as_deref(), |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(
+            s.database_url()
+                .expose()
+                .starts_with("sqlite://./data/chatbot.sqlite")
+        );
+        assert!(s.redis_url.is_none());
+
+        let file = "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/chatbot\"\nbody_limit = 2048\n";
+        let s = load(Some(file), &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/chatbot"));
+        assert_eq!(s.body_limit, 2048);
+
+        let s = load(Some(file), &[("CHATBOT_LISTEN", "127.0.0.1:7000")]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7000", "env beats file");
+        assert_eq!(
+            s.data_dir,
+            PathBuf::from("/srv/chatbot"),
+            "file beats default"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let e = load(None, &[("CHATBOT_LISTEN", "not-an-address")]).unwrap_err();
+        assert!(e.to_string().contains("CHATBOT_LISTEN"), "{e}");
+        let e = load(Some("lisen = \"x\"\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = load(None, &[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+        let e = load(None, &[("CHATBOT_SECRET_KEY", "short")]).unwrap_err();
+        assert!(e.to_string().contains("CHATBOT_SECRET_KEY"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = load(
+            None,
+            &[
+                (
+                    "DATABASE_URL",
+                    "postgres://app:hunter2-db@db.internal:5432/chatbot",
+                ),
+                ("REDIS_URL", "redis://:hunter2-redis@cache:6379/0"),
+                (
+                    "CHATBOT_SECRET_KEY",
+                    "hunter2-hunter2-hunter2-hunter2-hunter2",
+                ),
+            ],
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/chatbot"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://:***@cache:6379/0"), "{shown}");
+        assert_eq!(
+            redact_url("sqlite://./data/x.sqlite?mode=rwc"),
+            "sqlite://./data/x.sqlite?mode=rwc"
+        );
+        assert_eq!(redact_url("redis://token@host"), "redis://***@host");
+    }
+}

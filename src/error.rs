@@ -1,0 +1,131 @@
+//! One domain error, mapped to HTTP once, at the edge.
+//!
+//! Every error response has the same JSON shape: `{"error": "<stable_code>", "message": "..."}`.
+//! Codes are snake_case and stable so clients can switch on them; internal causes are logged,
+//! never shown.
+
+use poem::http::StatusCode;
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
+pub struct ErrorBody {
+    /// Stable, snake_case error code.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// What can go wrong in the service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing asked for does not exist (or belongs to another tenant, which looks the same).
+    #[error("{0}")]
+    NotFound(String),
+    /// Input that does not make sense; `code` says which rule it broke.
+    #[error("{message}")]
+    Invalid {
+        /// Stable error code, e.g. `invalid_phone`.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request conflicts with existing data.
+    #[error("{0}")]
+    Conflict(String),
+    /// Missing or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A dependency (database, queue) cannot take the work right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Anything else that is our fault.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Result with the domain error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable code clients see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::Invalid { code, .. } => code,
+            Self::Conflict(_) => "conflict",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::Unavailable(_) => "unavailable",
+            Self::Database(_) | Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body clients see: internal details are replaced by a generic message.
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            Self::Database(_) | Self::Internal(_) => {
+                "internal error; see the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        ErrorBody {
+            error: self.code().to_string(),
+            message,
+        }
+    }
+}
+
+/// A JSON error response with the shared shape.
+pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> poem::Response {
+    let body = ErrorBody {
+        error: code.to_string(),
+        message: message.into(),
+    };
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl poem::error::ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        Error::status(self)
+    }
+
+    fn as_response(&self) -> poem::Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let body = self.body();
+        json_error(self.status(), &body.error, body.message)
+    }
+}

@@ -1,0 +1,164 @@
+//! The middleware every request passes: a request id (kept from `X-Request-Id` when sane), a
+//! tracing span, a body size limit, one access log line, and the shared JSON error shape for
+//! every error, including poem's own (404, 405, bad payloads).
+
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+
+use crate::error::{Error, json_error};
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Edge middleware; see the module docs.
+pub struct Edge {
+    body_limit: usize,
+}
+
+impl Edge {
+    /// Limit request bodies to `body_limit` bytes.
+    pub fn new(body_limit: usize) -> Self {
+        Self { body_limit }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for Edge {
+    type Output = EdgeEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        EdgeEndpoint {
+            inner,
+            body_limit: self.body_limit,
+        }
+    }
+}
+
+/// Endpoint produced by [`Edge`].
+pub struct EdgeEndpoint<E> {
+    inner: E,
+    body_limit: usize,
+}
+
+fn request_id(req: &Request) -> String {
+    req.header(REQUEST_ID)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+impl<E: Endpoint> EdgeEndpoint<E> {
+    /// `Some(response)` when the body is too large; otherwise the request goes on. Bodies without
+    /// a `Content-Length` (chunked) are read here, up to the limit.
+    async fn limit_body(&self, req: &mut Request) -> Option<Response> {
+        let too_large = || {
+            Some(json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {} bytes", self.body_limit),
+            ))
+        };
+        let declared = req
+            .header(header::CONTENT_LENGTH)
+            .map(|v| v.trim().parse::<u64>());
+        match declared {
+            Some(Ok(len)) if len > self.body_limit as u64 => too_large(),
+            Some(Ok(_)) => None,
+            Some(Err(_)) => Some(json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "invalid Content-Length header",
+            )),
+            None if req.header(header::TRANSFER_ENCODING).is_some() => {
+                let body = req.take_body();
+                match body.into_bytes_limit(self.body_limit).await {
+                    Ok(bytes) => {
+                        req.set_body(Body::from_bytes(bytes));
+                        None
+                    }
+                    Err(poem::error::ReadBodyError::PayloadTooLarge) => too_large(),
+                    Err(e) => Some(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("cannot read request body: {e}"),
+                    )),
+                }
+            }
+            None => None,
+        }
+    }
+}
+
+impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let id = request_id(&req);
+        let span = tracing::info_span!(
+            "http",
+            request_id = %id,
+            method = %req.method(),
+            path = %req.uri().path(),
+        );
+        async move {
+            let started = Instant::now();
+            let mut response = match self.limit_body(&mut req).await {
+                Some(rejected) => rejected,
+                None => match self.inner.call(req).await {
+                    Ok(r) => r.into_response(),
+                    Err(e) => error_response(e),
+                },
+            };
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID, value);
+            }
+            let status = response.status().as_u16();
+            let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+            if status >= 500 {
+                tracing::error!(status, ms, "request finished");
+            } else {
+                tracing::info!(status, ms, "request finished");
+            }
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Turn any poem error into the shared JSON shape, keeping its status.
+fn error_response(err: poem::Error) -> Response {
+    if let Some(e) = err.downcast_ref::<Error>() {
+        return poem::error::ResponseError::as_response(e);
+    }
+    let status = err.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    };
+    let message = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "internal error; see the server log".to_string()
+    } else if status == StatusCode::NOT_FOUND {
+        "no such route".to_string()
+    } else {
+        err.to_string()
+    };
+    json_error(status, code, message)
+}

@@ -1,0 +1,46 @@
+//! Liveness and readiness probes.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Json};
+use poem::{IntoResponse, Response, handler};
+use serde_json::json;
+
+use crate::error::json_error;
+use crate::state::AppState;
+
+/// Alive: the process answers HTTP.
+#[handler]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready: the database and the job queue both answer.
+#[handler]
+pub async fn readyz(state: Data<&AppState>) -> Response {
+    let db = state.db.ping().await;
+    let queue = state.queue.ping().await;
+    match (&db, &queue) {
+        (Ok(()), Ok(())) => Json(json!({
+            "status": "ready",
+            "database": crate::db::backend_name(&state.db),
+            "queue": state.queue.backend_name(),
+        }))
+        .into_response(),
+        _ => {
+            let mut problems = Vec::new();
+            if let Err(e) = &db {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+                problems.push("database unreachable");
+            }
+            if let Err(e) = &queue {
+                tracing::warn!(error = %e, "readiness: job queue unreachable");
+                problems.push("job queue unreachable");
+            }
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                problems.join("; "),
+            )
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The HTTP server's routes and edge: health probes, the API, its docs, and the middleware
+//! every request passes through.
+
+mod edge;
+mod health;
+
+pub use edge::Edge;
+
+use poem::middleware::{NormalizePath, TrailingSlash};
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
+
+use crate::api;
+use crate::state::AppState;
+
+/// All routes of the service, wrapped in the edge middleware.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let body_limit = state.settings.body_limit;
+    let docs = Html(api::swagger_html());
+    let spec = api::spec_json();
+    Route::new()
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz))
+        .nest(api::BASE_PATH, api::service())
+        .at(
+            "/docs",
+            get(poem::endpoint::make_sync(move |_| docs.clone())),
+        )
+        .at("/openapi.json", get(spec_endpoint).data(SpecDocument(spec)))
+        .data(state)
+        // Seed clients call `welcome-messages/`; poem-openapi routes `welcome-messages`.
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(Edge::new(body_limit))
+}
+
+#[derive(Clone)]
+struct SpecDocument(String);
+
+#[handler]
+fn spec_endpoint(doc: poem::web::Data<&SpecDocument>) -> Response {
+    Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(doc.0.0.clone())
+}

@@ -1,0 +1,50 @@
+//! Periodic housekeeping: delete chat sessions that have expired, school by school.
+
+use apalis::prelude::Data;
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobFuture};
+use crate::entities::chat_session;
+use crate::error::Result;
+use crate::state::AppState;
+use crate::tenancy::{self, TenantCtx};
+
+/// Delete expired chat sessions in every tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CleanupJob {
+    /// Sessions that expired before this instant are removed; `None` means "now" when the job runs.
+    pub expired_before: Option<DateTime<Utc>>,
+}
+
+impl Job for CleanupJob {
+    const QUEUE: &'static str = "cleanup";
+}
+
+/// Worker entry point.
+pub fn handle(job: CleanupJob, state: Data<AppState>) -> JobFuture {
+    Box::pin(async move {
+        let cutoff = job.expired_before.unwrap_or_else(Utc::now);
+        let mut removed = 0;
+        for ctx in tenancy::all(&state.db).await? {
+            removed += delete_expired_sessions(&state.db, &ctx, cutoff).await?;
+        }
+        tracing::info!(removed, %cutoff, "expired chat sessions removed");
+        Ok(())
+    })
+}
+
+/// Delete one tenant's sessions that expired before `cutoff`; returns how many.
+pub async fn delete_expired_sessions(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    cutoff: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(ctx
+        .delete_many::<chat_session::Entity>()
+        .filter(chat_session::Column::ExpiresAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
+}

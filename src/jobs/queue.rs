@@ -1,0 +1,249 @@
+//! The one queue interface over the two apalis backends.
+
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_sqlite::SqliteStorage;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+use super::{Job, JobError};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// How often an idle worker looks for new jobs.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Heartbeat of a worker; a worker that misses [`MISSED_HEARTBEATS`] of them is dead and its
+/// in-flight jobs are re-enqueued (apalis' Redis default would wait 5 minutes).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const MISSED_HEARTBEATS: usize = 3;
+/// Attempts per job before it is recorded as failed.
+const RETRIES: usize = 3;
+
+/// The id of a queued job, returned to callers who want to follow it.
+pub type JobId = String;
+
+/// What a job handler returns.
+pub type JobFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+
+/// Which engine holds the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBackendKind {
+    /// Embedded SQLite file in the data dir.
+    Sqlite,
+    /// Redis.
+    Redis,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Redis(ConnectionManager),
+}
+
+/// A handle on the job queue; cheap to clone.
+#[derive(Clone)]
+pub struct JobQueue {
+    backend: Backend,
+    namespace: String,
+    /// Distinguishes this process' workers from every other's (two processes sharing a worker
+    /// name would keep each other's orphaned jobs alive).
+    instance: String,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("backend", &self.kind())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl JobQueue {
+    /// Connect to Redis (`REDIS_URL`) or open the embedded queue, creating its tables.
+    pub async fn connect(settings: &Settings) -> Result<Self> {
+        let backend = match &settings.redis_url {
+            Some(url) => {
+                let conn = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    apalis_redis::connect(url.expose()),
+                )
+                .await
+                .map_err(|_| Error::Unavailable(format!("timed out connecting to Redis at {url}")))?
+                .map_err(|e| {
+                    Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
+                })?;
+                Backend::Redis(conn)
+            }
+            None => {
+                let path = settings.queue_sqlite_path();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| {
+                        Error::Unavailable(format!(
+                            "cannot open the job queue {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                SqliteStorage::setup(&pool).await.map_err(|e| {
+                    Error::Unavailable(format!(
+                        "cannot set up the job queue {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Backend::Sqlite(pool)
+            }
+        };
+        Ok(Self {
+            backend,
+            namespace: settings.queue_namespace.clone(),
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        })
+    }
+
+    /// Which engine this queue runs on.
+    pub fn kind(&self) -> QueueBackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => QueueBackendKind::Sqlite,
+            Backend::Redis(_) => QueueBackendKind::Redis,
+        }
+    }
+
+    /// `"sqlite"` or `"redis"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.kind() {
+            QueueBackendKind::Sqlite => "sqlite",
+            QueueBackendKind::Redis => "redis",
+        }
+    }
+
+    /// The namespaced queue name of a job type, e.g. `chatbot:cleanup`.
+    pub fn queue_name<J: Job>(&self) -> String {
+        format!("{}:{}", self.namespace, J::QUEUE)
+    }
+
+    /// Check that the queue can be reached.
+    pub async fn ping(&self) -> Result<()> {
+        let check = async {
+            match &self.backend {
+                Backend::Sqlite(pool) => sea_orm::sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Backend::Redis(conn) => {
+                    let mut conn = conn.clone();
+                    redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(2), check).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("job queue: {e}"))),
+            Err(_) => Err(Error::Unavailable("job queue: timed out".to_string())),
+        }
+    }
+
+    /// Persist a job and return its id. An error means the job was *not* stored: callers that
+    /// acknowledged something to a provider must not answer 200.
+    pub async fn push<J: Job>(&self, job: J) -> Result<JobId> {
+        let id = ulid::Ulid::generate();
+        let task = TaskBuilder::new(job)
+            .task_id(TaskId::from_ulid(id))
+            .max_attempts(RETRIES)
+            .build();
+        let queue = self.queue_name::<J>();
+        let pushed = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut storage = SqliteStorage::<J>::new(pool).with_config(sqlite_config(&queue));
+                storage.push_task(task).await.map_err(|e| e.to_string())
+            }
+            Backend::Redis(conn) => {
+                let mut storage =
+                    RedisStorage::<J>::new(conn.clone()).with_config(redis_config(&queue));
+                storage.push_task(task).await.map_err(|e| e.to_string())
+            }
+        };
+        pushed
+            .map_err(|e| Error::Unavailable(format!("cannot enqueue a `{}` job: {e}", J::QUEUE)))?;
+        tracing::debug!(job_id = %id, queue = %queue, "job enqueued");
+        Ok(id.to_string())
+    }
+
+    /// Add a worker for `J` to `monitor`, running `handler` with the app state.
+    pub fn register<J: Job>(
+        &self,
+        monitor: Monitor,
+        state: AppState,
+        handler: fn(J, Data<AppState>) -> JobFuture,
+        concurrency: usize,
+    ) -> Monitor {
+        let queue = self.queue_name::<J>();
+        let name = format!("{queue}@{}", self.instance);
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let storage = SqliteStorage::<J>::new(pool)
+                    .with_config(sqlite_config(&queue))
+                    .poll_with_interval(POLL_INTERVAL);
+                monitor.register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(storage.clone())
+                        .concurrency(concurrency)
+                        .retry(RetryPolicy::retries(RETRIES))
+                        .enable_tracing()
+                        .data(state.clone())
+                        .build(handler)
+                })
+            }
+            Backend::Redis(conn) => {
+                let storage = RedisStorage::<J>::new(conn.clone())
+                    .with_config(redis_config(&queue))
+                    .poll_with_interval(POLL_INTERVAL);
+                monitor.register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(storage.clone())
+                        .concurrency(concurrency)
+                        .retry(RetryPolicy::retries(RETRIES))
+                        .enable_tracing()
+                        .data(state.clone())
+                        .build(handler)
+                })
+            }
+        }
+    }
+}
+
+fn sqlite_config(queue: &str) -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .queue(queue)
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+fn redis_config(queue: &str) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(queue)
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}

@@ -1,0 +1,18 @@
+//! chatbot: a rules-first, multi-tenant WhatsApp and WebSocket chatbot for schools.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod school;
+pub mod state;
+pub mod telemetry;
+pub mod tenancy;

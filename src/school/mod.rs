@@ -1,0 +1,9 @@
+//! School data, read through a [`TenantCtx`](crate::tenancy::TenantCtx): students, calendar,
+//! results, attendance, notices and the welcome message.
+
+pub mod attendance;
+pub mod calendar;
+pub mod notices;
+pub mod results;
+pub mod students;
+pub mod welcome;

@@ -1,0 +1,150 @@
+//! A student's results for an exam session, as parents see them: released sessions only.
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
+use serde::Serialize;
+
+use crate::entities::{exam_session, mark, student, subject};
+use crate::error::Result;
+use crate::tenancy::TenantCtx;
+
+/// One subject's line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubjectResult {
+    /// Subject code.
+    pub code: String,
+    /// Subject name.
+    pub subject: String,
+    /// Continuous assessment score.
+    pub ca: Option<f64>,
+    /// Exam score.
+    pub exam: Option<f64>,
+    /// Total score.
+    pub total: Option<f64>,
+    /// Letter grade.
+    pub grade: Option<String>,
+    /// Teacher's remark.
+    pub remark: Option<String>,
+}
+
+/// A student's results for one exam session.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StudentResults {
+    /// The exam session.
+    pub exam_session_id: i64,
+    /// Its name.
+    pub exam_session: String,
+    /// One line per subject, by subject name.
+    pub subjects: Vec<SubjectResult>,
+    /// Sum of totals.
+    pub total: f64,
+    /// Average of totals over subjects with a total.
+    pub average: Option<f64>,
+    /// Position in class (1 = best) and class size, when the school publishes positions.
+    pub position: Option<(u32, u32)>,
+}
+
+/// Results of `student` for `exam_session_id`; `None` when the session is unknown to this
+/// tenant or not released.
+pub async fn for_student(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    student: &student::Model,
+    exam_session_id: i64,
+    publish_position: bool,
+) -> Result<Option<StudentResults>> {
+    let Some(session) = ctx
+        .find::<exam_session::Entity>()
+        .filter(exam_session::Column::Id.eq(exam_session_id))
+        .filter(exam_session::Column::Released.eq(true))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if student.tenant_id != ctx.id() {
+        return Ok(None);
+    }
+    let marks = ctx
+        .find::<mark::Entity>()
+        .filter(mark::Column::ExamSessionId.eq(session.id))
+        .filter(mark::Column::StudentId.eq(student.id))
+        .all(db)
+        .await?;
+    let subjects: HashMap<i64, subject::Model> = ctx
+        .find::<subject::Entity>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    let mut lines: Vec<SubjectResult> = marks
+        .iter()
+        .filter_map(|m| {
+            let s = subjects.get(&m.subject_id)?;
+            Some(SubjectResult {
+                code: s.code.clone(),
+                subject: s.name.clone(),
+                ca: m.ca_score,
+                exam: m.exam_score,
+                total: m.total,
+                grade: m.grade.clone(),
+                remark: m.remark.clone(),
+            })
+        })
+        .collect();
+    lines.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let totals: Vec<f64> = lines.iter().filter_map(|l| l.total).collect();
+    let total: f64 = totals.iter().sum();
+    let average = (!totals.is_empty()).then(|| round2(total / totals.len() as f64));
+    let position = match (publish_position, student.class_id) {
+        (true, Some(class_id)) => class_position(db, ctx, session.id, class_id, student.id).await?,
+        _ => None,
+    };
+    Ok(Some(StudentResults {
+        exam_session_id: session.id,
+        exam_session: session.name,
+        subjects: lines,
+        total: round2(total),
+        average,
+        position,
+    }))
+}
+
+/// Rank by total score within the class (ties share a rank), and the number of ranked students.
+async fn class_position(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    exam_session_id: i64,
+    class_id: i64,
+    student_pk: i64,
+) -> Result<Option<(u32, u32)>> {
+    let classmates: Vec<i64> = ctx
+        .find::<student::Entity>()
+        .filter(student::Column::ClassId.eq(class_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let marks = ctx
+        .find::<mark::Entity>()
+        .filter(mark::Column::ExamSessionId.eq(exam_session_id))
+        .filter(mark::Column::StudentId.is_in(classmates))
+        .all(db)
+        .await?;
+    let mut totals: HashMap<i64, f64> = HashMap::new();
+    for m in &marks {
+        *totals.entry(m.student_id).or_default() += m.total.unwrap_or(0.0);
+    }
+    let Some(mine) = totals.get(&student_pk).copied() else {
+        return Ok(None);
+    };
+    let better = totals.values().filter(|t| **t > mine).count() as u32;
+    Ok(Some((better + 1, totals.len() as u32)))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -1,0 +1,22 @@
+//! What HTTP handlers and job workers share.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::crypto::SecretKey;
+use crate::jobs::JobQueue;
+
+/// Shared, cheap-to-clone application state.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Data database.
+    pub db: DatabaseConnection,
+    /// Job queue.
+    pub queue: JobQueue,
+    /// Server secret.
+    pub secret: SecretKey,
+    /// Settings in force.
+    pub settings: Arc<Settings>,
+}

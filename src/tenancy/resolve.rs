@@ -1,0 +1,147 @@
+//! The seed's tenant resolution rules: `X-Schema-Name` slug, domain, WhatsApp business number,
+//! sender phone (WhatsApp contacts) and API key.
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{TenantCtx, normalise_host};
+use crate::crypto::hash_api_key;
+use crate::domain::{PhoneNumber, SchemaName};
+use crate::entities::{api_key, tenant, tenant_domain, whatsapp_contact, whatsapp_number};
+use crate::error::{Error, Result};
+
+/// Which provider a business number is registered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Meta's WhatsApp Cloud API.
+    Meta,
+    /// Twilio's WhatsApp API.
+    Twilio,
+}
+
+impl Provider {
+    /// Name stored in `whatsapp_numbers.provider`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Twilio => "twilio",
+        }
+    }
+}
+
+fn unknown_tenant(what: impl std::fmt::Display) -> Error {
+    Error::NotFound(format!("unknown tenant: {what}"))
+}
+
+async fn by_pk(db: &impl ConnectionTrait, id: i64) -> Result<TenantCtx> {
+    tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|t| TenantCtx::from_model(&t))
+        .ok_or_else(|| unknown_tenant(id))
+}
+
+/// Resolve by slug (`X-Schema-Name`).
+pub async fn by_schema_name(db: &impl ConnectionTrait, name: &SchemaName) -> Result<TenantCtx> {
+    tenant::Entity::find()
+        .filter(tenant::Column::SchemaName.eq(name.as_str()))
+        .one(db)
+        .await?
+        .map(|t| TenantCtx::from_model(&t))
+        .ok_or_else(|| unknown_tenant(format!("no school with schema name `{name}`")))
+}
+
+/// Resolve by the request's host name (port ignored).
+pub async fn by_domain(db: &impl ConnectionTrait, host: &str) -> Result<TenantCtx> {
+    let host = normalise_host(host);
+    let row = tenant_domain::Entity::find()
+        .filter(tenant_domain::Column::Domain.eq(host.as_str()))
+        .one(db)
+        .await?
+        .ok_or_else(|| unknown_tenant(format!("no school serves domain `{host}`")))?;
+    by_pk(db, row.tenant_id).await
+}
+
+/// Resolve by the business number a message was sent to: Meta's `phone_number_id`, or the
+/// number itself (Twilio's `To`).
+pub async fn by_business_number(
+    db: &impl ConnectionTrait,
+    provider: Provider,
+    number_or_id: &str,
+) -> Result<(TenantCtx, whatsapp_number::Model)> {
+    let mut query = whatsapp_number::Entity::find()
+        .filter(whatsapp_number::Column::Provider.eq(provider.as_str()));
+    query = match (provider, PhoneNumber::parse(number_or_id)) {
+        (Provider::Meta, _) => {
+            query.filter(whatsapp_number::Column::PhoneNumberId.eq(number_or_id))
+        }
+        (Provider::Twilio, Ok(phone)) => {
+            query.filter(whatsapp_number::Column::PhoneNumber.eq(phone.as_str()))
+        }
+        (Provider::Twilio, Err(e)) => return Err(e),
+    };
+    let number = query.one(db).await?.ok_or_else(|| {
+        unknown_tenant(format!(
+            "no school owns {} number `{number_or_id}`",
+            provider.as_str()
+        ))
+    })?;
+    Ok((by_pk(db, number.tenant_id).await?, number))
+}
+
+/// Every school this phone is a registered WhatsApp contact of, oldest link first. A parent with
+/// children in two schools gets two contexts and must choose.
+pub async fn for_sender(db: &impl ConnectionTrait, phone: &PhoneNumber) -> Result<Vec<TenantCtx>> {
+    let tenant_ids: Vec<i64> = whatsapp_contact::Entity::find()
+        .select_only()
+        .column(whatsapp_contact::Column::TenantId)
+        .filter(whatsapp_contact::Column::Phone.eq(phone.as_str()))
+        .order_by_asc(whatsapp_contact::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(tenant_ids.len());
+    for id in tenant_ids {
+        out.push(by_pk(db, id).await?);
+    }
+    Ok(out)
+}
+
+/// An authenticated API key: its tenant, name and scopes.
+#[derive(Debug, Clone)]
+pub struct ApiKeyIdentity {
+    /// The tenant the key belongs to.
+    pub tenant: TenantCtx,
+    /// Key id.
+    pub key_id: i64,
+    /// Key name.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Resolve an `X-API-KEY`; revoked and unknown keys are both `unauthorized`.
+pub async fn by_api_key(db: &impl ConnectionTrait, plaintext: &str) -> Result<ApiKeyIdentity> {
+    let key = api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(hash_api_key(plaintext.trim())))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("invalid API key".to_string()))?;
+    Ok(ApiKeyIdentity {
+        tenant: by_pk(db, key.tenant_id).await?,
+        key_id: key.id,
+        name: key.name,
+        scopes: key.scopes.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
+/// Every tenant, for maintenance jobs that visit each school in turn.
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<TenantCtx>> {
+    Ok(tenant::Entity::find()
+        .order_by_asc(tenant::Column::Id)
+        .all(db)
+        .await?
+        .iter()
+        .map(TenantCtx::from_model)
+        .collect())
+}
