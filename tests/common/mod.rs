@@ -1,0 +1,278 @@
+//! Integration harness: the real application on a random port, with a fresh database per test.
+//!
+//! Every test runs in two variants (see [`variants!`]):
+//! - `embedded`: SQLite data and SQLite job queue in a temporary data dir (always);
+//! - `services`: PostgreSQL (`TEST_DATABASE_URL`, a fresh database per test, dropped afterwards)
+//!   and Redis (`TEST_REDIS_URL`, a unique queue namespace, its keys deleted afterwards). Without
+//!   either variable it is skipped with a note on stderr; `.ci/run` sets both.
+#![allow(dead_code)]
+
+pub mod fixture;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chatbot::app::Application;
+use chatbot::config::{SecretUrl, Settings};
+use chatbot::state::AppState;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which engines a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// SQLite + SQLite queue.
+    Embedded,
+    /// PostgreSQL and/or Redis from the environment.
+    Services,
+}
+
+/// Generate `embedded` and `services` tests for each async fn `name(Variant)`.
+#[macro_export]
+macro_rules! variants {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::common::Variant::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn services() {
+                super::$name($crate::common::Variant::Services).await
+            }
+        }
+    )*};
+}
+
+/// A fresh PostgreSQL database, dropped when this guard is dropped.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(db) = sea_orm::Database::connect(&admin_url).await {
+                    let _ = db
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Redis keys of one test's queue namespace, deleted when this guard is dropped.
+struct RedisNamespace {
+    url: String,
+    namespace: String,
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}:*", self.namespace));
+        let _ = std::thread::spawn(move || {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut conn) = client.get_connection()
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        })
+        .join();
+    }
+}
+
+/// Engines and settings for one test, before the app is started.
+pub struct TestEnv {
+    pub settings: Settings,
+    pub variant: Variant,
+    dir: tempfile::TempDir,
+    pg: Option<PgDatabase>,
+    redis: Option<RedisNamespace>,
+}
+
+fn env_url(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl TestEnv {
+    /// Prepare settings and fresh engines; `None` (test skipped) for `Services` without URLs.
+    pub async fn new(variant: Variant) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let namespace = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut settings = Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().to_path_buf(),
+            secret_key: Some(SecretString::from(
+                "test-secret-key-0123456789abcdef-0123456789".to_string(),
+            )),
+            queue_namespace: namespace.clone(),
+            shutdown_timeout_secs: 5,
+            ..Settings::default()
+        };
+        let (mut pg, mut redis) = (None, None);
+        if variant == Variant::Services {
+            let (db_url, redis_url) = (env_url("TEST_DATABASE_URL"), env_url("TEST_REDIS_URL"));
+            if db_url.is_none() && redis_url.is_none() {
+                eprintln!(
+                    "skipped: set TEST_DATABASE_URL and/or TEST_REDIS_URL to run the services variant"
+                );
+                return None;
+            }
+            if let Some(admin_url) = db_url {
+                let name = format!("chatbot_{}", namespace.replace('-', "_"));
+                create_pg_database(&admin_url, &name).await;
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                settings.database_url = Some(SecretUrl::new(url.to_string()));
+                pg = Some(PgDatabase { admin_url, name });
+            }
+            if let Some(url) = redis_url {
+                settings.redis_url = Some(SecretUrl::new(url.clone()));
+                redis = Some(RedisNamespace { url, namespace });
+            }
+        }
+        Some(Self {
+            settings,
+            variant,
+            dir,
+            pg,
+            redis,
+        })
+    }
+
+    /// Start the application with these settings.
+    pub async fn start(self) -> TestApp {
+        let application = Application::build(self.settings.clone())
+            .await
+            .expect("application builds");
+        TestApp::from_application(application, self)
+    }
+}
+
+async fn create_pg_database(admin_url: &str, name: &str) {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("TEST_DATABASE_URL unreachable: {e}"));
+    db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let _ = db.close().await;
+}
+
+/// A running application and an HTTP client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    token: CancellationToken,
+    handle: Option<JoinHandle<chatbot::error::Result<()>>>,
+    // Dropped last: the database and namespace outlive the app.
+    env: TestEnv,
+}
+
+impl TestApp {
+    /// Fresh engines and a running app; `None` when the variant is skipped.
+    pub async fn spawn(variant: Variant) -> Option<Self> {
+        Some(TestEnv::new(variant).await?.start().await)
+    }
+
+    fn from_application(application: Application, env: TestEnv) -> Self {
+        let addr = application.local_addr();
+        let state = application.state().clone();
+        let token = application.shutdown_token();
+        let handle = tokio::spawn(application.run());
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            token,
+            handle: Some(handle),
+            env,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// GET a path.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The variant this app runs.
+    pub fn variant(&self) -> Variant {
+        self.env.variant
+    }
+
+    /// Settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.env.settings
+    }
+
+    /// Stop gracefully and return what `run` returned.
+    pub async fn stop(mut self) -> chatbot::error::Result<()> {
+        self.token.cancel();
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("app stops within 20 s")
+            .expect("app task did not panic")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// Poll `check` until it returns `Some`, or panic after `deadline` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
