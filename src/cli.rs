@@ -160,7 +160,7 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
             let creds = demo::seed(&state.db, &state.secret).await?;
             print!("{}", demo::describe(&creds, &format!("http://{listen}")));
         } else {
-            eprintln!(
+            tracing::warn!(
                 "--demo: the database already has schools; leaving it as it is \
                  (`chatbot seed-demo` prints the demo credentials)"
             );

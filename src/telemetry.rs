@@ -18,7 +18,10 @@ pub fn init(format: LogFormat) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        // Reporting a failed log write uses eprintln!, which panics when stderr is closed and
+        // would take the request (or the shutdown handler) down with it.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

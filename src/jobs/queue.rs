@@ -8,7 +8,7 @@ use apalis_sqlite::SqliteStorage;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use super::{Job, JobError};
-use crate::config::Settings;
+use crate::config::{SecretUrl, Settings};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -65,18 +65,7 @@ impl JobQueue {
     /// Connect to Redis (`REDIS_URL`) or open the embedded queue, creating its tables.
     pub async fn connect(settings: &Settings) -> Result<Self> {
         let backend = match &settings.redis_url {
-            Some(url) => {
-                let conn = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    apalis_redis::connect(url.expose()),
-                )
-                .await
-                .map_err(|_| Error::Unavailable(format!("timed out connecting to Redis at {url}")))?
-                .map_err(|e| {
-                    Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
-                })?;
-                Backend::Redis(conn)
-            }
+            Some(url) => Backend::Redis(connect_redis(url).await?),
             None => {
                 let path = settings.queue_sqlite_path();
                 if let Some(dir) = path.parent() {
@@ -232,6 +221,24 @@ impl JobQueue {
             }
         }
     }
+}
+
+/// A Redis connection manager that fails fast when Redis is down (so a webhook answers 503 and
+/// the provider retries) but tolerates slow answers: redis-rs' default 500 ms response timeout
+/// turns one Redis stall into a stream error that stops apalis' worker pool.
+async fn connect_redis(url: &SecretUrl) -> Result<ConnectionManager> {
+    let unavailable =
+        |e: redis::RedisError| Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"));
+    let client = redis::Client::open(url.expose()).map_err(unavailable)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(unavailable)
 }
 
 fn sqlite_config(queue: &str) -> apalis_sqlite::Config {

@@ -1,0 +1,256 @@
+//! The `chatbot` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatbot");
+
+fn chatbot(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHATBOT_DATA_DIR", data_dir)
+        .env("CHATBOT_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatbot(dir.path()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "migrate",
+        "seed-demo",
+        "openapi",
+        "CHATBOT_LISTEN",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ] {
+        assert!(text.contains(word), "--help mentions {word}:\n{text}");
+    }
+    for (cmd, word) in [
+        ("serve", "--demo"),
+        ("migrate", "migrations"),
+        ("seed-demo", "--json"),
+        ("openapi", "--output"),
+    ] {
+        let out = chatbot(dir.path()).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(word), "{cmd} --help mentions {word}:\n{text}");
+    }
+}
+
+#[test]
+fn seed_demo_json_is_stable_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = chatbot(dir.path())
+        .args(["seed-demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&first.stdout).expect("stdout is one JSON object");
+    assert_eq!(doc["created"], true);
+    let tenants = doc["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 2);
+    for t in tenants {
+        for k in ["schema_name", "name", "api_key"] {
+            assert!(t[k].as_str().is_some_and(|v| !v.is_empty()), "{k}");
+        }
+        for k in [
+            "phone_number_id",
+            "display_phone_number",
+            "app_secret",
+            "verify_token",
+            "twilio_number",
+            "twilio_auth_token",
+        ] {
+            assert!(
+                t["whatsapp"][k].as_str().is_some_and(|v| !v.is_empty()),
+                "whatsapp.{k}"
+            );
+        }
+        let students = t["students"].as_array().unwrap();
+        let ids: Vec<&str> = students
+            .iter()
+            .map(|s| s["student_id"].as_str().unwrap())
+            .collect();
+        for s in students {
+            for k in ["student_id", "pin", "name", "class"] {
+                assert!(s[k].as_str().is_some(), "student.{k}");
+            }
+        }
+        for p in t["parents"].as_array().unwrap() {
+            assert!(p["phone"].as_str().unwrap().starts_with('+'));
+            for id in p["student_ids"].as_array().unwrap() {
+                assert!(
+                    ids.contains(&id.as_str().unwrap()),
+                    "parent's student {id} listed"
+                );
+            }
+        }
+    }
+    // Second run: nothing created, same credentials.
+    let second = chatbot(dir.path())
+        .args(["seed-demo", "--json"])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(again["created"], false);
+    assert_eq!(again["tenants"], doc["tenants"]);
+    // Human-readable form names the API key and the docs.
+    let text = chatbot(dir.path()).arg("seed-demo").output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(tenants[0]["api_key"].as_str().unwrap()) && text.contains("/docs"),
+        "{text}"
+    );
+}
+
+#[test]
+fn openapi_command_writes_the_committed_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatbot(dir.path()).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let committed =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap();
+    assert_eq!(out.stdout, committed);
+    let file = dir.path().join("spec/openapi.json");
+    let out = chatbot(dir.path())
+        .args(["openapi", "--output"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&file).unwrap(), committed);
+}
+
+#[test]
+fn bad_configuration_is_reported_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatbot(dir.path())
+        .env("CHATBOT_LISTEN", "nowhere")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("CHATBOT_LISTEN"), "{err}");
+
+    let cfg = dir.path().join("chatbot.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:9\"\nlisten_port = 3\n").unwrap();
+    let out = chatbot(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("listen_port")
+    );
+
+    let out = chatbot(dir.path())
+        .env("DATABASE_URL", "postgres://u:pw-XYZ@127.0.0.1:1/x")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("database") && !err.contains("pw-XYZ"), "{err}");
+}
+
+#[test]
+fn migrate_creates_the_database_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatbot(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("chatbot.sqlite").exists());
+    // Idempotent.
+    assert!(
+        chatbot(dir.path())
+            .arg("migrate")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn serve_demo_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = chatbot(dir.path())
+        .env("CHATBOT_LISTEN", "127.0.0.1:0")
+        .env("CHATBOT_LOG", "info")
+        .env("CHATBOT_LOG_FORMAT", "json")
+        .args(["serve", "--demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The ready line carries the bound address. The log pipe is then closed on purpose: a
+    // server whose log reader went away must still answer and still shut down.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut addr = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "chatbot ready"
+        {
+            addr = v["addr"].as_str().map(str::to_string);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ready line");
+    }
+    let addr = addr.expect("ready line with addr");
+    let get = |path: &str| -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        let status = buf[9..12].parse().unwrap();
+        (status, buf)
+    };
+    assert_eq!(get("/healthz").0, 200);
+    let (status, body) = get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get("/docs").0, 200);
+    assert_eq!(get("/openapi.json").0, 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(
+        stdout.contains("Greenfield Academy") && stdout.contains("X-API-KEY"),
+        "credentials printed:\n{stdout}"
+    );
+}

@@ -1,0 +1,130 @@
+//! The job loop over a real queue: SQLite (embedded) and Redis (services variant).
+
+mod common;
+
+use std::time::Duration;
+
+use chatbot::config::{SecretUrl, Settings};
+use chatbot::entities::chat_session;
+use chatbot::error::Error;
+use chatbot::jobs::JobQueue;
+use chatbot::jobs::cleanup::CleanupJob;
+use chrono::Utc;
+use common::fixture;
+use common::{TestApp, Variant, eventually};
+use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+
+variants!(cleanup_job_runs_through_the_queue);
+
+async fn cleanup_job_runs_through_the_queue(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let (db, key) = (&app.state.db, &app.state.secret);
+    // Each fixture school has one expired session; add a live one to each.
+    let schools = [
+        fixture::school(db, key, "alpha", 1).await,
+        fixture::school(db, key, "beta", 2).await,
+    ];
+    let now = Utc::now();
+    for s in &schools {
+        chat_session::ActiveModel {
+            tenant_id: Set(s.ctx.id()),
+            channel: Set("whatsapp".into()),
+            user_id: Set("+2348000000001".into()),
+            state: Set("main_menu".into()),
+            data: Set(serde_json::json!({"lang": "en"})),
+            expires_at: Set(now + chrono::Duration::hours(1)),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(chat_session::Entity::find().count(db).await.unwrap(), 4);
+
+    let id = app
+        .state
+        .queue
+        .push(CleanupJob {
+            expired_before: None,
+        })
+        .await
+        .expect("job persisted");
+    assert_eq!(id.len(), 26, "a ULID job id: {id}");
+
+    eventually(
+        "the worker to delete expired sessions",
+        Duration::from_secs(30),
+        || async { (chat_session::Entity::find().count(db).await.unwrap() == 2).then_some(()) },
+    )
+    .await;
+    // Only the expired ones went; each school keeps its live session.
+    for s in &schools {
+        let left = s.ctx.find::<chat_session::Entity>().all(db).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].expires_at > now);
+    }
+    app.stop().await.expect("workers and server stop cleanly");
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        // Nothing listens on port 1.
+        redis_url: Some(SecretUrl::new("redis://:s3cret-pw@127.0.0.1:1/0")),
+        ..Settings::default()
+    };
+    let err = JobQueue::connect(&settings)
+        .await
+        .expect_err("no Redis there");
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Redis") && msg.contains("127.0.0.1:1"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cret-pw"), "password leaked: {msg}");
+}
+
+#[tokio::test]
+async fn push_after_the_queue_is_gone_fails_instead_of_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let queue = JobQueue::connect(&settings).await.unwrap();
+    queue
+        .push(CleanupJob {
+            expired_before: None,
+        })
+        .await
+        .expect("healthy queue accepts");
+    queue.ping().await.unwrap();
+    // Make the queue file unusable underneath the pool: drop its tables.
+    {
+        use sea_orm::sqlx::{Connection, SqliteConnection};
+        let mut conn = SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            settings.queue_sqlite_path().display()
+        ))
+        .await
+        .unwrap();
+        sea_orm::sqlx::query("DROP TABLE Jobs")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let err = queue
+        .push(CleanupJob {
+            expired_before: None,
+        })
+        .await
+        .expect_err("must not pretend");
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
