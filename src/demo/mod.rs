@@ -229,7 +229,7 @@ fn generate(plan: &SchoolPlan) -> Generated {
                 student_id: format!("{}/{admitted}/{:04}", plan.id_prefix, n + 1),
                 pin: format!("{:04}", rng.range(1000, 9999)),
                 first,
-                last: *rng.pick(data::LAST_NAMES),
+                last: rng.pick::<&str>(data::LAST_NAMES),
                 other,
                 gender,
                 class_idx,
@@ -707,6 +707,16 @@ async fn insert_school(
     Ok(())
 }
 
+struct NoticeSeed {
+    title: &'static str,
+    body: String,
+    audience: &'static str,
+    form: Option<String>,
+    class_id: Option<i64>,
+    publish_at: chrono::DateTime<Utc>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+}
+
 async fn insert_notices(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
@@ -717,72 +727,73 @@ async fn insert_notices(
     let day = Duration::days(1);
     let first_class = &classes[0];
     let last_class = &classes[classes.len() - 1];
-    let rows: Vec<(
-        &str,
-        String,
-        &str,
-        Option<String>,
-        Option<i64>,
-        chrono::DateTime<Utc>,
-        Option<chrono::DateTime<Utc>>,
-    )> = vec![
-        (
+    let school = |title, body, publish_at, expires_at| NoticeSeed {
+        title,
+        body,
+        audience: audience::SCHOOL,
+        form: None,
+        class_id: None,
+        publish_at,
+        expires_at,
+    };
+    let rows = vec![
+        school(
             "Mid-term break",
             format!(
                 "{} closes for mid-term break on Friday; classes resume the following Wednesday.",
                 plan.name
             ),
-            audience::SCHOOL,
-            None,
-            None,
             now - day * 3,
             Some(now + day * 10),
         ),
-        (
+        school(
             "Inter-house sports results",
             "Blue House won the inter-house sports. Thank you to every parent who came."
                 .to_string(),
-            audience::SCHOOL,
-            None,
-            None,
             now - day * 40,
             Some(now - day * 20),
         ),
-        (
-            "Excursion to the National Museum",
-            format!(
+        NoticeSeed {
+            title: "Excursion to the National Museum",
+            body: format!(
                 "{} students visit the National Museum next Thursday. Consent forms are due Monday.",
                 first_class.form
             ),
-            audience::FORM,
-            Some(first_class.form.clone()),
-            None,
-            now - day,
-            Some(now + day * 14),
-        ),
-        (
-            "Chemistry practical",
-            format!(
+            audience: audience::FORM,
+            form: Some(first_class.form.clone()),
+            class_id: None,
+            publish_at: now - day,
+            expires_at: Some(now + day * 14),
+        },
+        NoticeSeed {
+            title: "Chemistry practical",
+            body: format!(
                 "{}: bring lab coats on Tuesday for the chemistry practical.",
                 last_class.name
             ),
-            audience::CLASS,
-            None,
-            Some(last_class.id),
-            now - day * 2,
-            None,
-        ),
-        (
+            audience: audience::CLASS,
+            form: None,
+            class_id: Some(last_class.id),
+            publish_at: now - day * 2,
+            expires_at: None,
+        },
+        school(
             "Next term's fees schedule",
             "The fees schedule for next term will be shared after the PTA meeting.".to_string(),
-            audience::SCHOOL,
-            None,
-            None,
             now + day * 7,
             None,
         ),
     ];
-    for (title, body, aud, form, class_id, publish_at, expires_at) in rows {
+    for NoticeSeed {
+        title,
+        body,
+        audience: aud,
+        form,
+        class_id,
+        publish_at,
+        expires_at,
+    } in rows
+    {
         notice::ActiveModel {
             tenant_id: Set(ctx.id()),
             title: Set(title.to_string()),
