@@ -63,6 +63,12 @@ async fn probes_report_both_engines(v: Variant) {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(r.json::<Value>().await.unwrap()["service"], "chatbot");
     }
+    // Shared state is loggable without leaking the server secret.
+    let shown = format!("{:?}", app.state);
+    assert!(
+        shown.contains("SecretKey([redacted])") && !shown.contains("test-secret-key"),
+        "{shown}"
+    );
     app.stop().await.expect("clean shutdown");
 }
 
