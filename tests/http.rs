@@ -10,7 +10,8 @@ use serde_json::Value;
 variants!(
     probes_report_both_engines,
     errors_share_one_shape,
-    body_limit_applies_with_and_without_length
+    body_limit_applies_with_and_without_length,
+    readyz_fails_when_the_database_is_gone,
 );
 
 async fn probes_report_both_engines(v: Variant) {
@@ -70,6 +71,22 @@ async fn probes_report_both_engines(v: Variant) {
         "{shown}"
     );
     app.stop().await.expect("clean shutdown");
+}
+
+async fn readyz_fails_when_the_database_is_gone(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    app.state.db.clone().close().await.unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not_ready");
+    assert_eq!(body["message"], "database unreachable");
+    // Still alive: liveness does not depend on the database.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    app.stop().await.unwrap();
 }
 
 async fn errors_share_one_shape(v: Variant) {

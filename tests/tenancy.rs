@@ -18,7 +18,8 @@ variants!(
     resolution_rules_find_the_right_school,
     query_paths_never_cross_tenants,
     every_table_is_scoped,
-    deleting_a_tenant_removes_only_its_rows
+    deleting_a_tenant_removes_only_its_rows,
+    one_welcome_message_per_tenant,
 );
 
 async fn two_schools(app: &TestApp) -> (School, School) {
@@ -435,6 +436,35 @@ async fn deleting_a_tenant_removes_only_its_rows(v: Variant) {
             .await
             .unwrap(),
         1
+    );
+    app.stop().await.unwrap();
+}
+
+async fn one_welcome_message_per_tenant(v: Variant) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let db = &app.state.db;
+    let (a, b) = two_schools(&app).await;
+    let second = |tenant_id: i64| entities::welcome_message::ActiveModel {
+        tenant_id: Set(tenant_id),
+        body: Set("another".into()),
+        created_at: Set(Utc::now()),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    assert!(
+        second(a.ctx.id()).insert(db).await.is_err(),
+        "the database refuses a second one"
+    );
+    assert_eq!(
+        welcome::get(db, &a.ctx).await.unwrap().unwrap().body,
+        a.welcome
+    );
+    assert_eq!(
+        welcome::get(db, &b.ctx).await.unwrap().unwrap().body,
+        b.welcome
     );
     app.stop().await.unwrap();
 }
