@@ -163,6 +163,18 @@ async fn errors_share_one_shape(v: Variant) {
     app.stop().await.unwrap();
 }
 
+/// POST `body` in 4 KiB chunks without a Content-Length.
+async fn post_chunked(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    app.http
+        .post(app.url("/api/v1/chatbot/version/"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn body_limit_applies_with_and_without_length(v: Variant) {
     let Some(env) = common::TestEnv::new(v).await else {
         return;
@@ -187,30 +199,11 @@ async fn body_limit_applies_with_and_without_length(v: Variant) {
     );
 
     // Chunked body (no Content-Length) over the limit: counted while reading.
-    let stream = futures::stream::iter(
-        big.chunks(4096)
-            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-            .collect::<Vec<_>>(),
-    );
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/version/"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chunked(&app, &big).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Under the limit, a chunked body passes the edge and reaches routing (405 for POST here).
-    let small = vec![b'a'; 1000];
-    let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(small)]);
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/version/"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let r = post_chunked(&app, &[b'a'; 1000]).await;
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     app.stop().await.unwrap();
 }

@@ -12,7 +12,7 @@ use chatbot::jobs::cleanup::CleanupJob;
 use chrono::Utc;
 use common::fixture;
 use common::{TestApp, Variant, eventually};
-use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use sea_orm::{EntityTrait, PaginatorTrait};
 
 variants!(cleanup_job_runs_through_the_queue);
 
@@ -28,20 +28,13 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
     ];
     let now = Utc::now();
     for s in &schools {
-        chat_session::ActiveModel {
-            tenant_id: Set(s.ctx.id()),
-            channel: Set("whatsapp".into()),
-            user_id: Set("+2348000000001".into()),
-            state: Set("main_menu".into()),
-            data: Set(serde_json::json!({"lang": "en"})),
-            expires_at: Set(now + chrono::Duration::hours(1)),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
-        .await
-        .unwrap();
+        fixture::chat_session(
+            db,
+            s.ctx.id(),
+            "+2348000000001",
+            now + chrono::Duration::hours(1),
+        )
+        .await;
     }
     assert_eq!(chat_session::Entity::find().count(db).await.unwrap(), 4);
 

@@ -261,20 +261,7 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
     .insert(db)
     .await
     .unwrap();
-    let chat = chat_session::ActiveModel {
-        tenant_id: Set(t),
-        channel: Set("whatsapp".into()),
-        user_id: Set(SHARED_PHONE.into()),
-        state: Set("main_menu".into()),
-        data: Set(serde_json::json!({})),
-        expires_at: Set(now - Duration::minutes(1)),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
+    let chat = chat_session(db, t, SHARED_PHONE, now - Duration::minutes(1)).await;
     message_log::ActiveModel {
         tenant_id: Set(t),
         chat_session_id: Set(Some(chat.id)),
@@ -322,4 +309,28 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         welcome,
         notice_title,
     }
+}
+
+/// A chat session of `tenant_id` for `user_id` that expires at `expires_at`.
+pub async fn chat_session(
+    db: &DatabaseConnection,
+    tenant_id: i64,
+    user_id: &str,
+    expires_at: chrono::DateTime<Utc>,
+) -> chat_session::Model {
+    let now = Utc::now();
+    chat_session::ActiveModel {
+        tenant_id: Set(tenant_id),
+        channel: Set("whatsapp".into()),
+        user_id: Set(user_id.into()),
+        state: Set("main_menu".into()),
+        data: Set(serde_json::json!({})),
+        expires_at: Set(expires_at),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap()
 }
