@@ -57,6 +57,15 @@ pub enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// Chat with the bot in the terminal as a parent's phone, against the real database.
+    Chat {
+        /// The school: its schema name, e.g. `demo`.
+        #[arg(long)]
+        tenant: String,
+        /// The parent's phone number, e.g. `+2348030000002` (a demo parent) or any other.
+        #[arg(long)]
+        phone: String,
+    },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
         /// Write to this file instead of stdout (the committed copy is openapi/openapi.json).
@@ -123,6 +132,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Chat { tenant, phone } => chat(settings, &tenant, &phone).await,
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -173,5 +183,59 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         token.cancel();
     });
     application.run().await?;
+    Ok(())
+}
+
+async fn chat(settings: Settings, tenant: &str, phone: &str) -> anyhow::Result<()> {
+    use crate::conversation::{self, Effect, Inbound};
+    use crate::domain::{PhoneNumber, SchemaName};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let phone = PhoneNumber::parse(phone)?;
+    let state = app::build_state(settings).await?;
+    let ctx = crate::tenancy::by_schema_name(&state.db, &SchemaName::parse(tenant)?).await?;
+    let mut stdout = tokio::io::stdout();
+    stdout
+        .write_all(
+            format!("Chatting with {tenant} as {phone}. Type a message; Ctrl-D ends.\n").as_bytes(),
+        )
+        .await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        stdout.write_all(b"you> ").await?;
+        stdout.flush().await?;
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let outcome = conversation::converse(
+            &state,
+            &ctx,
+            "terminal",
+            &phone,
+            &Inbound::text(line),
+            chrono::Utc::now(),
+        )
+        .await?;
+        let mut out = String::new();
+        for reply in &outcome.replies {
+            for (i, line) in reply.to_plain().lines().enumerate() {
+                out.push_str(if i == 0 { "bot> " } else { "     " });
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        for effect in &outcome.effects {
+            match effect {
+                Effect::GenerateReport { student_id, exam_session_id, .. } => out.push_str(&format!(
+                    "     [report card requested: student {student_id}, exam session {exam_session_id}]\n"
+                )),
+            }
+        }
+        stdout.write_all(out.as_bytes()).await?;
+    }
+    stdout.write_all(b"\n").await?;
     Ok(())
 }

@@ -34,6 +34,12 @@ pub struct Settings {
     pub queue_namespace: String,
     /// Seconds given to in-flight requests and jobs on shutdown (`CHATBOT_SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout_secs: u64,
+    /// Idle minutes after which a conversation starts again at the menu (`CHATBOT_SESSION_IDLE_MINUTES`).
+    pub session_idle_minutes: u32,
+    /// Wrong PINs in a row before PIN entry is paused (`CHATBOT_PIN_MAX_FAILURES`).
+    pub pin_max_failures: u32,
+    /// Minutes PIN entry stays paused (`CHATBOT_PIN_LOCKOUT_MINUTES`).
+    pub pin_lockout_minutes: u32,
 }
 
 /// Log line format.
@@ -150,6 +156,9 @@ struct Layer {
     body_limit: Option<usize>,
     queue_namespace: Option<String>,
     shutdown_timeout_secs: Option<u64>,
+    session_idle_minutes: Option<u32>,
+    pin_max_failures: Option<u32>,
+    pin_lockout_minutes: Option<u32>,
 }
 
 impl Default for Settings {
@@ -164,6 +173,9 @@ impl Default for Settings {
             body_limit: DEFAULT_BODY_LIMIT,
             queue_namespace: "chatbot".to_string(),
             shutdown_timeout_secs: 10,
+            session_idle_minutes: 30,
+            pin_max_failures: 5,
+            pin_lockout_minutes: 15,
         }
     }
 }
@@ -188,6 +200,12 @@ pub mod env {
     pub const QUEUE_NAMESPACE: &str = "CHATBOT_QUEUE_NAMESPACE";
     /// Shutdown timeout.
     pub const SHUTDOWN_TIMEOUT: &str = "CHATBOT_SHUTDOWN_TIMEOUT";
+    /// Session idle timeout.
+    pub const SESSION_IDLE_MINUTES: &str = "CHATBOT_SESSION_IDLE_MINUTES";
+    /// PIN failures before lockout.
+    pub const PIN_MAX_FAILURES: &str = "CHATBOT_PIN_MAX_FAILURES";
+    /// PIN lockout minutes.
+    pub const PIN_LOCKOUT_MINUTES: &str = "CHATBOT_PIN_LOCKOUT_MINUTES";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -251,6 +269,9 @@ impl Settings {
             body_limit: parse(env, env::BODY_LIMIT)?,
             queue_namespace: text(env::QUEUE_NAMESPACE),
             shutdown_timeout_secs: parse(env, env::SHUTDOWN_TIMEOUT)?,
+            session_idle_minutes: parse(env, env::SESSION_IDLE_MINUTES)?,
+            pin_max_failures: parse(env, env::PIN_MAX_FAILURES)?,
+            pin_lockout_minutes: parse(env, env::PIN_LOCKOUT_MINUTES)?,
         })
     }
 
@@ -265,6 +286,9 @@ impl Settings {
             body_limit,
             queue_namespace,
             shutdown_timeout_secs,
+            session_idle_minutes,
+            pin_max_failures,
+            pin_lockout_minutes,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -292,6 +316,15 @@ impl Settings {
         }
         if let Some(v) = shutdown_timeout_secs {
             self.shutdown_timeout_secs = v;
+        }
+        if let Some(v) = session_idle_minutes {
+            self.session_idle_minutes = v;
+        }
+        if let Some(v) = pin_max_failures {
+            self.pin_max_failures = v;
+        }
+        if let Some(v) = pin_lockout_minutes {
+            self.pin_lockout_minutes = v;
         }
     }
 
@@ -337,6 +370,18 @@ impl Settings {
                 message: "must be at least 1024 bytes".to_string(),
             });
         }
+        for (name, value) in [
+            (env::SESSION_IDLE_MINUTES, self.session_idle_minutes),
+            (env::PIN_MAX_FAILURES, self.pin_max_failures),
+            (env::PIN_LOCKOUT_MINUTES, self.pin_lockout_minutes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "must be at least 1".to_string(),
+                });
+            }
+        }
         let ns_ok = !self.queue_namespace.is_empty()
             && self.queue_namespace.len() <= 64
             && self
@@ -360,6 +405,15 @@ impl Settings {
                 self.data_dir.join("chatbot.sqlite").display()
             ))
         })
+    }
+
+    /// The conversation engine's tunables.
+    pub fn engine_config(&self) -> crate::conversation::EngineConfig {
+        crate::conversation::EngineConfig {
+            idle_timeout: chrono::Duration::minutes(self.session_idle_minutes.into()),
+            max_pin_failures: self.pin_max_failures,
+            lockout: chrono::Duration::minutes(self.pin_lockout_minutes.into()),
+        }
     }
 
     /// Path of the embedded job queue database (used when `REDIS_URL` is unset).

@@ -4,6 +4,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod crypto;
 pub mod db;
 pub mod demo;

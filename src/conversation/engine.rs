@@ -1,0 +1,913 @@
+//! The rules-first state machine every parent message goes through.
+//!
+//! [`handle`] takes the session, one inbound message, a read-only view of one school and the
+//! time, and returns the next session, the replies and the effects to carry out. It does no
+//! HTTP, no queueing and reads no clock. Whatever it cannot place comes back as `unhandled`
+//! (with a short helpful reply and the menu, never silence).
+
+use chrono::{DateTime, Duration, Utc};
+use minijinja::{Value, context};
+use sea_orm::ConnectionTrait;
+use serde::{Deserialize, Serialize};
+
+use super::input::{menu_number, normalize};
+use super::reply::{Choice, MAX_LIST_ROWS, Reply};
+use super::texts::Texts;
+use super::view::{Child, SchoolView};
+use crate::domain::{PhoneNumber, Pin, StudentId};
+use crate::error::Result;
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Idle time after which the next message starts again at the menu.
+    pub idle_timeout: Duration,
+    /// Wrong PINs in a row before PIN entry is paused.
+    pub max_pin_failures: u32,
+    /// How long PIN entry stays paused.
+    pub lockout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::minutes(30),
+            max_pin_failures: 5,
+            lockout: Duration::minutes(15),
+        }
+    }
+}
+
+/// What the parent wants once a child is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Released results.
+    Results,
+    /// Attendance for a term.
+    Attendance,
+    /// Current notices.
+    Notices,
+    /// A report card PDF.
+    Report,
+}
+
+impl Purpose {
+    fn from_intent(intent: &str) -> Option<Self> {
+        match intent {
+            "results" => Some(Self::Results),
+            "attendance" => Some(Self::Attendance),
+            "notices" => Some(Self::Notices),
+            "report" => Some(Self::Report),
+            _ => None,
+        }
+    }
+}
+
+/// Where the conversation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum State {
+    /// No conversation yet (or ended): the next message is greeted.
+    #[default]
+    Start,
+    /// The main menu was shown.
+    MainMenu,
+    /// Waiting for a student ID.
+    AwaitingStudentId {
+        /// What to do once verified.
+        purpose: Purpose,
+    },
+    /// Waiting for the PIN of `student_id`.
+    AwaitingPin {
+        /// Canonical student ID typed.
+        student_id: String,
+        /// What to do once verified.
+        purpose: Purpose,
+    },
+    /// Several children: which one?
+    ChoosingChild {
+        /// What to do once chosen.
+        purpose: Purpose,
+    },
+    /// Which exam session?
+    ChoosingExam {
+        /// Student primary key.
+        student: i64,
+        /// Results or report.
+        purpose: Purpose,
+    },
+    /// Results shown.
+    ViewingResults {
+        /// Student primary key.
+        student: i64,
+        /// Exam session id.
+        exam: i64,
+    },
+    /// Which term (attendance)?
+    ChoosingTerm {
+        /// Student primary key.
+        student: i64,
+    },
+    /// Attendance shown.
+    ViewingAttendance {
+        /// Student primary key.
+        student: i64,
+        /// Term id.
+        term: i64,
+    },
+    /// Notices shown.
+    ViewingNotices,
+    /// Language list shown.
+    ChoosingLanguage,
+    /// Help shown.
+    Help,
+}
+
+impl State {
+    /// Stable name, stored in `chat_sessions.state`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::MainMenu => "main_menu",
+            Self::AwaitingStudentId { .. } => "awaiting_student_id",
+            Self::AwaitingPin { .. } => "awaiting_pin",
+            Self::ChoosingChild { .. } => "choosing_child",
+            Self::ChoosingExam { .. } => "choosing_exam",
+            Self::ViewingResults { .. } => "viewing_results",
+            Self::ChoosingTerm { .. } => "choosing_term",
+            Self::ViewingAttendance { .. } => "viewing_attendance",
+            Self::ViewingNotices => "viewing_notices",
+            Self::ChoosingLanguage => "choosing_language",
+            Self::Help => "help",
+        }
+    }
+}
+
+/// Everything remembered between two messages of one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Current state.
+    #[serde(default)]
+    pub state: State,
+    /// Language the user chose, if any.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// Students proven with ID + PIN in this conversation.
+    #[serde(default)]
+    pub verified: Vec<i64>,
+    /// Choices of the last reply: a numbered or typed answer refers to them.
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    /// Wrong PINs in a row.
+    #[serde(default)]
+    pub pin_failures: u32,
+    /// PIN entry paused until then.
+    #[serde(default)]
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Time of the last message.
+    #[serde(default)]
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// One message from the user.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound {
+    /// What they typed (or the title of what they tapped).
+    pub text: String,
+    /// The id of a tapped button or list row, when the channel reports it.
+    pub choice: Option<String>,
+}
+
+impl Inbound {
+    /// A typed message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            choice: None,
+        }
+    }
+}
+
+/// Work the caller carries out after the turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    /// Render a report card and send it to this user.
+    GenerateReport {
+        /// Student primary key.
+        student_id: i64,
+        /// Exam session id.
+        exam_session_id: i64,
+        /// Language of the covering message.
+        language: String,
+    },
+}
+
+/// The result of one turn.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Session to store.
+    pub session: Session,
+    /// Replies to send, in order.
+    pub replies: Vec<Reply>,
+    /// Effects to carry out.
+    pub effects: Vec<Effect>,
+    /// The user's text when no rule could place it (the LLM fallback's input).
+    pub unhandled: Option<String>,
+}
+
+/// A score as people write it: `72`, `72.5`.
+fn score(x: f64) -> String {
+    let rounded = (x * 100.0).round() / 100.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded}")
+    }
+}
+
+/// Run one turn.
+pub async fn handle<C: ConnectionTrait>(
+    view: &SchoolView<'_, C>,
+    texts: &Texts,
+    config: &EngineConfig,
+    phone: &PhoneNumber,
+    session: Session,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let mut turn = Turn {
+        view,
+        texts,
+        config,
+        phone,
+        now,
+        session,
+        replies: Vec::new(),
+        effects: Vec::new(),
+        unhandled: None,
+    };
+    turn.run(inbound).await?;
+    let Turn {
+        mut session,
+        replies,
+        effects,
+        unhandled,
+        ..
+    } = turn;
+    session.choices = match replies.last() {
+        Some(Reply::Choices { choices, .. }) => choices.clone(),
+        _ => Vec::new(),
+    };
+    session.last_seen = Some(now);
+    Ok(Outcome {
+        session,
+        replies,
+        effects,
+        unhandled,
+    })
+}
+
+struct Turn<'v, 'a, C: ConnectionTrait> {
+    view: &'v SchoolView<'a, C>,
+    texts: &'v Texts,
+    config: &'v EngineConfig,
+    phone: &'v PhoneNumber,
+    now: DateTime<Utc>,
+    session: Session,
+    replies: Vec<Reply>,
+    effects: Vec<Effect>,
+    unhandled: Option<String>,
+}
+
+impl<C: ConnectionTrait> Turn<'_, '_, C> {
+    fn lang(&self) -> String {
+        let wanted = self
+            .session
+            .lang
+            .as_deref()
+            .unwrap_or(&self.view.profile.default_language);
+        self.texts.language(wanted).to_string()
+    }
+
+    fn render(&self, name: &str, ctx: Value) -> Result<String> {
+        let ctx = context! { school => self.view.profile.name.clone(), ..ctx };
+        self.texts.render(&self.lang(), name, ctx)
+    }
+
+    fn say(&mut self, name: &str, ctx: Value) -> Result<()> {
+        let text = self.render(name, ctx)?;
+        self.replies.push(Reply::text(text));
+        Ok(())
+    }
+
+    fn label(&self, name: &str) -> Result<String> {
+        self.texts.label(&self.lang(), name)
+    }
+
+    fn choice(&self, id: &str, label: &str) -> Result<Choice> {
+        Ok(Choice {
+            id: id.to_string(),
+            label: self.label(label)?,
+        })
+    }
+
+    fn offer(
+        &mut self,
+        name: &str,
+        ctx: Value,
+        mut choices: Vec<Choice>,
+        state: State,
+    ) -> Result<()> {
+        let text = self.render(name, ctx)?;
+        choices.truncate(MAX_LIST_ROWS);
+        let button = self.label("options")?;
+        self.replies.push(Reply::Choices {
+            text,
+            button,
+            choices,
+        });
+        self.session.state = state;
+        Ok(())
+    }
+
+    fn locked_minutes(&self) -> Option<i64> {
+        self.session
+            .locked_until
+            .filter(|until| *until > self.now)
+            .map(|until| ((until - self.now).num_seconds() + 59) / 60)
+    }
+
+    async fn run(&mut self, inbound: &Inbound) -> Result<()> {
+        let said = normalize(&inbound.text);
+        let expired = self
+            .session
+            .last_seen
+            .is_some_and(|seen| self.now - seen > self.config.idle_timeout);
+        if expired {
+            self.session = Session {
+                lang: self.session.lang.clone(),
+                pin_failures: self.session.pin_failures,
+                locked_until: self.session.locked_until,
+                ..Session::default()
+            };
+            self.say("session_expired", context! {})?;
+            return self.greet_then(&said).await;
+        }
+        if self.session.state == State::Start {
+            let welcome = self.view.welcome().await?;
+            self.say("welcome", context! { welcome })?;
+            return self.greet_then(&said).await;
+        }
+
+        // 1. A tapped choice, a number, or the label of one of the last choices.
+        let offered = &self.session.choices;
+        let picked = inbound
+            .choice
+            .clone()
+            .filter(|c| offered.iter().any(|o| &o.id == c) || c.starts_with("menu:"))
+            .or_else(|| menu_number(&said).and_then(|n| offered.get(n - 1).map(|c| c.id.clone())))
+            .or_else(|| {
+                let named: Vec<&Choice> = offered
+                    .iter()
+                    .filter(|c| {
+                        !said.is_empty() && super::input::matches(&said, &normalize(&c.label))
+                    })
+                    .collect();
+                match named.as_slice() {
+                    [one] => Some(one.id.clone()),
+                    _ => None,
+                }
+            });
+        if let Some(id) = picked {
+            return self.pick(&id).await;
+        }
+        // 2. Words that mean the same in every state.
+        if let Some(intent) = self.texts.intent(&said).map(str::to_string) {
+            return self.intent(&intent).await;
+        }
+        // 3. What this state expects.
+        match self.session.state.clone() {
+            State::AwaitingStudentId { purpose } => return self.student_id(&inbound.text, purpose),
+            State::AwaitingPin {
+                student_id,
+                purpose,
+            } => {
+                return self.pin(&student_id, &inbound.text, purpose).await;
+            }
+            State::ChoosingChild { purpose } => {
+                let children = self.children().await?;
+                let named: Vec<&Child> = children
+                    .iter()
+                    .filter(|c| {
+                        let first = normalize(&c.model.first_name);
+                        !said.is_empty()
+                            && (super::input::matches(&said, &first) || normalize(&c.name) == said)
+                    })
+                    .collect();
+                if let [child] = named.as_slice() {
+                    let child = (*child).clone();
+                    return self.with_child(purpose, child).await;
+                }
+            }
+            State::ChoosingLanguage => {
+                if let Some(lang) = self.texts.language_named(&said).map(str::to_string) {
+                    return self.set_language(&lang);
+                }
+            }
+            _ => {}
+        }
+        // 4. Nothing placed it.
+        self.unhandled = Some(inbound.text.clone());
+        self.say("not_understood", context! {})?;
+        self.menu()
+    }
+
+    /// After a greeting: act on a recognisable request, else show the menu.
+    async fn greet_then(&mut self, said: &str) -> Result<()> {
+        match self.texts.intent(said).map(str::to_string) {
+            Some(intent) if !matches!(intent.as_str(), "menu" | "back" | "stop") => {
+                self.intent(&intent).await
+            }
+            _ => self.menu(),
+        }
+    }
+
+    async fn intent(&mut self, intent: &str) -> Result<()> {
+        if let Some(purpose) = Purpose::from_intent(intent) {
+            return self.start(purpose).await;
+        }
+        match intent {
+            "back" => self.back().await,
+            "help" => self.help(),
+            "stop" => self.stop(),
+            "language" => self.choose_language(),
+            "add_child" => {
+                let purpose = match &self.session.state {
+                    State::ChoosingChild { purpose } | State::ChoosingExam { purpose, .. } => {
+                        *purpose
+                    }
+                    _ => Purpose::Results,
+                };
+                self.ask_student_id(purpose)
+            }
+            _ => self.menu(),
+        }
+    }
+
+    fn menu(&mut self) -> Result<()> {
+        let choices = vec![
+            self.choice("menu:results", "results")?,
+            self.choice("menu:attendance", "attendance")?,
+            self.choice("menu:notices", "notices")?,
+            self.choice("menu:report", "report")?,
+            self.choice("menu:help", "help")?,
+            self.choice("menu:language", "language")?,
+        ];
+        self.offer("menu", context! {}, choices, State::MainMenu)
+    }
+
+    fn help(&mut self) -> Result<()> {
+        self.say("help", context! {})?;
+        self.menu()?;
+        self.session.state = State::Help;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.say("goodbye", context! {})?;
+        self.session = Session {
+            lang: self.session.lang.clone(),
+            pin_failures: self.session.pin_failures,
+            locked_until: self.session.locked_until,
+            ..Session::default()
+        };
+        Ok(())
+    }
+
+    fn choose_language(&mut self) -> Result<()> {
+        let mut choices = Vec::new();
+        for lang in self.texts.languages() {
+            let label = self.texts.label(lang, "language_name")?;
+            choices.push(Choice {
+                id: format!("lang:{lang}"),
+                label,
+            });
+        }
+        self.offer(
+            "choose_language",
+            context! {},
+            choices,
+            State::ChoosingLanguage,
+        )
+    }
+
+    fn set_language(&mut self, lang: &str) -> Result<()> {
+        self.session.lang = Some(self.texts.language(lang).to_string());
+        self.say("language_set", context! {})?;
+        self.menu()
+    }
+
+    /// Students this phone may see: mapped to it, or proven with ID + PIN in this conversation.
+    async fn children(&self) -> Result<Vec<Child>> {
+        let mut out: Vec<Child> = Vec::new();
+        for model in self.view.linked(self.phone).await? {
+            if let Some(child) = self.view.student(model.id).await? {
+                out.push(child);
+            }
+        }
+        for pk in &self.session.verified {
+            if !out.iter().any(|c| c.model.id == *pk)
+                && let Some(child) = self.view.student(*pk).await?
+            {
+                out.push(child);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn allowed_child(&self, pk: i64) -> Result<Option<Child>> {
+        Ok(self
+            .children()
+            .await?
+            .into_iter()
+            .find(|c| c.model.id == pk))
+    }
+
+    async fn start(&mut self, purpose: Purpose) -> Result<()> {
+        let children = self.children().await?;
+        if purpose == Purpose::Notices {
+            let notices = self.view.notices_for(&children, self.now).await?;
+            let notices: Vec<_> = notices
+                .into_iter()
+                .map(|n| context! { title => n.title, body => n.body })
+                .collect();
+            if notices.is_empty() {
+                self.say("no_notices", context! {})?;
+            } else {
+                self.say("notices", context! { notices })?;
+            }
+            let choices = vec![self.choice("menu:menu", "menu")?];
+            return self.offer("anything_else", context! {}, choices, State::ViewingNotices);
+        }
+        match children.len() {
+            0 => self.ask_student_id(purpose),
+            1 => {
+                let child = children.into_iter().next().expect("one child");
+                self.with_child(purpose, child).await
+            }
+            _ => {
+                let mut choices: Vec<Choice> = children
+                    .iter()
+                    .take(MAX_LIST_ROWS - 1)
+                    .map(|c| Choice {
+                        id: format!("child:{}", c.model.id),
+                        label: match &c.class {
+                            Some(class) => format!("{} ({class})", c.name),
+                            None => c.name.clone(),
+                        },
+                    })
+                    .collect();
+                choices.push(self.choice("add:child", "add_child")?);
+                self.offer(
+                    "choose_child",
+                    context! {},
+                    choices,
+                    State::ChoosingChild { purpose },
+                )
+            }
+        }
+    }
+
+    async fn with_child(&mut self, purpose: Purpose, child: Child) -> Result<()> {
+        let student = child.model.id;
+        match purpose {
+            Purpose::Results | Purpose::Report => {
+                let exams = self.view.released_exams().await?;
+                match exams.as_slice() {
+                    [] => {
+                        self.say("no_exams", context! {})?;
+                        self.menu()
+                    }
+                    [exam] => self.exam_chosen(purpose, &child, exam.id).await,
+                    _ => {
+                        let choices = exams
+                            .iter()
+                            .map(|e| Choice {
+                                id: format!("exam:{}", e.id),
+                                label: e.name.clone(),
+                            })
+                            .collect();
+                        self.offer(
+                            "choose_exam",
+                            context! { student => child.name.clone() },
+                            choices,
+                            State::ChoosingExam { student, purpose },
+                        )
+                    }
+                }
+            }
+            Purpose::Attendance => {
+                let terms = self.view.attendance_terms(student).await?;
+                match terms.as_slice() {
+                    [] => {
+                        self.say("no_terms", context! { student => child.name.clone() })?;
+                        self.menu()
+                    }
+                    [term] => self.show_attendance(&child, term.id).await,
+                    _ => {
+                        let choices = terms
+                            .iter()
+                            .map(|t| Choice {
+                                id: format!("term:{}", t.id),
+                                label: format!("{} {}", t.name, t.starts_on.format("%Y")),
+                            })
+                            .collect();
+                        self.offer(
+                            "choose_term",
+                            context! { student => child.name.clone() },
+                            choices,
+                            State::ChoosingTerm { student },
+                        )
+                    }
+                }
+            }
+            Purpose::Notices => Box::pin(self.start(Purpose::Notices)).await,
+        }
+    }
+
+    async fn exam_chosen(&mut self, purpose: Purpose, child: &Child, exam_id: i64) -> Result<()> {
+        if purpose == Purpose::Report {
+            return self.request_report(child, exam_id).await;
+        }
+        let Some(results) = self.view.results(child, exam_id).await? else {
+            self.say("unknown_choice", context! {})?;
+            return self.menu();
+        };
+        let (position, class_size) = match results.position {
+            Some((p, n)) => (Some(p), Some(n)),
+            None => (None, None),
+        };
+        let subjects: Vec<Value> = results
+            .subjects
+            .iter()
+            .map(|s| {
+                context! {
+                    subject => s.subject.clone(),
+                    total => s.total.map(score),
+                    grade => s.grade.clone(),
+                }
+            })
+            .collect();
+        let text = self.render(
+            "results",
+            context! {
+                student => child.name.clone(),
+                exam => results.exam_session.clone(),
+                subjects,
+                total => score(results.total),
+                average => results.average.map(score),
+                position,
+                class_size,
+            },
+        )?;
+        let choices = vec![
+            self.choice("nav:report", "report")?,
+            self.choice("nav:exams", "another_exam")?,
+            self.choice("menu:menu", "menu")?,
+        ];
+        let button = self.label("options")?;
+        self.replies.push(Reply::Choices {
+            text,
+            button,
+            choices,
+        });
+        self.session.state = State::ViewingResults {
+            student: child.model.id,
+            exam: exam_id,
+        };
+        Ok(())
+    }
+
+    async fn request_report(&mut self, child: &Child, exam_id: i64) -> Result<()> {
+        let Some(exam) = self
+            .view
+            .released_exams()
+            .await?
+            .into_iter()
+            .find(|e| e.id == exam_id)
+        else {
+            self.say("unknown_choice", context! {})?;
+            return self.menu();
+        };
+        self.effects.push(Effect::GenerateReport {
+            student_id: child.model.id,
+            exam_session_id: exam.id,
+            language: self.lang(),
+        });
+        self.say(
+            "report_requested",
+            context! { student => child.name.clone(), exam => exam.name },
+        )?;
+        self.menu()
+    }
+
+    async fn show_attendance(&mut self, child: &Child, term_id: i64) -> Result<()> {
+        let Some(term) = self.view.term(term_id).await? else {
+            self.say("unknown_choice", context! {})?;
+            return self.menu();
+        };
+        let a = self.view.attendance(child.model.id, term_id).await?;
+        let text = self.render(
+            "attendance",
+            context! {
+                student => child.name.clone(),
+                term => format!("{} {}", term.name, term.starts_on.format("%Y")),
+                present => a.present,
+                late => a.late,
+                absent => a.absent,
+                days => a.days,
+                percentage => a.percentage.map(score),
+            },
+        )?;
+        let choices = vec![
+            self.choice("nav:terms", "another_term")?,
+            self.choice("menu:menu", "menu")?,
+        ];
+        let button = self.label("options")?;
+        self.replies.push(Reply::Choices {
+            text,
+            button,
+            choices,
+        });
+        self.session.state = State::ViewingAttendance {
+            student: child.model.id,
+            term: term_id,
+        };
+        Ok(())
+    }
+
+    fn ask_student_id(&mut self, purpose: Purpose) -> Result<()> {
+        if let Some(minutes) = self.locked_minutes() {
+            self.say("pin_locked", context! { minutes })?;
+            return self.menu();
+        }
+        self.say("ask_student_id", context! {})?;
+        self.session.state = State::AwaitingStudentId { purpose };
+        Ok(())
+    }
+
+    fn student_id(&mut self, text: &str, purpose: Purpose) -> Result<()> {
+        match StudentId::parse(text) {
+            Ok(id) => {
+                self.say("ask_pin", context! { student_id => id.as_str() })?;
+                self.session.state = State::AwaitingPin {
+                    student_id: id.as_str().to_string(),
+                    purpose,
+                };
+                Ok(())
+            }
+            Err(_) => self.say("invalid_student_id", context! {}),
+        }
+    }
+
+    async fn pin(&mut self, student_id: &str, text: &str, purpose: Purpose) -> Result<()> {
+        if let Some(minutes) = self.locked_minutes() {
+            self.say("pin_locked", context! { minutes })?;
+            return self.menu();
+        }
+        let Ok(pin) = Pin::parse(text) else {
+            return self.say("invalid_pin", context! {});
+        };
+        let id = StudentId::parse(student_id)?;
+        match self.view.verify(&id, &pin).await? {
+            Some(child) => {
+                self.session.pin_failures = 0;
+                if !self.session.verified.contains(&child.model.id) {
+                    self.session.verified.push(child.model.id);
+                }
+                self.say(
+                    "verified",
+                    context! { student => child.name.clone(), class => child.class.clone() },
+                )?;
+                self.with_child(purpose, child).await
+            }
+            None => {
+                self.session.pin_failures += 1;
+                if self.session.pin_failures >= self.config.max_pin_failures {
+                    self.session.pin_failures = 0;
+                    self.session.locked_until = Some(self.now + self.config.lockout);
+                    let minutes = self.config.lockout.num_minutes();
+                    self.say("pin_locked", context! { minutes })?;
+                    return self.menu();
+                }
+                let remaining = self.config.max_pin_failures - self.session.pin_failures;
+                self.say("pin_wrong", context! { remaining })?;
+                self.session.state = State::AwaitingStudentId { purpose };
+                Ok(())
+            }
+        }
+    }
+
+    async fn pick(&mut self, id: &str) -> Result<()> {
+        let (kind, value) = id.split_once(':').unwrap_or((id, ""));
+        let number = value.parse::<i64>().ok();
+        match (kind, value, self.session.state.clone()) {
+            ("menu", "menu", _) => self.menu(),
+            ("menu", "help", _) => self.help(),
+            ("menu", "language", _) => self.choose_language(),
+            ("menu", intent, _) if Purpose::from_intent(intent).is_some() => {
+                self.start(Purpose::from_intent(intent).expect("checked"))
+                    .await
+            }
+            ("lang", lang, _) if self.texts.languages().iter().any(|l| l == lang) => {
+                self.set_language(lang)
+            }
+            ("add", "child", state) => {
+                let purpose = match state {
+                    State::ChoosingChild { purpose } => purpose,
+                    _ => Purpose::Results,
+                };
+                self.ask_student_id(purpose)
+            }
+            ("child", _, State::ChoosingChild { purpose }) => {
+                match self.allowed_child(number.unwrap_or(-1)).await? {
+                    Some(child) => self.with_child(purpose, child).await,
+                    None => self.unknown_choice(),
+                }
+            }
+            ("exam", _, State::ChoosingExam { student, purpose }) => {
+                let released = self.view.released_exams().await?;
+                match (
+                    self.allowed_child(student).await?,
+                    number.filter(|n| released.iter().any(|e| e.id == *n)),
+                ) {
+                    (Some(child), Some(exam)) => self.exam_chosen(purpose, &child, exam).await,
+                    _ => self.unknown_choice(),
+                }
+            }
+            ("term", _, State::ChoosingTerm { student }) => {
+                let terms = self.view.attendance_terms(student).await?;
+                match (
+                    self.allowed_child(student).await?,
+                    number.filter(|n| terms.iter().any(|t| t.id == *n)),
+                ) {
+                    (Some(child), Some(term)) => self.show_attendance(&child, term).await,
+                    _ => self.unknown_choice(),
+                }
+            }
+            ("nav", "report", State::ViewingResults { student, exam }) => {
+                match self.allowed_child(student).await? {
+                    Some(child) => self.request_report(&child, exam).await,
+                    None => self.unknown_choice(),
+                }
+            }
+            ("nav", "exams", State::ViewingResults { student, .. }) => {
+                match self.allowed_child(student).await? {
+                    Some(child) => self.with_child(Purpose::Results, child).await,
+                    None => self.unknown_choice(),
+                }
+            }
+            ("nav", "terms", State::ViewingAttendance { student, .. }) => {
+                match self.allowed_child(student).await? {
+                    Some(child) => self.with_child(Purpose::Attendance, child).await,
+                    None => self.unknown_choice(),
+                }
+            }
+            _ => self.unknown_choice(),
+        }
+    }
+
+    fn unknown_choice(&mut self) -> Result<()> {
+        self.say("unknown_choice", context! {})?;
+        self.menu()
+    }
+
+    /// One step back; where that lands on the same screen (one child, one exam...), the menu.
+    async fn back(&mut self) -> Result<()> {
+        let before = self.session.state.clone();
+        match before.clone() {
+            State::AwaitingPin { purpose, .. } => self.ask_student_id(purpose)?,
+            State::ViewingResults { student, .. } => self.reopen(student, Purpose::Results).await?,
+            State::ViewingAttendance { student, .. } => {
+                self.reopen(student, Purpose::Attendance).await?
+            }
+            State::ChoosingExam { purpose, .. } => self.start(purpose).await?,
+            State::ChoosingTerm { .. } => self.start(Purpose::Attendance).await?,
+            _ => self.menu()?,
+        }
+        if self.session.state == before && before != State::MainMenu {
+            self.replies.clear();
+            self.menu()?;
+        }
+        Ok(())
+    }
+
+    async fn reopen(&mut self, student: i64, purpose: Purpose) -> Result<()> {
+        match self.allowed_child(student).await? {
+            Some(child) => self.with_child(purpose, child).await,
+            None => self.menu(),
+        }
+    }
+}

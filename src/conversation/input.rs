@@ -1,0 +1,129 @@
+//! What people really type: case, accents, punctuation and small typos are forgiven.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// Lower-case, accents removed, punctuation turned into spaces, whitespace collapsed:
+/// `"  Résultats!! "` -> `"resultats"`.
+pub fn normalize(text: &str) -> String {
+    let folded: String = text
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Edit distance counting an adjacent swap as one edit (optimal string alignment), bounded:
+/// returns `max + 1` as soon as it is certain to exceed `max`.
+pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > max {
+        return max + 1;
+    }
+    let width = b.len() + 1;
+    let mut before: Vec<usize> = vec![0; width];
+    let mut prev: Vec<usize> = (0..width).collect();
+    let mut cur: Vec<usize> = vec![0; width];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        let mut row_min = cur[0];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j - 1] + cost).min(prev[j] + 1).min(cur[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
+            row_min = row_min.min(d);
+        }
+        if row_min > max {
+            return max + 1;
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Typos allowed for a word of this length: none below 4 letters, one up to 7, two beyond.
+fn tolerance(word: &str) -> usize {
+    match word.chars().count() {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    }
+}
+
+/// Does normalized input `said` mean `keyword` (also normalized)? Whole input or one of its
+/// words equal to the keyword, allowing small typos; multi-word keywords must appear as a phrase.
+pub fn matches(said: &str, keyword: &str) -> bool {
+    if said.is_empty() || keyword.is_empty() {
+        return false;
+    }
+    if said == keyword {
+        return true;
+    }
+    if keyword.contains(' ') {
+        return format!(" {said} ").contains(&format!(" {keyword} "))
+            || edit_distance(said, keyword, tolerance(keyword)) <= tolerance(keyword);
+    }
+    said.split(' ').any(|w| {
+        w == keyword || edit_distance(w, keyword, tolerance(keyword)) <= tolerance(keyword)
+    })
+}
+
+/// `"2"`, `" 2. "`, `"#2"` -> `Some(2)`.
+pub fn menu_number(said: &str) -> Option<usize> {
+    let digits: String = said.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = digits.trim_start_matches('#').trim_end_matches(['.', ')']);
+    if digits.is_empty() || digits.len() > 2 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_case_accents_and_punctuation() {
+        assert_eq!(normalize("  Résultats!! "), "resultats");
+        assert_eq!(normalize("ÁTTENDANCE, please"), "attendance please");
+        assert_eq!(normalize("Ọ̀kọ̀"), "oko");
+        assert_eq!(normalize("report-card"), "report card");
+    }
+
+    #[test]
+    fn tolerates_small_typos_only() {
+        assert!(matches("resluts", "results"));
+        assert!(matches("show me the atendance", "attendance"));
+        assert!(matches("my report card please", "report card"));
+        assert!(matches("reprot card", "report card"));
+        assert!(!matches("resale", "results"));
+        assert!(!matches("bye", "yes"), "short words must match exactly");
+        assert!(matches("menu", "menu"));
+        assert!(!matches("", "menu"));
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("results", "resluts", 3), 1, "swap");
+        assert_eq!(edit_distance("results", "reslts", 3), 1, "deletion");
+        assert_eq!(edit_distance("kitten", "sitting", 5), 3);
+        assert_eq!(edit_distance("abc", "abc", 0), 0);
+        assert_eq!(edit_distance("abcdef", "zzzzzz", 2), 3, "bounded");
+    }
+
+    #[test]
+    fn menu_numbers() {
+        assert_eq!(menu_number("2"), Some(2));
+        assert_eq!(menu_number(" 2. "), Some(2));
+        assert_eq!(menu_number("#10"), Some(10));
+        assert_eq!(menu_number("0"), None);
+        assert_eq!(menu_number("two"), None);
+        assert_eq!(menu_number("123"), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! Conversations with parents: the pure engine, its texts, input handling, sessions, and
+//! [`converse`], which runs one turn against the database.
+
+pub mod engine;
+pub mod input;
+pub mod reply;
+pub mod store;
+pub mod texts;
+pub mod view;
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+pub use engine::{Effect, EngineConfig, Inbound, Outcome, Purpose, Session, State};
+pub use reply::{Choice, Reply};
+pub use texts::Texts;
+
+use crate::domain::PhoneNumber;
+use crate::entities::message_log;
+use crate::error::Result;
+use crate::state::AppState;
+use crate::tenancy::TenantCtx;
+use view::SchoolView;
+
+static TEXTS: LazyLock<Texts> =
+    LazyLock::new(|| Texts::embedded().expect("templates under prompts/replies/ compile (tested)"));
+
+/// The embedded reply texts, loaded once per process.
+pub fn texts() -> &'static Texts {
+    &TEXTS
+}
+
+/// Run one turn for `phone` on `channel` in school `ctx`: load the session, apply the engine,
+/// and store the new session with the transcript, all in one transaction.
+pub async fn converse(
+    state: &AppState,
+    ctx: &TenantCtx,
+    channel: &str,
+    phone: &PhoneNumber,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let config = state.settings.engine_config();
+    let txn = state.db.begin().await?;
+    let view = SchoolView::load(&txn, ctx, &state.secret).await?;
+    let key = store::SessionKey {
+        channel,
+        user: phone.as_str(),
+    };
+    let (row, session) = store::load(&txn, ctx, key).await?;
+    let outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
+    let saved = store::save(
+        &txn,
+        ctx,
+        key,
+        row,
+        &outcome.session,
+        config.idle_timeout,
+        now,
+    )
+    .await?;
+    let log = |direction: &str, kind: &str, body: String| message_log::ActiveModel {
+        tenant_id: Set(ctx.id()),
+        chat_session_id: Set(Some(saved.id)),
+        channel: Set(channel.to_string()),
+        direction: Set(direction.to_string()),
+        user_id: Set(phone.as_str().to_string()),
+        kind: Set(kind.to_string()),
+        body: Set(body),
+        status: Set(if direction == "in" {
+            "received"
+        } else {
+            "queued"
+        }
+        .to_string()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let inbound_body = match &inbound.choice {
+        Some(choice) => format!("{} [{choice}]", inbound.text),
+        None => inbound.text.clone(),
+    };
+    log("in", "text", inbound_body).insert(&txn).await?;
+    for reply in &outcome.replies {
+        let kind = match reply {
+            Reply::Text { .. } => "text",
+            Reply::Choices { .. } => "choices",
+            Reply::Document { .. } => "document",
+        };
+        log("out", kind, reply.to_plain()).insert(&txn).await?;
+    }
+    txn.commit().await?;
+    tracing::debug!(
+        tenant = ctx.schema_name(),
+        channel,
+        state = outcome.session.state.name(),
+        replies = outcome.replies.len(),
+        unhandled = outcome.unhandled.is_some(),
+        "turn"
+    );
+    Ok(outcome)
+}

@@ -1,0 +1,83 @@
+//! Sessions in the database, one per (tenant, channel, user); they survive restarts.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, Set};
+
+use super::engine::Session;
+use crate::entities::chat_session;
+use crate::error::Result;
+use crate::tenancy::TenantCtx;
+
+/// Whose session: a user on a channel (within a tenant).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionKey<'a> {
+    /// `whatsapp`, `twilio`, `terminal`, `api`...
+    pub channel: &'a str,
+    /// The user's id on that channel (a phone number).
+    pub user: &'a str,
+}
+
+/// The stored session row and its decoded session; a fresh session when there is none.
+pub async fn load(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    key: SessionKey<'_>,
+) -> Result<(Option<chat_session::Model>, Session)> {
+    let row = ctx
+        .find::<chat_session::Entity>()
+        .filter(chat_session::Column::Channel.eq(key.channel))
+        .filter(chat_session::Column::UserId.eq(key.user))
+        .one(db)
+        .await?;
+    let session = match &row {
+        Some(r) => serde_json::from_value(r.data.clone()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, session = r.id, "unreadable session data; starting afresh");
+            Session::default()
+        }),
+        None => Session::default(),
+    };
+    Ok((row, session))
+}
+
+/// Store `session`; it expires after `idle` (or when a PIN lockout ends, if later).
+pub async fn save(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    key: SessionKey<'_>,
+    row: Option<chat_session::Model>,
+    session: &Session,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<chat_session::Model> {
+    let expires_at = (now + idle).max(session.locked_until.unwrap_or(now));
+    let data =
+        serde_json::to_value(session).map_err(|e| anyhow::anyhow!("session encodes: {e}"))?;
+    let saved = match row {
+        Some(existing) => {
+            let mut active: chat_session::ActiveModel = existing.into();
+            active.state = Set(session.state.name().to_string());
+            active.data = Set(data);
+            active.language = Set(session.lang.clone());
+            active.expires_at = Set(expires_at);
+            active.updated_at = Set(now);
+            active.update(db).await?
+        }
+        None => {
+            chat_session::ActiveModel {
+                tenant_id: Set(ctx.id()),
+                channel: Set(key.channel.to_string()),
+                user_id: Set(key.user.to_string()),
+                state: Set(session.state.name().to_string()),
+                data: Set(data),
+                language: Set(session.lang.clone()),
+                expires_at: Set(expires_at),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?
+        }
+    };
+    Ok(saved)
+}

@@ -1,0 +1,258 @@
+//! The bot's words: minijinja templates under `prompts/replies/<lang>/`, embedded at build time,
+//! rendered in strict mode (a missing variable is an error, not an empty string), and the
+//! keywords that pick intents, per language.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use super::input::normalize;
+use crate::error::{Error, Result};
+
+include!(concat!(env!("OUT_DIR"), "/prompt_files.rs"));
+
+/// The language used when neither the user nor the school chose one the bot speaks.
+pub const FALLBACK_LANGUAGE: &str = "en";
+
+/// Templates and keywords for every language the bot speaks.
+pub struct Texts {
+    env: Environment<'static>,
+    languages: Vec<String>,
+    /// language -> intent -> normalized keywords
+    keywords: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// (language, label name) -> label, rendered once from each `labels.j2`
+    labels: BTreeMap<(String, String), String>,
+}
+
+impl std::fmt::Debug for Texts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Texts")
+            .field("languages", &self.languages)
+            .finish()
+    }
+}
+
+fn template_error(name: &str, e: minijinja::Error) -> Error {
+    Error::Internal(anyhow::anyhow!("reply template `{name}`: {e:#}"))
+}
+
+impl Texts {
+    /// Load the templates embedded from `prompts/replies/`.
+    pub fn embedded() -> Result<Self> {
+        Self::from_files(PROMPT_FILES.iter().copied())
+    }
+
+    /// Load from (path under `prompts/`, contents) pairs.
+    pub fn from_files(files: impl Iterator<Item = (&'static str, &'static str)>) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut languages = Vec::new();
+        let mut keywords = BTreeMap::new();
+        for (path, source) in files {
+            let Some(rest) = path.strip_prefix("replies/") else {
+                continue;
+            };
+            let Some((lang, file)) = rest.split_once('/') else {
+                continue;
+            };
+            if !languages.iter().any(|l| l == lang) {
+                languages.push(lang.to_string());
+            }
+            if let Some(name) = file.strip_suffix(".j2") {
+                let key: &'static str = Box::leak(format!("{lang}/{name}").into_boxed_str());
+                env.add_template(key, source)
+                    .map_err(|e| template_error(key, e))?;
+            } else if file == "keywords.toml" {
+                let table: BTreeMap<String, Vec<String>> = toml::from_str(source)
+                    .map_err(|e| Error::Internal(anyhow::anyhow!("prompts/{path}: {e}")))?;
+                let table = table
+                    .into_iter()
+                    .map(|(intent, words)| (intent, words.iter().map(|w| normalize(w)).collect()))
+                    .collect();
+                keywords.insert(lang.to_string(), table);
+            }
+        }
+        languages.sort();
+        let mut labels = BTreeMap::new();
+        for lang in &languages {
+            let key = format!("{lang}/labels");
+            let template = env
+                .get_template(&key)
+                .map_err(|e| template_error(&key, e))?;
+            let mut captured = template
+                .render_captured(())
+                .map_err(|e| template_error(&key, e))?;
+            let rendered: Vec<(String, std::result::Result<String, minijinja::Error>)> = captured
+                .with_state_mut(|state| {
+                    let names: Vec<String> =
+                        state.exports().into_iter().map(str::to_string).collect();
+                    names
+                        .into_iter()
+                        .map(|name| {
+                            let text = state.call_macro(&name, &[]);
+                            (name, text)
+                        })
+                        .collect()
+                });
+            for (name, text) in rendered {
+                let text = text.map_err(|e| template_error(&format!("{key}::{name}"), e))?;
+                labels.insert((lang.clone(), name), text.trim().to_string());
+            }
+        }
+        Ok(Self {
+            env,
+            languages,
+            keywords,
+            labels,
+        })
+    }
+
+    /// Languages with templates, e.g. `["en", "fr"]`.
+    pub fn languages(&self) -> &[String] {
+        &self.languages
+    }
+
+    /// `lang` if the bot speaks it, else the fallback.
+    pub fn language<'a>(&'a self, lang: &'a str) -> &'a str {
+        if self.languages.iter().any(|l| l == lang) {
+            lang
+        } else {
+            FALLBACK_LANGUAGE
+        }
+    }
+
+    /// Render reply `name` in `lang` with `ctx`.
+    pub fn render(&self, lang: &str, name: &str, ctx: Value) -> Result<String> {
+        let key = format!("{lang}/{name}");
+        let template = self
+            .env
+            .get_template(&key)
+            .map_err(|e| template_error(&key, e))?;
+        template.render(ctx).map_err(|e| template_error(&key, e))
+    }
+
+    /// A short label (button, list row) from `labels.j2`: the macro `name`.
+    pub fn label(&self, lang: &str, name: &str) -> Result<String> {
+        self.labels
+            .get(&(lang.to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "no label `{name}` in prompts/replies/{lang}/labels.j2"
+                ))
+            })
+    }
+
+    /// The intent that normalized input `said` names, looking at every language (a French
+    /// speaker typing MENU in an English conversation is understood). Longer keywords win.
+    pub fn intent(&self, said: &str) -> Option<&str> {
+        let mut best: Option<(&str, usize)> = None;
+        for table in self.keywords.values() {
+            for (intent, words) in table {
+                for word in words {
+                    if super::input::matches(said, word)
+                        && best.is_none_or(|(_, len)| word.len() > len)
+                    {
+                        best = Some((intent.as_str(), word.len()));
+                    }
+                }
+            }
+        }
+        best.map(|(intent, _)| intent)
+    }
+
+    /// The language whose name (`language_name` label) the input is, if any.
+    pub fn language_named(&self, said: &str) -> Option<&str> {
+        self.languages.iter().map(String::as_str).find(|lang| {
+            *lang == said
+                || self
+                    .label(lang, "language_name")
+                    .is_ok_and(|name| super::input::matches(said, &normalize(&name)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+    use std::collections::BTreeSet;
+
+    fn texts() -> Texts {
+        Texts::embedded().expect("embedded templates compile")
+    }
+
+    #[test]
+    fn english_and_a_second_language_are_complete() {
+        let t = texts();
+        assert_eq!(t.languages(), ["en", "fr"]);
+        let names = |lang: &str| -> BTreeSet<String> {
+            PROMPT_FILES
+                .iter()
+                .filter_map(|(p, _)| {
+                    p.strip_prefix(&format!("replies/{lang}/"))
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        assert_eq!(
+            names("en"),
+            names("fr"),
+            "every language has every template"
+        );
+        let labels = |lang: &str| -> BTreeSet<String> {
+            t.labels
+                .keys()
+                .filter(|(l, _)| l == lang)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        assert_eq!(labels("en"), labels("fr"), "every language has every label");
+        assert!(labels("en").contains("results") && labels("en").len() >= 12);
+        for lang in t.languages() {
+            assert_eq!(
+                t.keywords[lang].keys().collect::<Vec<_>>(),
+                t.keywords["en"].keys().collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_not_an_empty_string() {
+        let t = texts();
+        let err = t.render("en", "ask_pin", context! {}).unwrap_err();
+        assert!(err.to_string().contains("en/ask_pin"), "{err}");
+        let ok = t
+            .render(
+                "en",
+                "ask_pin",
+                context! { student_id => "GFA/2026/0001", school => "X" },
+            )
+            .unwrap();
+        assert!(ok.contains("GFA/2026/0001"));
+        assert!(t.render("xx", "ask_pin", context! {}).is_err());
+        assert!(t.label("en", "no_such_label").is_err());
+    }
+
+    #[test]
+    fn intents_in_any_language_with_typos() {
+        let t = texts();
+        for (said, intent) in [
+            ("results", "results"),
+            ("resluts", "results"),
+            ("resultats", "results"),
+            ("my report card please", "report"),
+            ("attendence", "attendance"),
+            ("presences", "attendance"),
+            ("retour", "back"),
+            ("good morning", "menu"),
+            ("another child", "add_child"),
+        ] {
+            assert_eq!(t.intent(&normalize(said)), Some(intent), "{said}");
+        }
+        assert_eq!(t.intent("is school open on friday"), None);
+        assert_eq!(t.language_named("francais"), Some("fr"));
+        assert_eq!(t.language_named("english"), Some("en"));
+        assert_eq!(t.language("pl"), "en", "unknown languages fall back");
+    }
+}

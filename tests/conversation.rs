@@ -1,0 +1,505 @@
+//! The conversation engine as tables of turns over the demo school: (user says, bot says,
+//! state after), on SQLite and PostgreSQL.
+
+mod common;
+
+use chatbot::conversation::{self, Inbound, Outcome, Session, State, engine, view::SchoolView};
+use chatbot::demo::{self, DemoCredentials, SHARED_PARENT_PHONE};
+use chatbot::domain::{PhoneNumber, SchemaName};
+use chatbot::state::AppState;
+use chatbot::tenancy::{self, TenantCtx};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{TestApp, Variant};
+
+variants!(
+    parent_with_two_children_reaches_results_attendance_and_notices,
+    stranger_verifies_with_student_id_and_pin,
+    wrong_pins_lock_the_phone_out,
+    sessions_expire_and_survive_a_restart,
+    a_phone_never_sees_another_schools_children,
+    text_the_rules_cannot_place_is_unhandled_but_answered,
+);
+
+/// One turn: what the user sends, phrases the bot's replies must contain, the state after.
+struct Turn<'a> {
+    say: &'a str,
+    expect: Vec<&'a str>,
+    state: &'a str,
+}
+
+fn t<'a>(say: &'a str, expect: &[&'a str], state: &'a str) -> Turn<'a> {
+    Turn {
+        say,
+        expect: expect.to_vec(),
+        state,
+    }
+}
+
+struct Chat<'a> {
+    state: &'a AppState,
+    ctx: TenantCtx,
+    phone: PhoneNumber,
+    now: DateTime<Utc>,
+}
+
+impl Chat<'_> {
+    async fn send(&mut self, text: &str) -> (Outcome, String) {
+        self.now += Duration::seconds(20);
+        let outcome = conversation::converse(
+            self.state,
+            &self.ctx,
+            "terminal",
+            &self.phone,
+            &Inbound::text(text),
+            self.now,
+        )
+        .await
+        .unwrap();
+        let shown = outcome
+            .replies
+            .iter()
+            .map(|r| r.to_plain())
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        (outcome, shown)
+    }
+
+    async fn play(&mut self, turns: &[Turn<'_>]) -> String {
+        let mut transcript = String::new();
+        for turn in turns {
+            let (outcome, shown) = self.send(turn.say).await;
+            transcript.push_str(&format!("you> {}\n{shown}\n", turn.say));
+            for phrase in &turn.expect {
+                assert!(
+                    shown.contains(phrase),
+                    "after {:?} expected {phrase:?} in:\n{shown}",
+                    turn.say
+                );
+            }
+            assert_eq!(
+                outcome.session.state.name(),
+                turn.state,
+                "state after {:?}:\n{shown}",
+                turn.say
+            );
+        }
+        transcript
+    }
+}
+
+async fn demo_app(v: Variant) -> Option<(TestApp, DemoCredentials)> {
+    let app = TestApp::spawn(v).await?;
+    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
+    Some((app, creds))
+}
+
+async fn ctx(app: &TestApp, slug: &str) -> TenantCtx {
+    tenancy::by_schema_name(&app.state.db, &SchemaName::parse(slug).unwrap())
+        .await
+        .unwrap()
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+}
+
+async fn parent_with_two_children_reaches_results_attendance_and_notices(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let parent = creds.tenants[0]
+        .parents
+        .iter()
+        .find(|p| p.student_ids.len() == 2)
+        .unwrap();
+    let kids: Vec<_> = creds.tenants[0]
+        .students
+        .iter()
+        .filter(|s| parent.student_ids.contains(&s.student_id))
+        .collect();
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse(&parent.phone).unwrap(),
+        now: start(),
+    };
+    let first = kids[0].name.split(' ').next().unwrap();
+    let transcript = chat
+        .play(&[
+            t(
+                "Hello",
+                &["Welcome to Greenfield Academy", "1. Results", "6. Language"],
+                "main_menu",
+            ),
+            t("1", &["Which child?", "Another child"], "choosing_child"),
+            t(
+                &first.to_lowercase(),
+                &["Which results", "Third Term Examination"],
+                "choosing_exam",
+            ),
+            t(
+                "2",
+                &[
+                    "Second Term Examination",
+                    "Mathematics",
+                    "Total",
+                    "Position",
+                    "of 25",
+                ],
+                "viewing_results",
+            ),
+            t("back", &["Which results"], "choosing_exam"),
+            t("menu", &["How can I help you today?"], "main_menu"),
+            t("atendance", &["Which child?"], "choosing_child"),
+            t("2", &["which term"], "choosing_term"),
+            t(
+                "1",
+                &["Present:", "Absent:", "Attendance:", "school days"],
+                "viewing_attendance",
+            ),
+            t("other term", &["which term"], "choosing_term"),
+            t(
+                "noticez",
+                &["Mid-term break", "Anything else?"],
+                "viewing_notices",
+            ),
+            t("REPORT CARD", &["Which child?"], "choosing_child"),
+            t("help", &["BACK", "STOP"], "help"),
+            t("language", &["Français"], "choosing_language"),
+            t("francais", &["français", "Résultats"], "main_menu"),
+            t("résultats", &["Quel enfant"], "choosing_child"),
+            t("stop", &["Au revoir"], "start"),
+            t("bonjour", &["Greenfield Academy", "Résultats"], "main_menu"),
+        ])
+        .await;
+    // Notices for the two children's forms only; expired and scheduled ones never.
+    assert!(!transcript.contains("Inter-house sports results"));
+    assert!(!transcript.contains("fees schedule"));
+    app.stop().await.unwrap();
+}
+
+async fn stranger_verifies_with_student_id_and_pin(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let unmapped = demo
+        .students
+        .iter()
+        .find(|s| {
+            !demo
+                .parents
+                .iter()
+                .any(|p| p.student_ids.contains(&s.student_id))
+        })
+        .unwrap();
+    let typed_id = format!(
+        " {} ",
+        unmapped.student_id.to_lowercase().replace('/', " / ")
+    );
+    let typed_id = typed_id.as_str();
+    let pin = unmapped.pin.as_str();
+    let wrong = if pin == "1111" { "2222" } else { "1111" };
+    let name = unmapped.name.as_str();
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse("+2348099887766").unwrap(),
+        now: start(),
+    };
+    chat.play(&[
+        t(
+            "results please",
+            &["Welcome to Greenfield Academy", "student ID"],
+            "awaiting_student_id",
+        ),
+        t(
+            "???",
+            &["does not look like a student ID"],
+            "awaiting_student_id",
+        ),
+        t(typed_id, &["PIN for"], "awaiting_pin"),
+        t("12", &["4 to 8 digits"], "awaiting_pin"),
+        t(
+            wrong,
+            &["do not match", "4 attempts left"],
+            "awaiting_student_id",
+        ),
+        t(typed_id, &["PIN for"], "awaiting_pin"),
+        t(
+            pin,
+            &["verified for", name, "Which results"],
+            "choosing_exam",
+        ),
+        t(
+            "1",
+            &["Third Term Examination", "Position"],
+            "viewing_results",
+        ),
+        t("report card", &["preparing", "report card"], "main_menu"),
+    ])
+    .await;
+    // The report request is an effect for the verified child.
+    let (outcome, _) = chat.send("4").await;
+    assert!(outcome.session.verified.len() == 1);
+
+    // Another phone cannot ride on that verification.
+    let mut other = Chat {
+        state: &app.state,
+        ctx: chat.ctx.clone(),
+        phone: PhoneNumber::parse("+2348011110000").unwrap(),
+        now: start(),
+    };
+    let transcript = other
+        .play(&[
+            t("hi", &["Welcome"], "main_menu"),
+            t("results", &["student ID"], "awaiting_student_id"),
+        ])
+        .await;
+    assert!(!transcript.contains(name));
+    app.stop().await.unwrap();
+}
+
+async fn wrong_pins_lock_the_phone_out(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let s = &creds.tenants[0].students[11];
+    let id = s.student_id.as_str();
+    let pin = s.pin.as_str();
+    let wrong = if pin == "0000" { "9999" } else { "0000" };
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse("+2348077770000").unwrap(),
+        now: start(),
+    };
+    chat.play(&[
+        t("hi", &["Welcome"], "main_menu"),
+        t("attendance", &["student ID"], "awaiting_student_id"),
+    ])
+    .await;
+    for left in ["4 attempts", "3 attempts", "2 attempts", "1 attempt left"] {
+        chat.play(&[t(id, &["PIN for"], "awaiting_pin")]).await;
+        let (outcome, shown) = chat.send(wrong).await;
+        assert!(shown.contains(left), "{shown}");
+        assert_eq!(
+            outcome.session.state,
+            State::AwaitingStudentId {
+                purpose: conversation::Purpose::Attendance
+            }
+        );
+    }
+    chat.play(&[
+        t(id, &["PIN for"], "awaiting_pin"),
+        t(wrong, &["paused for 15 minutes"], "main_menu"),
+    ])
+    .await;
+    // Even the right PIN is refused while locked, and "stop" does not lift the lock.
+    chat.play(&[
+        t("results", &["paused"], "main_menu"),
+        t("stop", &["Goodbye"], "start"),
+        t("hi", &["Welcome"], "main_menu"),
+        t("results", &["paused"], "main_menu"),
+    ])
+    .await;
+    // After the lockout the right PIN works.
+    chat.now += Duration::minutes(16);
+    chat.play(&[
+        t("results", &["student ID"], "awaiting_student_id"),
+        t(id, &["PIN for"], "awaiting_pin"),
+        t(pin, &["verified for"], "choosing_exam"),
+    ])
+    .await;
+    app.stop().await.unwrap();
+}
+
+async fn sessions_expire_and_survive_a_restart(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let parent = creds.tenants[0]
+        .parents
+        .iter()
+        .find(|p| p.student_ids.len() == 1)
+        .unwrap();
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse(&parent.phone).unwrap(),
+        now: start(),
+    };
+    chat.play(&[
+        t("hi", &["Welcome"], "main_menu"),
+        t("results", &["Which results"], "choosing_exam"),
+    ])
+    .await;
+
+    // A second process on the same database picks the conversation up where it was.
+    let restarted = chatbot::app::build_state(app.settings().clone())
+        .await
+        .unwrap();
+    let mut again = Chat {
+        state: &restarted,
+        ctx: chat.ctx.clone(),
+        phone: chat.phone.clone(),
+        now: chat.now,
+    };
+    again
+        .play(&[t(
+            "1",
+            &["Third Term Examination", "Total"],
+            "viewing_results",
+        )])
+        .await;
+
+    // 31 idle minutes later the conversation starts again at the menu, and says so.
+    again.now += Duration::minutes(31);
+    again
+        .play(&[t(
+            "2",
+            &["timed out", "How can I help you today?"],
+            "main_menu",
+        )])
+        .await;
+    app.stop().await.unwrap();
+}
+
+async fn a_phone_never_sees_another_schools_children(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let shared = PhoneNumber::parse(SHARED_PARENT_PHONE).unwrap();
+    let children = demo::shared_parent_children(&creds);
+    let name_of = |school: usize, id: &str| {
+        creds.tenants[school]
+            .students
+            .iter()
+            .find(|s| s.student_id == id)
+            .unwrap()
+            .name
+            .clone()
+    };
+    let demo_child = name_of(0, &children[0].1[0]);
+    let north_child = name_of(1, &children[1].1[0]);
+    for (slug, mine, theirs) in [
+        ("demo", &demo_child, &north_child),
+        ("demo-north", &north_child, &demo_child),
+    ] {
+        let mut chat = Chat {
+            state: &app.state,
+            ctx: ctx(&app, slug).await,
+            phone: shared.clone(),
+            now: start(),
+        };
+        let transcript = chat
+            .play(&[
+                t("hi", &["Welcome"], "main_menu"),
+                if slug == "demo" {
+                    t(
+                        "results",
+                        &["Which results", "Third Term Examination"],
+                        "choosing_exam",
+                    )
+                } else {
+                    t(
+                        "results",
+                        &["Third Term Examination", "Total"],
+                        "viewing_results",
+                    )
+                },
+            ])
+            .await;
+        assert!(
+            transcript.contains(mine.as_str()),
+            "{slug}: own child shown:\n{transcript}"
+        );
+        assert!(
+            !transcript.contains(theirs.as_str()),
+            "{slug}: other school's child leaked:\n{transcript}"
+        );
+    }
+
+    // A forged choice naming the other school's student (even planted in the session) is refused.
+    let demo_ctx = ctx(&app, "demo").await;
+    let north_ctx = ctx(&app, "demo-north").await;
+    let north_pk = chatbot::school::students::by_student_id(
+        &app.state.db,
+        &north_ctx,
+        &chatbot::domain::StudentId::parse(&children[1].1[0]).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .id;
+    let view = SchoolView::load(&app.state.db, &demo_ctx, &app.state.secret)
+        .await
+        .unwrap();
+    let forged = Session {
+        state: State::ChoosingExam {
+            student: north_pk,
+            purpose: conversation::Purpose::Results,
+        },
+        choices: (1..=4)
+            .map(|i| conversation::Choice {
+                id: format!("exam:{i}"),
+                label: format!("Exam {i}"),
+            })
+            .collect(),
+        last_seen: Some(start()),
+        ..Session::default()
+    };
+    for choice in ["exam:1", "exam:2", "exam:3", "exam:4"] {
+        let inbound = Inbound {
+            text: "x".into(),
+            choice: Some(choice.into()),
+        };
+        let out = engine::handle(
+            &view,
+            conversation::texts(),
+            &Default::default(),
+            &shared,
+            forged.clone(),
+            &inbound,
+            start(),
+        )
+        .await
+        .unwrap();
+        let shown = out.replies.iter().map(|r| r.to_plain()).collect::<String>();
+        assert!(shown.contains("no longer available"), "{shown}");
+        assert!(
+            !shown.contains(&north_child) && !shown.contains("Total"),
+            "{shown}"
+        );
+        assert!(out.effects.is_empty());
+    }
+    app.stop().await.unwrap();
+}
+
+async fn text_the_rules_cannot_place_is_unhandled_but_answered(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse(&creds.tenants[0].parents[0].phone).unwrap(),
+        now: start(),
+    };
+    chat.play(&[t("hi", &["Welcome"], "main_menu")]).await;
+    let (outcome, shown) = chat.send("is school open on Friday?").await;
+    assert_eq!(
+        outcome.unhandled.as_deref(),
+        Some("is school open on Friday?")
+    );
+    assert!(
+        shown.contains("did not understand") && shown.contains("1. Results"),
+        "{shown}"
+    );
+    let (outcome, _) = chat.send("2").await;
+    assert!(
+        outcome.unhandled.is_none(),
+        "numbered answer to the menu shown with the fallback"
+    );
+    app.stop().await.unwrap();
+}
