@@ -3,6 +3,8 @@
 //! The document is built without a database or queue, so `chatbot openapi` and the drift test
 //! can produce it anywhere.
 
+pub mod auth;
+mod messages;
 mod meta;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -15,20 +17,26 @@ pub const BASE_PATH: &str = "/api/v1/chatbot";
 pub enum ApiTags {
     /// The service itself.
     Service,
+    /// Talking to the bot as a parent.
+    Conversations,
 }
 
 /// Every API of the service.
-pub type Apis = meta::MetaApi;
+pub type Apis = (meta::MetaApi, messages::MessagesApi);
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(meta::MetaApi, "chatbot", env!("CARGO_PKG_VERSION"))
-        .summary("Rules-first WhatsApp chatbot for schools")
-        .description(
-            "School staff and integrators drive the chatbot through this API. Every response \
+    OpenApiService::new(
+        (meta::MetaApi, messages::MessagesApi),
+        "chatbot",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .summary("Rules-first WhatsApp chatbot for schools")
+    .description(
+        "School staff and integrators drive the chatbot through this API. Every response \
              error has the shape `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.",
-        )
-        .server(BASE_PATH)
+    )
+    .server(BASE_PATH)
 }
 
 /// The OpenAPI document as pretty JSON, with a trailing newline (as committed in `openapi/`).

@@ -1,0 +1,186 @@
+//! `messages/`: simulate an inbound message from a phone and get the bot's replies back. API
+//! consumers and the eval harness talk to the engine through it.
+
+use chrono::Utc;
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+
+use super::ApiTags;
+use super::auth::ApiKeyAuth;
+use crate::conversation::{self, Inbound, Reply};
+use crate::domain::PhoneNumber;
+use crate::error::{Error, ErrorBody};
+use crate::state::AppState;
+
+/// WhatsApp's limit on a text message.
+const MAX_TEXT: usize = 4096;
+
+/// An inbound message, as if `phone` had sent it.
+#[derive(Debug, Object)]
+pub struct InboundMessage {
+    /// Sender's phone number (E.164; spaces and a `whatsapp:` prefix are accepted).
+    pub phone: String,
+    /// What they typed; at most 4096 characters.
+    #[oai(default)]
+    pub text: String,
+    /// Id of a tapped button or list row from a previous reply (`choices[].id`).
+    pub choice: Option<String>,
+    /// Conversation channel; sessions are kept per channel. Default `api`.
+    pub channel: Option<String>,
+}
+
+/// One choice of a reply.
+#[derive(Debug, Object)]
+pub struct ChoiceOut {
+    /// Send it back as `choice` to pick it.
+    pub id: String,
+    /// Label shown.
+    pub label: String,
+}
+
+/// One outbound message.
+#[derive(Debug, Object)]
+pub struct ReplyOut {
+    /// `text`, `choices` or `document`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Body text (caption for documents).
+    pub text: String,
+    /// Choices, for `choices` replies (up to 3 show as buttons on WhatsApp, up to 10 as a list).
+    pub choices: Vec<ChoiceOut>,
+    /// Document link, for `document` replies.
+    pub url: Option<String>,
+    /// The reply as a channel without buttons shows it (numbered choices).
+    pub plain: String,
+}
+
+/// The bot's answer to one message.
+#[derive(Debug, Object)]
+pub struct MessageResult {
+    /// Replies, in order.
+    pub replies: Vec<ReplyOut>,
+    /// Conversation state after the message (e.g. `main_menu`, `awaiting_pin`).
+    pub state: String,
+    /// The text, when no rule could place it.
+    pub unhandled: Option<String>,
+    /// Effects triggered (e.g. `{"type": "generate_report", ...}`).
+    pub effects: Vec<serde_json::Value>,
+}
+
+#[derive(ApiResponse)]
+enum MessageResponse {
+    /// The bot answered.
+    #[oai(status = 200)]
+    Ok(Json<MessageResult>),
+    /// Bad phone number, text too long, or bad channel name.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or unknown API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The key lacks the `messages` scope.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// Client errors become documented responses; anything else keeps its status through the edge.
+fn reject(e: Error) -> poem::Result<MessageResponse> {
+    let body = Json(e.body());
+    match e.status().as_u16() {
+        400 => Ok(MessageResponse::BadRequest(body)),
+        401 => Ok(MessageResponse::Unauthorized(body)),
+        403 => Ok(MessageResponse::Forbidden(body)),
+        _ => Err(e.into()),
+    }
+}
+
+fn reply_out(reply: &Reply) -> ReplyOut {
+    let plain = reply.to_plain();
+    match reply {
+        Reply::Text { text } => ReplyOut {
+            kind: "text".into(),
+            text: text.clone(),
+            choices: vec![],
+            url: None,
+            plain,
+        },
+        Reply::Choices { text, choices, .. } => ReplyOut {
+            kind: "choices".into(),
+            text: text.clone(),
+            choices: choices
+                .iter()
+                .map(|c| ChoiceOut {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                })
+                .collect(),
+            url: None,
+            plain,
+        },
+        Reply::Document { url, caption, .. } => ReplyOut {
+            kind: "document".into(),
+            text: caption.clone(),
+            choices: vec![],
+            url: Some(url.clone()),
+            plain,
+        },
+    }
+}
+
+/// `messages/`.
+pub struct MessagesApi;
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl MessagesApi {
+    /// Send a message as a parent's phone and get the bot's replies. The school is the API
+    /// key's; the conversation (session, verification, language) is the phone's, per channel.
+    #[oai(path = "/messages/", method = "post", operation_id = "send_message")]
+    async fn send(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&AppState>,
+        body: Json<InboundMessage>,
+    ) -> poem::Result<MessageResponse> {
+        let who = match auth.require("messages") {
+            Ok(who) => who,
+            Err(e) => return reject(e),
+        };
+        let phone = match PhoneNumber::parse(&body.phone) {
+            Ok(p) => p,
+            Err(e) => return reject(e),
+        };
+        if body.text.chars().count() > MAX_TEXT {
+            return reject(Error::invalid(
+                "text_too_long",
+                format!("text is limited to {MAX_TEXT} characters"),
+            ));
+        }
+        let channel = body.channel.as_deref().unwrap_or("api");
+        if channel.is_empty()
+            || channel.len() > 16
+            || !channel.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            return reject(Error::invalid(
+                "invalid_channel",
+                "channel is 1-16 characters of a-z and _",
+            ));
+        }
+        let inbound = Inbound {
+            text: body.text.clone(),
+            choice: body.choice.clone(),
+        };
+        let outcome =
+            conversation::converse(&state, &who.tenant, channel, &phone, &inbound, Utc::now())
+                .await?;
+        Ok(MessageResponse::Ok(Json(MessageResult {
+            replies: outcome.replies.iter().map(reply_out).collect(),
+            state: outcome.session.state.name().to_string(),
+            unhandled: outcome.unhandled,
+            effects: outcome
+                .effects
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect(),
+        })))
+    }
+}
