@@ -59,9 +59,10 @@ pub enum Command {
     },
     /// Chat with the bot in the terminal as a parent's phone, against the real database.
     Chat {
-        /// The school: its schema name, e.g. `demo`.
+        /// The school: its schema name, e.g. `demo`. Without it the phone decides, as on a
+        /// shared WhatsApp number (a phone linked to several schools is asked to choose).
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
         /// The parent's phone number, e.g. `+2348030000002` (a demo parent) or any other.
         #[arg(long)]
         phone: String,
@@ -132,7 +133,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Chat { tenant, phone } => chat(settings, &tenant, &phone).await,
+        Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -186,18 +187,24 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn chat(settings: Settings, tenant: &str, phone: &str) -> anyhow::Result<()> {
-    use crate::conversation::{self, Effect, Inbound};
+async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::Result<()> {
+    use crate::conversation::{self, Effect, Inbound, routing};
     use crate::domain::{PhoneNumber, SchemaName};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     let phone = PhoneNumber::parse(phone)?;
     let state = app::build_state(settings).await?;
-    let ctx = crate::tenancy::by_schema_name(&state.db, &SchemaName::parse(tenant)?).await?;
+    let ctx = match tenant {
+        Some(slug) => {
+            Some(crate::tenancy::by_schema_name(&state.db, &SchemaName::parse(slug)?).await?)
+        }
+        None => None,
+    };
+    let with = tenant.unwrap_or("the school(s) of this phone");
     let mut stdout = tokio::io::stdout();
     stdout
         .write_all(
-            format!("Chatting with {tenant} as {phone}. Type a message; Ctrl-D ends.\n").as_bytes(),
+            format!("Chatting with {with} as {phone}. Type a message; Ctrl-D ends.\n").as_bytes(),
         )
         .await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -210,24 +217,31 @@ async fn chat(settings: Settings, tenant: &str, phone: &str) -> anyhow::Result<(
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = conversation::converse(
-            &state,
-            &ctx,
-            "terminal",
-            &phone,
-            &Inbound::text(line),
-            chrono::Utc::now(),
-        )
-        .await?;
+        let (inbound, now) = (Inbound::text(line), chrono::Utc::now());
+        let (replies, effects) = match &ctx {
+            Some(ctx) => {
+                let outcome =
+                    conversation::converse(&state, ctx, "terminal", &phone, &inbound, now).await?;
+                (outcome.replies, outcome.effects)
+            }
+            None => {
+                let turn =
+                    routing::converse_as_sender(&state, "terminal", &phone, &inbound, now).await?;
+                (
+                    turn.replies,
+                    turn.outcome.map(|o| o.effects).unwrap_or_default(),
+                )
+            }
+        };
         let mut out = String::new();
-        for reply in &outcome.replies {
+        for reply in &replies {
             for (i, line) in reply.to_plain().lines().enumerate() {
                 out.push_str(if i == 0 { "bot> " } else { "     " });
                 out.push_str(line);
                 out.push('\n');
             }
         }
-        for effect in &outcome.effects {
+        for effect in &effects {
             match effect {
                 Effect::GenerateReport { student_id, exam_session_id, .. } => out.push_str(&format!(
                     "     [report card requested: student {student_id}, exam session {exam_session_id}]\n"

@@ -18,6 +18,7 @@ variants!(
     sessions_expire_and_survive_a_restart,
     a_phone_never_sees_another_schools_children,
     text_the_rules_cannot_place_is_unhandled_but_answered,
+    a_phone_linked_to_two_schools_chooses_one,
 );
 
 /// One turn: what the user sends, phrases the bot's replies must contain, the state after.
@@ -501,5 +502,105 @@ async fn text_the_rules_cannot_place_is_unhandled_but_answered(v: Variant) {
         outcome.unhandled.is_none(),
         "numbered answer to the menu shown with the fallback"
     );
+    app.stop().await.unwrap();
+}
+
+async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
+    use chatbot::conversation::routing::converse_as_sender;
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let shared = PhoneNumber::parse(SHARED_PARENT_PHONE).unwrap();
+    let children = demo::shared_parent_children(&creds);
+    let north_child = creds.tenants[1]
+        .students
+        .iter()
+        .find(|s| s.student_id == children[1].1[0])
+        .unwrap()
+        .name
+        .clone();
+    let demo_child = creds.tenants[0]
+        .students
+        .iter()
+        .find(|s| s.student_id == children[0].1[0])
+        .unwrap()
+        .name
+        .clone();
+    let mut now = start();
+    async fn turn(
+        state: &AppState,
+        phone: &PhoneNumber,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> (String, Option<String>, String) {
+        let turn = chatbot::conversation::routing::converse_as_sender(
+            state,
+            "whatsapp",
+            phone,
+            &Inbound::text(text),
+            at,
+        )
+        .await
+        .unwrap();
+        let shown = turn
+            .replies
+            .iter()
+            .map(|r| r.to_plain())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (
+            turn.state,
+            turn.school.map(|s| s.schema_name().to_string()),
+            shown,
+        )
+    }
+    let mut say = async |text: &str| {
+        now += Duration::seconds(30);
+        turn(&app.state, &shared, text, now).await
+    };
+    let (state, school, shown) = say("hello").await;
+    assert_eq!((state.as_str(), school), ("choosing_school", None));
+    assert!(
+        shown.contains("1. Greenfield Academy") && shown.contains("2. Northbridge College"),
+        "{shown}"
+    );
+    let (state, school, shown) = say("2").await;
+    assert_eq!(
+        (state.as_str(), school.as_deref()),
+        ("main_menu", Some("demo-north"))
+    );
+    assert!(shown.contains("Welcome to Northbridge College"), "{shown}");
+    let (_, school, shown) = say("results").await;
+    assert_eq!(school.as_deref(), Some("demo-north"));
+    assert!(
+        shown.contains(&north_child) && !shown.contains(&demo_child),
+        "{shown}"
+    );
+    let (state, _, shown) = say("switch school").await;
+    assert_eq!(state, "choosing_school", "{shown}");
+    let (state, school, _) = say("greenfeild").await;
+    assert_eq!(
+        (state.as_str(), school.as_deref()),
+        ("main_menu", Some("demo"))
+    );
+    let (_, _, shown) = say("results").await;
+    assert!(
+        shown.contains(&demo_child) && !shown.contains(&north_child),
+        "{shown}"
+    );
+
+    // A phone no school knows gets told so, not a school's menu.
+    let stranger = PhoneNumber::parse("+2348012340000").unwrap();
+    let turn = converse_as_sender(
+        &app.state,
+        "whatsapp",
+        &stranger,
+        &Inbound::text("hi"),
+        start(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((turn.state.as_str(), turn.school), ("unknown_sender", None));
+    assert!(turn.replies[0].to_plain().contains("not registered"));
     app.stop().await.unwrap();
 }

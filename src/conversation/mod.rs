@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod input;
 pub mod reply;
+pub mod routing;
 pub mod store;
 pub mod texts;
 pub mod view;

@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod attendance;
 pub mod chat_session;
 pub mod class;
+pub mod conversation_route;
 pub mod exam_session;
 pub mod mark;
 pub mod message_log;

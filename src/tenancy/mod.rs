@@ -5,6 +5,7 @@
 //! `tenant_id`, so code holding a context for school A cannot read school B's rows.
 
 mod resolve;
+pub mod routes;
 
 pub use resolve::*;
 

@@ -32,7 +32,7 @@ fn unknown_tenant(what: impl std::fmt::Display) -> Error {
     Error::NotFound(format!("unknown tenant: {what}"))
 }
 
-async fn by_pk(db: &impl ConnectionTrait, id: i64) -> Result<TenantCtx> {
+pub(super) async fn by_pk(db: &impl ConnectionTrait, id: i64) -> Result<TenantCtx> {
     tenant::Entity::find_by_id(id)
         .one(db)
         .await?

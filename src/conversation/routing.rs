@@ -1,0 +1,139 @@
+//! In front of the engine when the school is not known from the number the parent wrote to
+//! (a shared number): the sender's phone decides, and a phone linked to several schools
+//! chooses one (remembered per channel while the conversation is active; `switch school`
+//! asks again).
+
+use chrono::{DateTime, Utc};
+use minijinja::context;
+
+use super::input::{matches, menu_number, normalize};
+use super::{Choice, Inbound, Outcome, Reply, converse, texts};
+use crate::domain::PhoneNumber;
+use crate::error::Result;
+use crate::state::AppState;
+use crate::tenancy::{self, TenantCtx, routes};
+
+/// The result of a turn routed by sender.
+#[derive(Debug)]
+pub struct SenderTurn {
+    /// The school the turn ran in, once known.
+    pub school: Option<TenantCtx>,
+    /// `choosing_school`, `unknown_sender`, or the engine's state.
+    pub state: String,
+    /// Replies to send.
+    pub replies: Vec<Reply>,
+    /// The engine's outcome, when the turn reached a school.
+    pub outcome: Option<Outcome>,
+}
+
+impl SenderTurn {
+    fn engine(school: TenantCtx, outcome: Outcome) -> Self {
+        Self {
+            school: Some(school),
+            state: outcome.session.state.name().to_string(),
+            replies: outcome.replies.clone(),
+            outcome: Some(outcome),
+        }
+    }
+}
+
+/// Run one turn for a message whose school must be found from the sender's phone.
+pub async fn converse_as_sender(
+    state: &AppState,
+    channel: &str,
+    phone: &PhoneNumber,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+) -> Result<SenderTurn> {
+    let db = &state.db;
+    let idle = state.settings.engine_config().idle_timeout;
+    let said = normalize(&inbound.text);
+    let schools = tenancy::for_sender(db, phone).await?;
+    let switching = texts().intent(&said) == Some("switch_school");
+    if switching {
+        routes::forget(db, channel, phone).await?;
+    }
+    if !switching
+        && let Some(ctx) = routes::chosen(db, channel, phone, now).await?
+        && schools.contains(&ctx)
+    {
+        routes::touch(db, channel, phone, now + idle).await?;
+        let outcome = converse(state, &ctx, channel, phone, inbound, now).await?;
+        return Ok(SenderTurn::engine(ctx, outcome));
+    }
+    match schools.as_slice() {
+        [] => {
+            let text = texts().render(
+                super::texts::FALLBACK_LANGUAGE,
+                "unknown_sender",
+                context! {},
+            )?;
+            Ok(SenderTurn {
+                school: None,
+                state: "unknown_sender".into(),
+                replies: vec![Reply::text(text)],
+                outcome: None,
+            })
+        }
+        [only] => {
+            let outcome = converse(state, only, channel, phone, inbound, now).await?;
+            Ok(SenderTurn::engine(only.clone(), outcome))
+        }
+        several => {
+            let mut named = Vec::with_capacity(several.len());
+            for ctx in several {
+                named.push((ctx.clone(), ctx.profile(db).await?));
+            }
+            let picked = named.iter().position(|(ctx, _)| {
+                inbound.choice.as_deref() == Some(&format!("school:{}", ctx.schema_name()))
+            });
+            let picked = picked
+                .or_else(|| {
+                    (!switching)
+                        .then(|| menu_number(&said))
+                        .flatten()
+                        .map(|n| n - 1)
+                        .filter(|i| *i < named.len())
+                })
+                .or_else(|| {
+                    let hits: Vec<usize> = named
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, p))| {
+                            !said.is_empty()
+                                && normalize(&p.name)
+                                    .split(' ')
+                                    .any(|w| w.len() > 3 && matches(&said, w))
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    (hits.len() == 1).then(|| hits[0])
+                });
+            if let Some(i) = picked.filter(|_| !switching) {
+                let ctx = named[i].0.clone();
+                routes::choose(db, channel, phone, &ctx, now + idle, now).await?;
+                let outcome =
+                    converse(state, &ctx, channel, phone, &Inbound::text("menu"), now).await?;
+                return Ok(SenderTurn::engine(ctx, outcome));
+            }
+            let lang = texts().language(&named[0].1.default_language).to_string();
+            let reply = Reply::Choices {
+                text: texts().render(&lang, "choose_school", context! {})?,
+                button: texts().label(&lang, "options")?,
+                choices: named
+                    .iter()
+                    .map(|(ctx, p)| Choice {
+                        id: format!("school:{}", ctx.schema_name()),
+                        label: p.name.clone(),
+                    })
+                    .collect(),
+            };
+            Ok(SenderTurn {
+                school: None,
+                state: "choosing_school".into(),
+                replies: vec![reply],
+                outcome: None,
+            })
+        }
+    }
+}
