@@ -34,7 +34,9 @@ pub fn texts() -> &'static Texts {
 }
 
 /// Run one turn for `phone` on `channel` in school `ctx`: load the session, apply the engine,
-/// and store the new session with the transcript, all in one transaction.
+/// and store the new session with the transcript in one write-only transaction. (Reading inside
+/// the transaction would make SQLite fail concurrent writers at once instead of waiting; one
+/// conversation's messages are serialised by its caller, e.g. the per-conversation worker.)
 pub async fn converse(
     state: &AppState,
     ctx: &TenantCtx,
@@ -44,14 +46,14 @@ pub async fn converse(
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     let config = state.settings.engine_config();
-    let txn = state.db.begin().await?;
-    let view = SchoolView::load(&txn, ctx, &state.secret).await?;
+    let view = SchoolView::load(&state.db, ctx, &state.secret).await?;
     let key = store::SessionKey {
         channel,
         user: phone.as_str(),
     };
-    let (row, session) = store::load(&txn, ctx, key).await?;
+    let (row, session) = store::load(&state.db, ctx, key).await?;
     let outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
+    let txn = state.db.begin().await?;
     let saved = store::save(
         &txn,
         ctx,
