@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 variants!(
     messages_need_a_valid_key_and_valid_input,
     a_conversation_over_the_api,
-    a_key_only_reaches_its_own_school
+    a_key_only_reaches_its_own_school,
+    concurrent_parents_all_get_answers,
 );
 
 const PATH: &str = "/api/v1/chatbot/messages/";
@@ -251,5 +252,41 @@ async fn a_key_only_reaches_its_own_school(v: Variant) {
     .await;
     assert!(plain(&b).contains("do not match"), "{b}");
     assert!(!plain(&b).contains(&child.name));
+    app.stop().await.unwrap();
+}
+
+async fn concurrent_parents_all_get_answers(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let key = creds.tenants[0].api_key.clone();
+    let phones: Vec<String> = creds.tenants[0]
+        .parents
+        .iter()
+        .take(8)
+        .map(|p| p.phone.clone())
+        .collect();
+    let tasks = phones.into_iter().map(|phone| {
+        let (http, url, key) = (app.http.clone(), app.url(PATH), key.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for text in ["hi", "results", "1", "attendance", "menu", "notices"] {
+                let r = http
+                    .post(&url)
+                    .header("X-API-KEY", &key)
+                    .json(&json!({"phone": phone, "text": text}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push((r.status(), r.text().await.unwrap()));
+            }
+            statuses
+        })
+    });
+    for task in futures::future::join_all(tasks).await {
+        for (status, body) in task.unwrap() {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
     app.stop().await.unwrap();
 }

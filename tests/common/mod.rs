@@ -118,6 +118,10 @@ fn env_url(name: &str) -> Option<String> {
 impl TestEnv {
     /// Prepare settings and fresh engines; `None` (test skipped) for `Services` without URLs.
     pub async fn new(variant: Variant) -> Option<Self> {
+        // Server logs on stderr when asked for (CHATBOT_LOG=debug cargo test ...).
+        if std::env::var_os("CHATBOT_LOG").is_some() {
+            chatbot::telemetry::init(chatbot::config::LogFormat::Text);
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let namespace = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut settings = Settings {
