@@ -19,6 +19,7 @@ variants!(
     a_phone_never_sees_another_schools_children,
     text_the_rules_cannot_place_is_unhandled_but_answered,
     a_phone_linked_to_two_schools_chooses_one,
+    a_parent_adds_another_child_with_id_and_pin,
 );
 
 /// One turn: what the user sends, phrases the bot's replies must contain, the state after.
@@ -602,5 +603,60 @@ async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
     .unwrap();
     assert_eq!((turn.state.as_str(), turn.school), ("unknown_sender", None));
     assert!(turn.replies[0].to_plain().contains("not registered"));
+    app.stop().await.unwrap();
+}
+
+async fn a_parent_adds_another_child_with_id_and_pin(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let parent = demo
+        .parents
+        .iter()
+        .find(|p| p.student_ids.len() == 2)
+        .unwrap();
+    let other = demo
+        .students
+        .iter()
+        .find(|s| {
+            !demo
+                .parents
+                .iter()
+                .any(|p| p.student_ids.contains(&s.student_id))
+        })
+        .unwrap();
+    let mut chat = Chat {
+        state: &app.state,
+        ctx: ctx(&app, "demo").await,
+        phone: PhoneNumber::parse(&parent.phone).unwrap(),
+        now: start(),
+    };
+    chat.play(&[
+        t("hi", &["Welcome"], "main_menu"),
+        t("4", &["Which child?", "3. Another child"], "choosing_child"),
+        t("3", &["student ID"], "awaiting_student_id"),
+        t(&other.student_id, &["PIN for"], "awaiting_pin"),
+        t("back", &["student ID"], "awaiting_student_id"),
+        t(&other.student_id, &["PIN for"], "awaiting_pin"),
+        t(
+            &other.pin,
+            &["verified for", &other.name, "Which results"],
+            "choosing_exam",
+        ),
+        t("1", &["preparing", &other.name], "main_menu"),
+        t(
+            "results",
+            &["Which child?", &other.name, "4. Another child"],
+            "choosing_child",
+        ),
+        // Out of range for this list of four: not understood, and the menu again.
+        t("6", &["did not understand", "6. Language"], "main_menu"),
+        t("menu", &["6. Language"], "main_menu"),
+        t("6", &["1. English", "2. Français"], "choosing_language"),
+        t("2", &["français"], "main_menu"),
+        t("1", &["Quel enfant", "Autre enfant"], "choosing_child"),
+    ])
+    .await;
     app.stop().await.unwrap();
 }

@@ -655,6 +655,8 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
             .map(|s| {
                 context! {
                     subject => s.subject.clone(),
+                    ca => s.ca.map(score),
+                    exam => s.exam.map(score),
                     total => s.total.map(score),
                     grade => s.grade.clone(),
                 }
