@@ -71,11 +71,7 @@ fn engine_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             &SchemaName::parse("demo").unwrap(),
         ))
         .unwrap();
-    let parent = creds.tenants[0]
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 2)
-        .unwrap();
+    let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
     let config = state.settings.engine_config();
 

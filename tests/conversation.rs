@@ -109,11 +109,7 @@ async fn parent_with_two_children_reaches_results_attendance_and_notices(v: Vari
     let Some((app, creds)) = demo_app(v).await else {
         return;
     };
-    let parent = creds.tenants[0]
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 2)
-        .unwrap();
+    let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let kids: Vec<_> = creds.tenants[0]
         .students
         .iter()
@@ -185,16 +181,7 @@ async fn stranger_verifies_with_student_id_and_pin(v: Variant) {
         return;
     };
     let demo = &creds.tenants[0];
-    let unmapped = demo
-        .students
-        .iter()
-        .find(|s| {
-            !demo
-                .parents
-                .iter()
-                .any(|p| p.student_ids.contains(&s.student_id))
-        })
-        .unwrap();
+    let unmapped = demo.students_without_phone().next().unwrap();
     let typed_id = format!(
         " {} ",
         unmapped.student_id.to_lowercase().replace('/', " / ")
@@ -320,11 +307,7 @@ async fn sessions_expire_and_survive_a_restart(v: Variant) {
     let Some((app, creds)) = demo_app(v).await else {
         return;
     };
-    let parent = creds.tenants[0]
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 1)
-        .unwrap();
+    let parent = creds.tenants[0].parent_with_children(1).unwrap();
     let mut chat = Chat {
         state: &app.state,
         ctx: ctx(&app, "demo").await,
@@ -514,16 +497,12 @@ async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
     let shared = PhoneNumber::parse(SHARED_PARENT_PHONE).unwrap();
     let children = demo::shared_parent_children(&creds);
     let north_child = creds.tenants[1]
-        .students
-        .iter()
-        .find(|s| s.student_id == children[1].1[0])
+        .student(&children[1].1[0])
         .unwrap()
         .name
         .clone();
     let demo_child = creds.tenants[0]
-        .students
-        .iter()
-        .find(|s| s.student_id == children[0].1[0])
+        .student(&children[0].1[0])
         .unwrap()
         .name
         .clone();
@@ -611,21 +590,8 @@ async fn a_parent_adds_another_child_with_id_and_pin(v: Variant) {
         return;
     };
     let demo = &creds.tenants[0];
-    let parent = demo
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 2)
-        .unwrap();
-    let other = demo
-        .students
-        .iter()
-        .find(|s| {
-            !demo
-                .parents
-                .iter()
-                .any(|p| p.student_ids.contains(&s.student_id))
-        })
-        .unwrap();
+    let parent = demo.parent_with_children(2).unwrap();
+    let other = demo.students_without_phone().next().unwrap();
     let mut chat = Chat {
         state: &app.state,
         ctx: ctx(&app, "demo").await,

@@ -72,21 +72,8 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
     let ctx = tenancy::by_schema_name(&app.state.db, &SchemaName::parse("demo").unwrap())
         .await
         .unwrap();
-    let parent = demo_school
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 1)
-        .unwrap();
-    let unmapped = demo_school
-        .students
-        .iter()
-        .find(|s| {
-            !demo_school
-                .parents
-                .iter()
-                .any(|p| p.student_ids.contains(&s.student_id))
-        })
-        .unwrap();
+    let parent = demo_school.parent_with_children(1).unwrap();
+    let unmapped = demo_school.students_without_phone().next().unwrap();
     let north_child = &creds.tenants[1].students[0];
 
     let pk_of = |id: String| {
@@ -146,9 +133,7 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
 
     // Names that must never appear unless that student was verified in the sequence.
     let own_name = demo_school
-        .students
-        .iter()
-        .find(|s| s.student_id == parent.student_ids[0])
+        .student(&parent.student_ids[0])
         .unwrap()
         .name
         .clone();

@@ -78,9 +78,7 @@ async fn demo_school_is_realistic_and_reseeding_is_stable(v: Variant) {
 
     // A parent with two children, mapped in the database.
     let two = main
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 2)
+        .parent_with_children(2)
         .expect("a parent with two children");
     let linked = students::linked_to_phone(db, &ctx, &PhoneNumber::parse(&two.phone).unwrap())
         .await

@@ -154,11 +154,7 @@ async fn a_conversation_over_the_api(v: Variant) {
         return;
     };
     let key = creds.tenants[0].api_key.as_str();
-    let parent = creds.tenants[0]
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 1)
-        .unwrap();
+    let parent = creds.tenants[0].parent_with_children(1).unwrap();
     let (s, b) = send(
         &app,
         Some(key),
@@ -217,16 +213,8 @@ async fn a_key_only_reaches_its_own_school(v: Variant) {
         return;
     };
     let (demo, north) = (&creds.tenants[0], &creds.tenants[1]);
-    let parent = demo
-        .parents
-        .iter()
-        .find(|p| p.student_ids.len() == 1)
-        .unwrap();
-    let child = demo
-        .students
-        .iter()
-        .find(|s| s.student_id == parent.student_ids[0])
-        .unwrap();
+    let parent = demo.parent_with_children(1).unwrap();
+    let child = demo.student(&parent.student_ids[0]).unwrap();
     // The demo parent's phone, through Northbridge's key: not mapped there, so asked to verify.
     let (_, b) = send(
         &app,

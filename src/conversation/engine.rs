@@ -313,14 +313,13 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
         })
     }
 
-    fn offer(
-        &mut self,
-        name: &str,
-        ctx: Value,
-        mut choices: Vec<Choice>,
-        state: State,
-    ) -> Result<()> {
+    fn offer(&mut self, name: &str, ctx: Value, choices: Vec<Choice>, state: State) -> Result<()> {
         let text = self.render(name, ctx)?;
+        self.offer_text(text, choices, state)
+    }
+
+    /// A reply with choices whose text is already rendered; the conversation moves to `state`.
+    fn offer_text(&mut self, text: String, mut choices: Vec<Choice>, state: State) -> Result<()> {
         choices.truncate(MAX_LIST_ROWS);
         let button = self.label("options")?;
         self.replies.push(Reply::Choices {
@@ -679,17 +678,14 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
             self.choice("nav:exams", "another_exam")?,
             self.choice("menu:menu", "menu")?,
         ];
-        let button = self.label("options")?;
-        self.replies.push(Reply::Choices {
+        self.offer_text(
             text,
-            button,
             choices,
-        });
-        self.session.state = State::ViewingResults {
-            student: child.model.id,
-            exam: exam_id,
-        };
-        Ok(())
+            State::ViewingResults {
+                student: child.model.id,
+                exam: exam_id,
+            },
+        )
     }
 
     async fn request_report(&mut self, child: &Child, exam_id: i64) -> Result<()> {
@@ -737,17 +733,14 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
             self.choice("nav:terms", "another_term")?,
             self.choice("menu:menu", "menu")?,
         ];
-        let button = self.label("options")?;
-        self.replies.push(Reply::Choices {
+        self.offer_text(
             text,
-            button,
             choices,
-        });
-        self.session.state = State::ViewingAttendance {
-            student: child.model.id,
-            term: term_id,
-        };
-        Ok(())
+            State::ViewingAttendance {
+                student: child.model.id,
+                term: term_id,
+            },
+        )
     }
 
     fn ask_student_id(&mut self, purpose: Purpose) -> Result<()> {

@@ -61,6 +61,28 @@ pub struct DemoTenant {
     pub students: Vec<DemoStudent>,
 }
 
+impl DemoTenant {
+    /// The first parent with exactly `n` children.
+    pub fn parent_with_children(&self, n: usize) -> Option<&DemoParent> {
+        self.parents.iter().find(|p| p.student_ids.len() == n)
+    }
+
+    /// Students with no phone on file: their parents verify with student ID + PIN.
+    pub fn students_without_phone(&self) -> impl Iterator<Item = &DemoStudent> {
+        self.students.iter().filter(|s| {
+            !self
+                .parents
+                .iter()
+                .any(|p| p.student_ids.contains(&s.student_id))
+        })
+    }
+
+    /// A student by student ID.
+    pub fn student(&self, student_id: &str) -> Option<&DemoStudent> {
+        self.students.iter().find(|s| s.student_id == student_id)
+    }
+}
+
 /// WhatsApp business numbers of a demo school.
 #[derive(Debug, Serialize)]
 pub struct DemoWhatsapp {
@@ -835,18 +857,14 @@ pub fn describe(creds: &DemoCredentials, base_url: &str) -> String {
             t.whatsapp.twilio_number,
             t.whatsapp.twilio_auth_token,
         ));
-        if let Some(two) = t.parents.iter().find(|p| p.student_ids.len() > 1) {
+        if let Some(two) = t.parent_with_children(2) {
             out.push_str(&format!(
                 "    parent, 2 children: {} -> {}\n",
                 two.phone,
                 two.student_ids.join(", ")
             ));
         }
-        if let Some(s) = t.students.iter().find(|s| {
-            !t.parents
-                .iter()
-                .any(|p| p.student_ids.contains(&s.student_id))
-        }) {
+        if let Some(s) = t.students_without_phone().next() {
             out.push_str(&format!(
                 "    verify by ID+PIN:   {} / PIN {} ({}, {})\n",
                 s.student_id, s.pin, s.name, s.class
