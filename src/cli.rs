@@ -67,6 +67,13 @@ pub enum Command {
         #[arg(long)]
         phone: String,
     },
+    /// Run a mock of Meta's Graph API that prints every message sent to it (point
+    /// CHATBOT_WHATSAPP_API_BASE at it to watch the bot's WhatsApp replies locally).
+    MockWhatsapp {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
         /// Write to this file instead of stdout (the committed copy is openapi/openapi.json).
@@ -134,6 +141,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
+        Command::MockWhatsapp { listen } => mock_whatsapp(listen).await,
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -251,5 +259,32 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
         stdout.write_all(out.as_bytes()).await?;
     }
     stdout.write_all(b"\n").await?;
+    Ok(())
+}
+
+async fn mock_whatsapp(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mock = crate::channels::mock_graph::MockGraph::start(listen).await?;
+    eprintln!(
+        "mock Graph API on {}; run the server with CHATBOT_WHATSAPP_API_BASE={}",
+        mock.base_url(),
+        mock.base_url()
+    );
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let stop = app::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let received = mock.received();
+                for r in &received[shown..] {
+                    println!("{} {}", r.phone_number_id, r.body);
+                }
+                shown = received.len();
+            }
+        }
+    }
+    mock.stop();
     Ok(())
 }

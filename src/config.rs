@@ -40,6 +40,8 @@ pub struct Settings {
     pub pin_max_failures: u32,
     /// Minutes PIN entry stays paused (`CHATBOT_PIN_LOCKOUT_MINUTES`).
     pub pin_lockout_minutes: u32,
+    /// Graph API base for sending WhatsApp messages (`CHATBOT_WHATSAPP_API_BASE`).
+    pub whatsapp_api_base: String,
 }
 
 /// Log line format.
@@ -159,6 +161,7 @@ struct Layer {
     session_idle_minutes: Option<u32>,
     pin_max_failures: Option<u32>,
     pin_lockout_minutes: Option<u32>,
+    whatsapp_api_base: Option<String>,
 }
 
 impl Default for Settings {
@@ -176,6 +179,7 @@ impl Default for Settings {
             session_idle_minutes: 30,
             pin_max_failures: 5,
             pin_lockout_minutes: 15,
+            whatsapp_api_base: "https://graph.facebook.com/v21.0".to_string(),
         }
     }
 }
@@ -206,6 +210,8 @@ pub mod env {
     pub const PIN_MAX_FAILURES: &str = "CHATBOT_PIN_MAX_FAILURES";
     /// PIN lockout minutes.
     pub const PIN_LOCKOUT_MINUTES: &str = "CHATBOT_PIN_LOCKOUT_MINUTES";
+    /// Graph API base URL.
+    pub const WHATSAPP_API_BASE: &str = "CHATBOT_WHATSAPP_API_BASE";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -272,6 +278,7 @@ impl Settings {
             session_idle_minutes: parse(env, env::SESSION_IDLE_MINUTES)?,
             pin_max_failures: parse(env, env::PIN_MAX_FAILURES)?,
             pin_lockout_minutes: parse(env, env::PIN_LOCKOUT_MINUTES)?,
+            whatsapp_api_base: text(env::WHATSAPP_API_BASE),
         })
     }
 
@@ -289,6 +296,7 @@ impl Settings {
             session_idle_minutes,
             pin_max_failures,
             pin_lockout_minutes,
+            whatsapp_api_base,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -325,6 +333,9 @@ impl Settings {
         }
         if let Some(v) = pin_lockout_minutes {
             self.pin_lockout_minutes = v;
+        }
+        if let Some(v) = whatsapp_api_base {
+            self.whatsapp_api_base = v;
         }
     }
 
@@ -381,6 +392,14 @@ impl Settings {
                     message: "must be at least 1".to_string(),
                 });
             }
+        }
+        if !(self.whatsapp_api_base.starts_with("http://")
+            || self.whatsapp_api_base.starts_with("https://"))
+        {
+            return Err(ConfigError::Env {
+                name: env::WHATSAPP_API_BASE,
+                message: "must be an http:// or https:// URL".to_string(),
+            });
         }
         let ns_ok = !self.queue_namespace.is_empty()
             && self.queue_namespace.len() <= 64

@@ -4,7 +4,9 @@
 //! name queues after the Rust type path, and renaming a struct would orphan queued jobs).
 
 pub mod cleanup;
+pub mod ingest;
 mod queue;
+pub mod send;
 
 pub use queue::{JobFuture, JobId, JobQueue, QueueBackendKind};
 
@@ -24,7 +26,17 @@ pub fn register_all(
     monitor: apalis::prelude::Monitor,
     state: &crate::state::AppState,
 ) -> apalis::prelude::Monitor {
+    // One at a time keeps each parent's messages and replies in order; per-conversation
+    // ordering with more concurrency comes with the channel work.
+    let monitor =
+        state
+            .queue
+            .register::<cleanup::CleanupJob>(monitor, state.clone(), cleanup::handle, 1);
+    let monitor =
+        state
+            .queue
+            .register::<ingest::IngestJob>(monitor, state.clone(), ingest::handle, 1);
     state
         .queue
-        .register::<cleanup::CleanupJob>(monitor, state.clone(), cleanup::handle, 1)
+        .register::<send::SendJob>(monitor, state.clone(), send::handle, 1)
 }

@@ -93,6 +93,12 @@ impl JobQueue {
                         path.display()
                     ))
                 })?;
+                sea_orm::sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS chatbot_once (key TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL)",
+                )
+                .execute(&pool)
+                .await
+                .map_err(|e| Error::Unavailable(format!("cannot set up the dedupe table: {e}")))?;
                 Backend::Sqlite(pool)
             }
         };
@@ -152,6 +158,72 @@ impl JobQueue {
             Ok(Err(e)) => Err(Error::Unavailable(format!("job queue: {e}"))),
             Err(_) => Err(Error::Unavailable("job queue: timed out".to_string())),
         }
+    }
+
+    /// Claim `key` once: `true` the first time, `false` for a repeat within `ttl`. Atomic on
+    /// both backends (Redis `SET NX EX`; a primary-key row in the queue's SQLite file), so two
+    /// deliveries racing each other get one `true`.
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let key = format!("{}:once:{key}", self.namespace);
+        let claimed = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let now = chrono::Utc::now().timestamp();
+                sea_orm::sqlx::query("DELETE FROM chatbot_once WHERE expires_at < ?")
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and(
+                        sea_orm::sqlx::query(
+                            "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
+                        )
+                        .bind(&key)
+                        .bind(now + ttl.as_secs() as i64)
+                        .execute(pool)
+                        .await
+                        .map(|r| r.rows_affected() == 1)
+                        .map_err(|e| e.to_string()),
+                    )
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map(|r| r.is_some())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        claimed.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
+    }
+
+    /// Undo [`claim_once`](Self::claim_once), when the work it guarded could not be queued (so
+    /// the provider's retry is not mistaken for a duplicate).
+    pub async fn release(&self, key: &str) -> Result<()> {
+        let key = format!("{}:once:{key}", self.namespace);
+        let released = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query("DELETE FROM chatbot_once WHERE key = ?")
+                .bind(&key)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        released.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
     }
 
     /// Persist a job and return its id. An error means the job was *not* stored: callers that

@@ -145,3 +145,33 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<TenantCtx>> {
         .map(TenantCtx::from_model)
         .collect())
 }
+
+/// Every Meta app secret configured for a business number (webhooks are signed with one).
+pub async fn meta_app_secrets(db: &impl ConnectionTrait) -> Result<Vec<String>> {
+    let secrets: Vec<Option<String>> = whatsapp_number::Entity::find()
+        .select_only()
+        .column(whatsapp_number::Column::AppSecret)
+        .filter(whatsapp_number::Column::Provider.eq(Provider::Meta.as_str()))
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(secrets
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Is `token` the webhook verify token of some school's Meta number?
+pub async fn meta_verify_token_known(db: &impl ConnectionTrait, token: &str) -> Result<bool> {
+    if token.is_empty() {
+        return Ok(false);
+    }
+    Ok(whatsapp_number::Entity::find()
+        .filter(whatsapp_number::Column::Provider.eq(Provider::Meta.as_str()))
+        .filter(whatsapp_number::Column::VerifyToken.eq(token))
+        .one(db)
+        .await?
+        .is_some())
+}

@@ -1,0 +1,128 @@
+//! Meta's Graph API for sending: `POST {base}/{phone-number-id}/messages`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::conversation::Reply;
+use crate::error::{Error, Result};
+
+/// WhatsApp limits on interactive titles.
+const BUTTON_TITLE: usize = 20;
+const ROW_TITLE: usize = 24;
+const ROW_DESCRIPTION: usize = 72;
+
+/// A Graph API client.
+#[derive(Clone, Debug)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The Graph API body that shows `reply` to `to` (digits).
+pub fn message_body(to: &str, reply: &Reply) -> Value {
+    let base = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to});
+    let mut body = base;
+    let extra = match reply {
+        Reply::Text { text } => {
+            json!({"type": "text", "text": {"body": text, "preview_url": false}})
+        }
+        Reply::Choices { text, choices, .. }
+            if reply.shape() == crate::conversation::reply::Shape::Buttons =>
+        {
+            json!({
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "body": {"text": text},
+                    "action": {"buttons": choices.iter().map(|c| json!({
+                        "type": "reply",
+                        "reply": {"id": c.id, "title": clip(&c.label, BUTTON_TITLE)}
+                    })).collect::<Vec<_>>()}
+                }
+            })
+        }
+        Reply::Choices {
+            text,
+            button,
+            choices,
+        } => json!({
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "body": {"text": text},
+                "action": {
+                    "button": clip(button, BUTTON_TITLE),
+                    "sections": [{"rows": choices.iter().map(|c| {
+                        let mut row = json!({"id": c.id, "title": clip(&c.label, ROW_TITLE)});
+                        if c.label.chars().count() > ROW_TITLE {
+                            row["description"] = json!(clip(&c.label, ROW_DESCRIPTION));
+                        }
+                        row
+                    }).collect::<Vec<_>>()}]
+                }
+            }
+        }),
+        Reply::Document {
+            url,
+            filename,
+            caption,
+        } => json!({
+            "type": "document",
+            "document": {"link": url, "filename": filename, "caption": caption}
+        }),
+    };
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+impl GraphClient {
+    /// A client for `base` (e.g. `https://graph.facebook.com/v21.0`, or a mock).
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Internal(anyhow::anyhow!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Send one message; returns Meta's message id.
+    pub async fn send(&self, phone_number_id: &str, token: &str, body: &Value) -> Result<String> {
+        let url = format!("{}/{}/messages", self.base, phone_number_id);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("Graph API unreachable: {e}")))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(Error::Unavailable(format!(
+                "Graph API answered {status}: {answer}"
+            )));
+        }
+        Ok(answer["messages"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+}

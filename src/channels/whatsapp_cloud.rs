@@ -1,0 +1,378 @@
+//! Meta's WhatsApp Cloud API webhook: `GET` verification and signed `POST` deliveries.
+//!
+//! A delivery is verified (HMAC-SHA256 of the raw body with an app secret, constant time)
+//! before it is parsed, deduplicated on the message id, queued as an ingest job, and only then
+//! acknowledged; if the job cannot be queued the answer is 503, so Meta retries.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use poem::http::StatusCode;
+use poem::web::{Data, Query};
+use poem::{Body, Request, Response, handler};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::json_error;
+use crate::jobs::ingest::IngestJob;
+use crate::state::AppState;
+use crate::tenancy;
+
+/// Meta retries a delivery for up to 7 days; remember ids a little longer.
+const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// Meta's own limit on a webhook body.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// `hub.*` query of the verification request.
+#[derive(Debug, Deserialize)]
+pub struct VerifyQuery {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// `GET`: answer the bare challenge when the verify token is one of a school's.
+#[handler]
+pub async fn verify(state: Data<&AppState>, Query(q): Query<VerifyQuery>) -> Response {
+    let (Some("subscribe"), Some(token), Some(challenge)) =
+        (q.mode.as_deref(), q.verify_token.as_deref(), q.challenge)
+    else {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "verification_failed",
+            "hub.mode, hub.verify_token and hub.challenge are required",
+        );
+    };
+    match tenancy::meta_verify_token_known(&state.db, token).await {
+        Ok(true) => Response::builder()
+            .content_type("text/plain")
+            .body(challenge),
+        Ok(false) => json_error(
+            StatusCode::FORBIDDEN,
+            "verification_failed",
+            "unknown verify token",
+        ),
+        Err(e) => poem::error::ResponseError::as_response(&e),
+    }
+}
+
+/// `X-Hub-Signature-256` of `body` made with one of `secrets`; constant-time per secret.
+pub fn signature_matches(body: &[u8], header: Option<&str>, secrets: &[String]) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    secrets.iter().any(|secret| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    })
+}
+
+/// The signature header value for `body` (tests and the mock use it).
+pub fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A webhook notification (only the fields we use; everything else is tolerated).
+#[derive(Debug, Default, Deserialize)]
+pub struct Notification {
+    /// `whatsapp_business_account`.
+    #[serde(default)]
+    pub object: String,
+    /// Entries.
+    #[serde(default)]
+    pub entry: Vec<Entry>,
+}
+
+/// One entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct Entry {
+    /// Changes.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+}
+
+/// One change.
+#[derive(Debug, Default, Deserialize)]
+pub struct Change {
+    /// `messages` for messages and statuses.
+    #[serde(default)]
+    pub field: String,
+    /// The payload.
+    #[serde(default)]
+    pub value: ChangeValue,
+}
+
+/// The payload of a `messages` change.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChangeValue {
+    /// The business number written to.
+    #[serde(default)]
+    pub metadata: Metadata,
+    /// Senders' profiles.
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+    /// Inbound messages.
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Delivery statuses of our messages.
+    #[serde(default)]
+    pub statuses: Vec<serde_json::Value>,
+}
+
+/// Business number metadata.
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    /// Shown number.
+    #[serde(default)]
+    pub display_phone_number: String,
+    /// Graph API id of the number.
+    #[serde(default)]
+    pub phone_number_id: String,
+}
+
+/// A sender's profile.
+#[derive(Debug, Default, Deserialize)]
+pub struct Contact {
+    /// Phone (digits).
+    #[serde(default)]
+    pub wa_id: String,
+    /// Business-scoped user id, when Meta sends one.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Profile.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+}
+
+/// Profile name.
+#[derive(Debug, Default, Deserialize)]
+pub struct Profile {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// An inbound message, any type.
+#[derive(Debug, Default, Deserialize)]
+pub struct Message {
+    /// Sender (digits).
+    #[serde(default)]
+    pub from: String,
+    /// `wamid...`.
+    #[serde(default)]
+    pub id: String,
+    /// Unix seconds, as a string.
+    #[serde(default)]
+    pub timestamp: String,
+    /// `text`, `interactive`, `button`, `image`...
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Text body.
+    #[serde(default)]
+    pub text: Option<Text>,
+    /// Tapped button or list row.
+    #[serde(default)]
+    pub interactive: Option<Interactive>,
+    /// Template quick-reply button.
+    #[serde(default)]
+    pub button: Option<TemplateButton>,
+}
+
+/// Text body.
+#[derive(Debug, Default, Deserialize)]
+pub struct Text {
+    /// The text.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// An interactive reply.
+#[derive(Debug, Default, Deserialize)]
+pub struct Interactive {
+    /// `button_reply` or `list_reply`.
+    #[serde(default)]
+    pub button_reply: Option<Reply>,
+    /// List row.
+    #[serde(default)]
+    pub list_reply: Option<Reply>,
+}
+
+/// The id and title of what was tapped.
+#[derive(Debug, Default, Deserialize)]
+pub struct Reply {
+    /// Our choice id.
+    #[serde(default)]
+    pub id: String,
+    /// Its title.
+    #[serde(default)]
+    pub title: String,
+}
+
+/// A template quick-reply button.
+#[derive(Debug, Default, Deserialize)]
+pub struct TemplateButton {
+    /// Payload.
+    #[serde(default)]
+    pub payload: String,
+    /// Text.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// What a message says, as the engine reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Said {
+    /// Text (or the title of what was tapped).
+    pub text: String,
+    /// Choice id, for taps.
+    pub choice: Option<String>,
+}
+
+impl Message {
+    /// Text and choice of this message; media and other types say nothing the rules can read.
+    pub fn said(&self) -> Said {
+        match self.kind.as_str() {
+            "text" => Said {
+                text: self
+                    .text
+                    .as_ref()
+                    .map(|t| t.body.clone())
+                    .unwrap_or_default(),
+                choice: None,
+            },
+            "interactive" => {
+                let tapped = self
+                    .interactive
+                    .as_ref()
+                    .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
+                match tapped {
+                    Some(r) => Said {
+                        text: r.title.clone(),
+                        choice: Some(r.id.clone()),
+                    },
+                    None => Said {
+                        text: String::new(),
+                        choice: None,
+                    },
+                }
+            }
+            "button" => match &self.button {
+                Some(b) => Said {
+                    text: b.text.clone(),
+                    choice: (!b.payload.is_empty()).then(|| b.payload.clone()),
+                },
+                None => Said {
+                    text: String::new(),
+                    choice: None,
+                },
+            },
+            _ => Said {
+                text: String::new(),
+                choice: None,
+            },
+        }
+    }
+}
+
+/// `POST`: verify, parse, dedupe, queue, acknowledge.
+#[handler]
+pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
+    let bytes = match body.into_bytes_limit(MAX_BODY).await {
+        Ok(b) => b,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "webhook bodies are limited to 3 MB",
+            );
+        }
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read body: {e}"),
+            );
+        }
+    };
+    let secrets = match tenancy::meta_app_secrets(&state.db).await {
+        Ok(s) => s,
+        Err(e) => return poem::error::ResponseError::as_response(&e),
+    };
+    if !signature_matches(&bytes, req.header("x-hub-signature-256"), &secrets) {
+        tracing::warn!("webhook rejected: bad or missing X-Hub-Signature-256");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "X-Hub-Signature-256 does not match",
+        );
+    }
+    let notification: Notification = match serde_json::from_slice(&bytes) {
+        Ok(n) => n,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("malformed webhook body: {e}"),
+            );
+        }
+    };
+    let mut queued = 0;
+    for change in notification.entry.iter().flat_map(|e| &e.changes) {
+        let value = &change.value;
+        for message in &value.messages {
+            if message.id.is_empty() || message.from.is_empty() {
+                continue;
+            }
+            let contact = value.contacts.iter().find(|c| c.wa_id == message.from);
+            let job = IngestJob {
+                provider: "meta".into(),
+                business: value.metadata.phone_number_id.clone(),
+                from: message.from.clone(),
+                message_id: message.id.clone(),
+                kind: message.kind.clone(),
+                said: message.said(),
+                user_id: contact.and_then(|c| c.user_id.clone()),
+                profile_name: contact
+                    .and_then(|c| c.profile.as_ref())
+                    .and_then(|p| p.name.clone()),
+                received_at: chrono::Utc::now(),
+            };
+            let key = format!("meta:{}", message.id);
+            match state.queue.claim_once(&key, DEDUPE_TTL).await {
+                Ok(false) => {
+                    tracing::info!(message_id = %message.id, "duplicate delivery ignored");
+                    continue;
+                }
+                Ok(true) => {}
+                Err(e) => return poem::error::ResponseError::as_response(&e),
+            }
+            if let Err(e) = state.queue.push(job).await {
+                let _ = state.queue.release(&key).await;
+                tracing::error!(error = %e, message_id = %message.id, "ingest job not persisted; asking Meta to retry");
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "cannot queue the message; retry later",
+                );
+            }
+            queued += 1;
+        }
+        if !value.statuses.is_empty() {
+            tracing::debug!(count = value.statuses.len(), "delivery statuses received");
+        }
+    }
+    tracing::info!(queued, "webhook accepted");
+    Response::builder()
+        .status(StatusCode::OK)
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}

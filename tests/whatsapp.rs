@@ -1,0 +1,282 @@
+//! Meta Cloud API webhook end to end: signed deliveries in, replies out at a mock Graph API.
+
+mod common;
+
+use std::time::Duration;
+
+use chatbot::channels::mock_graph::MockGraph;
+use chatbot::channels::whatsapp_cloud::sign;
+use chatbot::demo::{self, DemoCredentials};
+use common::{TestApp, TestEnv, Variant, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+variants!(
+    signed_deliveries_get_replies_at_the_graph_api,
+    rejected_deliveries_enqueue_nothing,
+    duplicate_deliveries_produce_one_reply,
+);
+
+const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
+
+async fn start(v: Variant) -> Option<(TestApp, MockGraph, DemoCredentials)> {
+    let mut env = TestEnv::new(v).await?;
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    let app = env.start().await;
+    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
+    Some((app, mock, creds))
+}
+
+fn payload(phone_number_id: &str, from_digits: &str, id: &str, message: Value) -> Value {
+    let mut m = json!({"from": from_digits, "id": id, "timestamp": "1763800000"});
+    m.as_object_mut()
+        .unwrap()
+        .extend(message.as_object().unwrap().clone());
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100001", "phone_number_id": phone_number_id},
+            "contacts": [{"profile": {"name": "Parent"}, "wa_id": from_digits, "user_id": "US.123"}],
+            "messages": [m],
+            "some_future_field": {"ignored": true}
+        }}]}]
+    })
+}
+
+async fn post(app: &TestApp, body: &[u8], signature: Option<String>) -> (StatusCode, Value) {
+    let mut req = app
+        .http
+        .post(app.url(WEBHOOK))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(sig) = signature {
+        req = req.header("X-Hub-Signature-256", sig);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn deliver(app: &TestApp, secret: &str, body: &Value) -> StatusCode {
+    let bytes = serde_json::to_vec(body).unwrap();
+    post(app, &bytes, Some(sign(&bytes, secret))).await.0
+}
+
+async fn wait_for(mock: &MockGraph, n: usize) -> Vec<Value> {
+    eventually(
+        &format!("{n} messages at the Graph API"),
+        Duration::from_secs(30),
+        || async {
+            let got = mock.received();
+            (got.len() >= n).then(|| got.into_iter().map(|r| r.body).collect())
+        },
+    )
+    .await
+}
+
+async fn signed_deliveries_get_replies_at_the_graph_api(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let parent = demo.parent_with_children(1).unwrap();
+    let digits = parent.phone.trim_start_matches('+');
+
+    let status = deliver(
+        &app,
+        &wa.app_secret,
+        &payload(
+            &wa.phone_number_id,
+            digits,
+            "wamid.1",
+            json!({"type": "text", "text": {"body": "hi"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let sent = wait_for(&mock, 2).await;
+    assert_eq!(sent[0]["to"], digits);
+    assert!(
+        sent[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome to Greenfield Academy")
+    );
+    assert_eq!(
+        sent[1]["interactive"]["type"], "list",
+        "six menu options make a list: {}",
+        sent[1]
+    );
+    let rows = sent[1]["interactive"]["action"]["sections"][0]["rows"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    let received = mock.received();
+    assert_eq!(received[0].phone_number_id, wa.phone_number_id);
+    assert_eq!(
+        received[0].authorization.as_deref(),
+        Some(format!("Bearer {}", wa.access_token).as_str())
+    );
+
+    // Tapping a list row: the choice id comes back.
+    let tap = json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "menu:results", "title": "Results"}}});
+    assert_eq!(
+        deliver(
+            &app,
+            &wa.app_secret,
+            &payload(&wa.phone_number_id, digits, "wamid.2", tap)
+        )
+        .await,
+        StatusCode::OK
+    );
+    let sent = wait_for(&mock, 3).await;
+    assert!(
+        sent[2]["interactive"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Which results"),
+        "{}",
+        sent[2]
+    );
+    assert_eq!(
+        sent[2]["interactive"]["type"], "button",
+        "two exams make buttons"
+    );
+
+    // Media, locations and reactions are answered, not crashed on.
+    let mut n = 3;
+    for (i, other) in [
+        json!({"type": "image", "image": {"id": "img", "mime_type": "image/jpeg"}}),
+        json!({"type": "location", "location": {"latitude": 6.4, "longitude": 3.4}}),
+        json!({"type": "reaction", "reaction": {"message_id": "wamid.1", "emoji": "👍"}}),
+        json!({"type": "button", "button": {"payload": "menu:notices", "text": "Notices"}}),
+        json!({"type": "some_new_type"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            deliver(
+                &app,
+                &wa.app_secret,
+                &payload(&wa.phone_number_id, digits, &format!("wamid.o{i}"), other)
+            )
+            .await,
+            StatusCode::OK
+        );
+        let sent = eventually("a reply", Duration::from_secs(30), || async {
+            let got = mock.received();
+            (got.len() > n).then_some(got)
+        })
+        .await;
+        n = sent.len();
+    }
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn rejected_deliveries_enqueue_nothing(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let wa = &creds.tenants[0].whatsapp;
+    let body = serde_json::to_vec(&payload(
+        &wa.phone_number_id,
+        "2348030000003",
+        "wamid.x",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    ))
+    .unwrap();
+
+    let (s, b) = post(&app, &body, None).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
+    );
+    let (s, _) = post(&app, &body, Some(sign(&body, "not-the-secret"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let mut tampered = body.clone();
+    let last = tampered.len() - 2;
+    tampered[last] = b' ';
+    let (s, _) = post(&app, &tampered, Some(sign(&body, &wa.app_secret))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "signature of other bytes");
+    let junk = b"{not json".to_vec();
+    let (s, b) = post(&app, &junk, Some(sign(&junk, &wa.app_secret))).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    let big = vec![b' '; 3 * 1024 * 1024 + 1];
+    let (s, _) = post(&app, &big, Some(sign(&big, &wa.app_secret))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Verification handshake.
+    let verify = |token: &str| {
+        app.http
+            .get(app.url(WEBHOOK))
+            .query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.verify_token", token),
+                ("hub.challenge", "1158201444"),
+            ])
+            .send()
+    };
+    let r = verify(&wa.verify_token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "1158201444");
+    assert_eq!(
+        verify("wrong").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(mock.received().is_empty(), "nothing was queued");
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    assert_eq!(
+        chatbot::entities::chat_session::Entity::find()
+            .count(&app.state.db)
+            .await
+            .unwrap(),
+        0
+    );
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn duplicate_deliveries_produce_one_reply(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = demo
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string();
+    let body = payload(
+        &wa.phone_number_id,
+        &digits,
+        "wamid.dup",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    );
+    for _ in 0..100 {
+        assert_eq!(deliver(&app, &wa.app_secret, &body).await, StatusCode::OK);
+    }
+    wait_for(&mock, 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(mock.received().len(), 2, "one welcome and one menu, once");
+    // Deduplicated at the webhook: the engine saw the message once.
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let inbound = chatbot::entities::message_log::Entity::find()
+        .filter(chatbot::entities::message_log::Column::Direction.eq("in"))
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(inbound, 1);
+    app.stop().await.unwrap();
+    mock.stop();
+}
