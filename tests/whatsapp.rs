@@ -15,6 +15,8 @@ variants!(
     signed_deliveries_get_replies_at_the_graph_api,
     rejected_deliveries_enqueue_nothing,
     duplicate_deliveries_produce_one_reply,
+    transient_failures_are_retried_permanent_ones_are_not,
+    a_burst_from_one_parent_is_answered_in_order,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -277,6 +279,134 @@ async fn duplicate_deliveries_produce_one_reply(v: Variant) {
         .await
         .unwrap();
     assert_eq!(inbound, 1);
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+fn text(id: &str, body: &str) -> (String, Value) {
+    (
+        id.to_string(),
+        json!({"type": "text", "text": {"body": body}}),
+    )
+}
+
+async fn transient_failures_are_retried_permanent_ones_are_not(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = demo
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string();
+    // Rate limited, then a server error: both retried (with backoff) until sent.
+    mock.fail_next(&[429, 500]);
+    let (id, m) = text("wamid.r1", "hi");
+    assert_eq!(
+        deliver(
+            &app,
+            &wa.app_secret,
+            &payload(&wa.phone_number_id, &digits, &id, m)
+        )
+        .await,
+        StatusCode::OK
+    );
+    let sent = wait_for(&mock, 2).await;
+    assert!(
+        sent[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome")
+    );
+    // A refusal (400) is not retried: that reply is skipped, the next one still goes.
+    mock.fail_next(&[400]);
+    let (id, m) = text("wamid.r2", "help");
+    assert_eq!(
+        deliver(
+            &app,
+            &wa.app_secret,
+            &payload(&wa.phone_number_id, &digits, &id, m)
+        )
+        .await,
+        StatusCode::OK
+    );
+    let sent = wait_for(&mock, 3).await;
+    assert_eq!(
+        sent[2]["interactive"]["type"], "list",
+        "the menu after the refused help text: {}",
+        sent[2]
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        mock.received().len(),
+        3,
+        "the refused reply was not sent again"
+    );
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn a_burst_from_one_parent_is_answered_in_order(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = demo
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string();
+    for (id, body) in [
+        ("wamid.b1", "hi"),
+        ("wamid.b2", "results"),
+        ("wamid.b3", "2"),
+    ] {
+        let (id, m) = text(id, body);
+        assert_eq!(
+            deliver(
+                &app,
+                &wa.app_secret,
+                &payload(&wa.phone_number_id, &digits, &id, m)
+            )
+            .await,
+            StatusCode::OK
+        );
+    }
+    let sent = wait_for(&mock, 4).await;
+    assert!(
+        sent[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome"),
+        "{}",
+        sent[0]
+    );
+    assert_eq!(
+        sent[1]["interactive"]["type"], "list",
+        "menu second: {}",
+        sent[1]
+    );
+    assert!(
+        sent[2]["interactive"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Which results"),
+        "{}",
+        sent[2]
+    );
+    assert!(
+        sent[3]["interactive"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Second Term Examination"),
+        "{}",
+        sent[3]
+    );
     app.stop().await.unwrap();
     mock.stop();
 }

@@ -12,6 +12,18 @@ const BUTTON_TITLE: usize = 20;
 const ROW_TITLE: usize = 24;
 const ROW_DESCRIPTION: usize = 72;
 
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Rate limits (429, Meta error 130429), server errors, network trouble: retry later.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// The request itself is refused (bad recipient, outside the 24-hour window...): retrying
+    /// sends the same refusal.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
 /// A Graph API client.
 #[derive(Clone, Debug)]
 pub struct GraphClient {
@@ -103,7 +115,12 @@ impl GraphClient {
     }
 
     /// Send one message; returns Meta's message id.
-    pub async fn send(&self, phone_number_id: &str, token: &str, body: &Value) -> Result<String> {
+    pub async fn send(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<String, SendError> {
         let url = format!("{}/{}/messages", self.base, phone_number_id);
         let response = self
             .http
@@ -112,17 +129,21 @@ impl GraphClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| Error::Unavailable(format!("Graph API unreachable: {e}")))?;
+            .map_err(|e| SendError::Retryable(format!("Graph API unreachable: {e}")))?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(Error::Unavailable(format!(
-                "Graph API answered {status}: {answer}"
-            )));
+        if status.is_success() {
+            return Ok(answer["messages"][0]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string());
         }
-        Ok(answer["messages"][0]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+        let code = answer["error"]["code"].as_i64();
+        let reason = format!("Graph API answered {status}: {answer}");
+        if status.as_u16() == 429 || status.is_server_error() || code == Some(130429) {
+            Err(SendError::Retryable(reason))
+        } else {
+            Err(SendError::Permanent(reason))
+        }
     }
 }

@@ -18,8 +18,21 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// in-flight jobs are re-enqueued (apalis' Redis default would wait 5 minutes).
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const MISSED_HEARTBEATS: usize = 3;
-/// Attempts per job before it is recorded as failed.
-const RETRIES: usize = 3;
+/// Retries per job before it is recorded as failed.
+const RETRIES: usize = 5;
+
+/// Exponential backoff with jitter between retries: 0.2 s, 0.4 s, 0.8 s... at most 30 s.
+fn backoff() -> tower::retry::backoff::ExponentialBackoff {
+    use tower::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+    ExponentialBackoffMaker::new(
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+        0.5,
+        tower::util::rng::HasherRng::default(),
+    )
+    .expect("valid backoff bounds")
+    .make_backoff()
+}
 
 /// The id of a queued job, returned to callers who want to follow it.
 pub type JobId = String;
@@ -229,7 +242,7 @@ impl JobQueue {
     /// Persist a job and return its id. An error means the job was *not* stored: callers that
     /// acknowledged something to a provider must not answer 200.
     pub async fn push<J: Job>(&self, job: J) -> Result<JobId> {
-        let id = ulid::Ulid::generate();
+        let id = next_job_id();
         let task = TaskBuilder::new(job)
             .task_id(TaskId::from_ulid(id))
             .max_attempts(RETRIES)
@@ -271,7 +284,7 @@ impl JobQueue {
                     WorkerBuilder::new(name.clone())
                         .backend(storage.clone())
                         .concurrency(concurrency)
-                        .retry(RetryPolicy::retries(RETRIES))
+                        .retry(RetryPolicy::retries(RETRIES).with_backoff(backoff()))
                         .enable_tracing()
                         .data(state.clone())
                         .build(handler)
@@ -285,7 +298,7 @@ impl JobQueue {
                     WorkerBuilder::new(name.clone())
                         .backend(storage.clone())
                         .concurrency(concurrency)
-                        .retry(RetryPolicy::retries(RETRIES))
+                        .retry(RetryPolicy::retries(RETRIES).with_backoff(backoff()))
                         .enable_tracing()
                         .data(state.clone())
                         .build(handler)
@@ -293,6 +306,21 @@ impl JobQueue {
             }
         }
     }
+}
+
+/// Job ids increase in push order within this process: the SQLite queue fetches by
+/// `run_at` (whole seconds), then id, so a random ULID would shuffle jobs pushed in the same
+/// second (a parent's burst of messages).
+fn next_job_id() -> ulid::Ulid {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random id.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::generate())
 }
 
 /// A Redis connection manager that fails fast when Redis is down (so a webhook answers 503 and

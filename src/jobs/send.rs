@@ -8,7 +8,7 @@ use apalis::prelude::Data;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobFuture};
-use crate::channels::graph::{GraphClient, message_body};
+use crate::channels::graph::{GraphClient, SendError, message_body};
 use crate::conversation::Reply;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
@@ -61,10 +61,14 @@ pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
                 Ok(id) => {
                     tracing::info!(reply_to = %job.reply_to, index = i, wamid = %id, "reply sent")
                 }
-                Err(e) => {
-                    // Not sent: let the retry send it.
+                Err(SendError::Retryable(reason)) => {
+                    // Not sent: the job is retried with backoff and sends it then.
                     state.queue.release(&key).await?;
-                    return Err(e.into());
+                    tracing::warn!(reply_to = %job.reply_to, index = i, %reason, "send failed; will retry");
+                    return Err(reason.into());
+                }
+                Err(SendError::Permanent(reason)) => {
+                    tracing::error!(reply_to = %job.reply_to, index = i, %reason, "reply refused; not retried");
                 }
             }
         }
