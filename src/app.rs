@@ -39,8 +39,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
 /// A built application, bound to its port, not yet serving.
 pub struct Application {
     state: AppState,
-    acceptor: TcpAcceptor,
-    addr: SocketAddr,
+    /// The web role: a bound listener. `None` in a workers-only process.
+    web: Option<(TcpAcceptor, SocketAddr)>,
+    /// The worker role.
+    workers: bool,
     shutdown: CancellationToken,
     started: Instant,
 }
@@ -67,16 +69,36 @@ impl Application {
             .unwrap_or(listen);
         Ok(Self {
             state,
-            acceptor,
-            addr,
+            web: Some((acceptor, addr)),
+            workers: true,
             shutdown: CancellationToken::new(),
             started,
         })
     }
 
-    /// The address actually bound.
+    /// Job workers only, no HTTP (`chatbot worker`).
+    pub fn workers_only(state: AppState, started: Instant) -> Self {
+        Self {
+            state,
+            web: None,
+            workers: true,
+            shutdown: CancellationToken::new(),
+            started,
+        }
+    }
+
+    /// Serve HTTP only; jobs are left to `chatbot worker` processes (`serve --no-workers`).
+    pub fn without_workers(mut self) -> Self {
+        self.workers = false;
+        self
+    }
+
+    /// The address actually bound. Panics for a workers-only application, which binds nothing.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.web
+            .as_ref()
+            .map(|(_, addr)| *addr)
+            .expect("a workers-only application has no address")
     }
 
     /// Shared state (database, queue...), e.g. for tests that seed data.
@@ -94,27 +116,47 @@ impl Application {
     pub async fn run(self) -> Result<()> {
         let Self {
             state,
-            acceptor,
-            addr,
+            web,
+            workers,
             shutdown,
             started,
         } = self;
+        let addr = web
+            .as_ref()
+            .map(|(_, addr)| addr.to_string())
+            .unwrap_or_else(|| "none".into());
+        let roles = match (web.is_some(), workers) {
+            (true, true) => "web+workers",
+            (true, false) => "web",
+            (false, _) => "workers",
+        };
         let grace = Duration::from_secs(state.settings.shutdown_timeout_secs);
 
         let web = {
             let token = shutdown.clone();
             let routes = http::routes(state.clone());
             tokio::spawn(async move {
-                Server::new_with_acceptor(acceptor)
-                    .run_with_graceful_shutdown(routes, token.cancelled_owned(), Some(grace))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+                match web {
+                    Some((acceptor, _)) => Server::new_with_acceptor(acceptor)
+                        .run_with_graceful_shutdown(routes, token.cancelled_owned(), Some(grace))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("HTTP server: {e}")),
+                    None => {
+                        token.cancelled().await;
+                        Ok(())
+                    }
+                }
             })
         };
         let workers = {
             let token = shutdown.clone();
-            let monitor = jobs::register_all(Monitor::new().shutdown_timeout(grace), &state);
+            let monitor =
+                workers.then(|| jobs::register_all(Monitor::new().shutdown_timeout(grace), &state));
             tokio::spawn(async move {
+                let Some(monitor) = monitor else {
+                    token.cancelled().await;
+                    return Ok(());
+                };
                 monitor
                     .run_with_signal(async move {
                         token.cancelled().await;
@@ -126,6 +168,7 @@ impl Application {
         };
         tracing::info!(
             %addr,
+            roles,
             database = db::backend_name(&state.db),
             queue = state.queue.backend_name(),
             startup_ms = started.elapsed().as_millis() as u64,

@@ -45,7 +45,12 @@ pub enum Command {
         /// On an empty database, first create the demo schools and print their credentials.
         #[arg(long)]
         demo: bool,
+        /// Serve HTTP only; run `chatbot worker` processes for the jobs.
+        #[arg(long)]
+        no_workers: bool,
     },
+    /// Run the job workers only, no HTTP (scale them out as separate processes).
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Create the demo schools (if absent) and print their credentials.
@@ -115,7 +120,18 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve { demo } => serve(settings, demo).await,
+        Command::Serve { demo, no_workers } => serve(settings, demo, no_workers).await,
+        Command::Worker => {
+            let state = app::build_state(settings).await?;
+            let application = Application::workers_only(state, Instant::now());
+            let token = application.shutdown_token();
+            tokio::spawn(async move {
+                app::shutdown_signal().await;
+                token.cancel();
+            });
+            application.run().await?;
+            Ok(())
+        }
         Command::Migrate => {
             let url = settings.database_url();
             db::connect_and_migrate(&url).await?;
@@ -170,7 +186,7 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
+async fn serve(settings: Settings, with_demo: bool, no_workers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = settings.listen;
     let state = app::build_state(settings).await?;
@@ -185,7 +201,10 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
             );
         }
     }
-    let application = Application::bind(state, listen, started).await?;
+    let mut application = Application::bind(state, listen, started).await?;
+    if no_workers {
+        application = application.without_workers();
+    }
     let token = application.shutdown_token();
     tokio::spawn(async move {
         app::shutdown_signal().await;

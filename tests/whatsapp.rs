@@ -17,6 +17,7 @@ variants!(
     duplicate_deliveries_produce_one_reply,
     transient_failures_are_retried_permanent_ones_are_not,
     a_burst_from_one_parent_is_answered_in_order,
+    web_and_worker_processes_split_the_work,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -408,5 +409,68 @@ async fn a_burst_from_one_parent_is_answered_in_order(v: Variant) {
         sent[3]
     );
     app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn web_and_worker_processes_split_the_work(v: Variant) {
+    use chatbot::app::{Application, build_state};
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    // The web role alone (`serve --no-workers`).
+    let web = Application::build(env.settings.clone())
+        .await
+        .unwrap()
+        .without_workers();
+    let (base, state) = (format!("http://{}", web.local_addr()), web.state().clone());
+    let web_stop = web.shutdown_token();
+    let web_task = tokio::spawn(web.run());
+    let creds = demo::seed(&state.db, &state.secret).await.unwrap();
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = demo
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string();
+    let body = serde_json::to_vec(&payload(
+        &wa.phone_number_id,
+        &digits,
+        "wamid.w1",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    ))
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{base}{WEBHOOK}"))
+        .header("X-Hub-Signature-256", sign(&body, &wa.app_secret))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "acknowledged once stored");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(mock.received().is_empty(), "no worker in the web process");
+
+    // A separate workers-only application (`chatbot worker`) picks the job up.
+    let worker = Application::workers_only(
+        build_state(env.settings.clone()).await.unwrap(),
+        std::time::Instant::now(),
+    );
+    let worker_stop = worker.shutdown_token();
+    let worker_task = tokio::spawn(worker.run());
+    let sent = wait_for(&mock, 2).await;
+    assert!(
+        sent[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome")
+    );
+    worker_stop.cancel();
+    web_stop.cancel();
+    worker_task.await.unwrap().unwrap();
+    web_task.await.unwrap().unwrap();
     mock.stop();
 }
