@@ -123,14 +123,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve { demo, no_workers } => serve(settings, demo, no_workers).await,
         Command::Worker => {
             let state = app::build_state(settings).await?;
-            let application = Application::workers_only(state, Instant::now());
-            let token = application.shutdown_token();
-            tokio::spawn(async move {
-                app::shutdown_signal().await;
-                token.cancel();
-            });
-            application.run().await?;
-            Ok(())
+            run_until_signal(Application::workers_only(state, Instant::now())).await
         }
         Command::Migrate => {
             let url = settings.database_url();
@@ -205,6 +198,11 @@ async fn serve(settings: Settings, with_demo: bool, no_workers: bool) -> anyhow:
     if no_workers {
         application = application.without_workers();
     }
+    run_until_signal(application).await
+}
+
+/// Run until SIGINT/SIGTERM, then stop gracefully.
+async fn run_until_signal(application: Application) -> anyhow::Result<()> {
     let token = application.shutdown_token();
     tokio::spawn(async move {
         app::shutdown_signal().await;
