@@ -438,6 +438,7 @@ async fn a_phone_never_sees_another_schools_children(v: Variant) {
         let inbound = Inbound {
             text: "x".into(),
             choice: Some(choice.into()),
+            unsupported: None,
         };
         let out = engine::handle(
             &view,

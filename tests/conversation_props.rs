@@ -190,6 +190,7 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
                             Step::Choice(c) => Inbound {
                                 text: String::new(),
                                 choice: Some(c.clone()),
+                                unsupported: None,
                             },
                             Step::Idle(minutes) => {
                                 now += Duration::minutes(*minutes);

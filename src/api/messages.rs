@@ -168,6 +168,7 @@ impl MessagesApi {
         let inbound = Inbound {
             text: body.text.clone(),
             choice: body.choice.clone(),
+            unsupported: None,
         };
         let outcome =
             conversation::converse(&state, &who.tenant, channel, &phone, &inbound, Utc::now())

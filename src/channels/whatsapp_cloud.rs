@@ -235,49 +235,38 @@ pub struct Said {
     pub text: String,
     /// Choice id, for taps.
     pub choice: Option<String>,
+    /// The message type, when it is one the rules cannot read (image, location...).
+    #[serde(default)]
+    pub unsupported: Option<String>,
 }
 
 impl Message {
-    /// Text and choice of this message; media and other types say nothing the rules can read.
+    /// Text and choice of this message; media and other types are marked unsupported.
     pub fn said(&self) -> Said {
+        let said = |text: &str, choice: Option<&str>| Said {
+            text: text.to_string(),
+            choice: choice.filter(|c| !c.is_empty()).map(str::to_string),
+            unsupported: None,
+        };
         match self.kind.as_str() {
-            "text" => Said {
-                text: self
-                    .text
-                    .as_ref()
-                    .map(|t| t.body.clone())
-                    .unwrap_or_default(),
-                choice: None,
-            },
+            "text" => said(self.text.as_ref().map_or("", |t| t.body.as_str()), None),
             "interactive" => {
                 let tapped = self
                     .interactive
                     .as_ref()
                     .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()));
                 match tapped {
-                    Some(r) => Said {
-                        text: r.title.clone(),
-                        choice: Some(r.id.clone()),
-                    },
-                    None => Said {
-                        text: String::new(),
-                        choice: None,
-                    },
+                    Some(r) => said(&r.title, Some(&r.id)),
+                    None => said("", None),
                 }
             }
             "button" => match &self.button {
-                Some(b) => Said {
-                    text: b.text.clone(),
-                    choice: (!b.payload.is_empty()).then(|| b.payload.clone()),
-                },
-                None => Said {
-                    text: String::new(),
-                    choice: None,
-                },
+                Some(b) => said(&b.text, Some(&b.payload)),
+                None => said("", None),
             },
-            _ => Said {
-                text: String::new(),
-                choice: None,
+            other => Said {
+                unsupported: Some(other.to_string()),
+                ..said("", None)
             },
         }
     }

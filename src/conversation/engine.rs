@@ -177,6 +177,8 @@ pub struct Inbound {
     pub text: String,
     /// The id of a tapped button or list row, when the channel reports it.
     pub choice: Option<String>,
+    /// Set for messages the rules cannot read (image, voice note, location...): their type.
+    pub unsupported: Option<String>,
 }
 
 impl Inbound {
@@ -185,6 +187,7 @@ impl Inbound {
         Self {
             text: text.into(),
             choice: None,
+            unsupported: None,
         }
     }
 }
@@ -358,6 +361,10 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
             let welcome = self.view.welcome().await?;
             self.say("welcome", context! { welcome })?;
             return self.greet_then(&said).await;
+        }
+        if inbound.unsupported.is_some() {
+            self.say("unsupported_message", context! {})?;
+            return self.menu();
         }
 
         // 1. A tapped choice, a number, or the label of one of the last choices.

@@ -68,6 +68,7 @@ pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
             let inbound = Inbound {
                 text: job.said.text.clone(),
                 choice: job.said.choice.clone(),
+                unsupported: job.said.unsupported.clone(),
             };
             let outcome =
                 conversation::converse(&state, &ctx, "whatsapp", &phone, &inbound, Utc::now())
