@@ -439,6 +439,7 @@ async fn a_phone_never_sees_another_schools_children(v: Variant) {
             text: "x".into(),
             choice: Some(choice.into()),
             unsupported: None,
+            provider_id: None,
         };
         let out = engine::handle(
             &view,

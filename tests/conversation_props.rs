@@ -191,6 +191,7 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
                                 text: String::new(),
                                 choice: Some(c.clone()),
                                 unsupported: None,
+                                provider_id: None,
                             },
                             Step::Idle(minutes) => {
                                 now += Duration::minutes(*minutes);

@@ -18,6 +18,7 @@ variants!(
     transient_failures_are_retried_permanent_ones_are_not,
     a_burst_from_one_parent_is_answered_in_order,
     web_and_worker_processes_split_the_work,
+    statuses_reach_the_message_log_and_reruns_answer_nothing,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -485,5 +486,116 @@ async fn web_and_worker_processes_split_the_work(v: Variant) {
     web_stop.cancel();
     worker_task.await.unwrap().unwrap();
     web_task.await.unwrap().unwrap();
+    mock.stop();
+}
+
+async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
+    use chatbot::entities::message_log;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = demo
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string();
+    let (id, m) = text("wamid.s1", "hi");
+    assert_eq!(
+        deliver(
+            &app,
+            &wa.app_secret,
+            &payload(&wa.phone_number_id, &digits, &id, m)
+        )
+        .await,
+        StatusCode::OK
+    );
+    wait_for(&mock, 2).await;
+    let db = &app.state.db;
+    let replies = || async {
+        message_log::Entity::find()
+            .filter(message_log::Column::Direction.eq("out"))
+            .filter(message_log::Column::ReplyTo.eq("wamid.s1"))
+            .order_by_asc(message_log::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+    };
+    let rows = eventually(
+        "both replies stamped as sent",
+        Duration::from_secs(30),
+        || async {
+            let rows = replies().await;
+            (rows.len() == 2 && rows.iter().all(|r| r.status == "sent")).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(rows[0].provider_message_id.as_deref(), Some("wamid.mock.1"));
+    assert_eq!(rows[1].provider_message_id.as_deref(), Some("wamid.mock.2"));
+    let inbound = message_log::Entity::find()
+        .filter(message_log::Column::Direction.eq("in"))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbound.provider_message_id.as_deref(), Some("wamid.s1"));
+
+    let statuses = |list: Value| {
+        json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+            "metadata": {"phone_number_id": wa.phone_number_id}, "statuses": list
+        }}]}]})
+    };
+    let update = statuses(json!([
+        {"id": "wamid.mock.1", "status": "delivered", "recipient_id": digits},
+        {"id": "wamid.mock.1", "status": "read", "recipient_id": digits},
+        {"id": "wamid.mock.2", "status": "failed", "recipient_id": digits,
+         "errors": [{"code": 131047, "title": "Re-engagement message"}]},
+        {"id": "wamid.unknown", "status": "read"}
+    ]));
+    assert_eq!(deliver(&app, &wa.app_secret, &update).await, StatusCode::OK);
+    let late = statuses(json!([{"id": "wamid.mock.1", "status": "delivered"}]));
+    assert_eq!(deliver(&app, &wa.app_secret, &late).await, StatusCode::OK);
+    let rows = replies().await;
+    assert_eq!(
+        rows[0].status, "read",
+        "a late 'delivered' does not undo 'read'"
+    );
+    assert_eq!(rows[1].status, "failed");
+    assert!(
+        rows[1]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("131047")
+    );
+
+    // The same ingest job run again (as after a crash before its ack) answers nothing new.
+    use chatbot::channels::whatsapp_cloud::Said;
+    use chatbot::jobs::ingest::IngestJob;
+    app.state
+        .queue
+        .push(IngestJob {
+            provider: "meta".into(),
+            business: wa.phone_number_id.clone(),
+            from: digits.clone(),
+            message_id: "wamid.s1".into(),
+            kind: "text".into(),
+            said: Said {
+                text: "hi".into(),
+                choice: None,
+                unsupported: None,
+            },
+            user_id: None,
+            profile_name: None,
+            received_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(mock.received().len(), 2, "no second answer");
+    app.stop().await.unwrap();
     mock.stop();
 }

@@ -169,6 +169,7 @@ impl MessagesApi {
             text: body.text.clone(),
             choice: body.choice.clone(),
             unsupported: None,
+            provider_id: None,
         };
         let outcome =
             conversation::converse(&state, &who.tenant, channel, &phone, &inbound, Utc::now())

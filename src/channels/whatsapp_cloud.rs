@@ -272,6 +272,40 @@ impl Message {
     }
 }
 
+/// Write `sent` / `delivered` / `read` / `failed` statuses of our replies to the message log of
+/// the school that owns the business number.
+async fn record_statuses(
+    state: &AppState,
+    business: &str,
+    statuses: &[serde_json::Value],
+) -> crate::error::Result<()> {
+    let Ok((ctx, _)) =
+        tenancy::by_business_number(&state.db, tenancy::Provider::Meta, business).await
+    else {
+        tracing::warn!(business, "statuses for an unknown business number ignored");
+        return Ok(());
+    };
+    for s in statuses {
+        let (Some(id), Some(status)) = (s["id"].as_str(), s["status"].as_str()) else {
+            continue;
+        };
+        if !matches!(status, "sent" | "delivered" | "read" | "failed") {
+            continue;
+        }
+        let error = s["errors"][0].as_object().map(|e| {
+            format!(
+                "{} {}",
+                e.get("code").map(|c| c.to_string()).unwrap_or_default(),
+                e.get("title").and_then(|t| t.as_str()).unwrap_or_default()
+            )
+            .trim()
+            .to_string()
+        });
+        crate::conversation::transcript::record_status(&state.db, &ctx, id, status, error).await?;
+    }
+    Ok(())
+}
+
 /// `POST`: verify, parse, dedupe, queue, acknowledge.
 #[handler]
 pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
@@ -355,8 +389,17 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
             }
             queued += 1;
         }
-        if !value.statuses.is_empty() {
-            tracing::debug!(count = value.statuses.len(), "delivery statuses received");
+        if !value.statuses.is_empty()
+            && let Err(e) =
+                record_statuses(&state, &value.metadata.phone_number_id, &value.statuses).await
+        {
+            // Statuses are informational: a failure is logged, and Meta's retry may bring it again.
+            tracing::warn!(error = %e, "delivery statuses not recorded");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "cannot record statuses; retry later",
+            );
         }
     }
     tracing::info!(queued, "webhook accepted");

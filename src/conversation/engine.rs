@@ -179,6 +179,8 @@ pub struct Inbound {
     pub choice: Option<String>,
     /// Set for messages the rules cannot read (image, voice note, location...): their type.
     pub unsupported: Option<String>,
+    /// The provider's id of this message (`wamid...`), recorded in the message log.
+    pub provider_id: Option<String>,
 }
 
 impl Inbound {
@@ -188,6 +190,7 @@ impl Inbound {
             text: text.into(),
             choice: None,
             unsupported: None,
+            provider_id: None,
         }
     }
 }

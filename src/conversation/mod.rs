@@ -7,6 +7,7 @@ pub mod reply;
 pub mod routing;
 pub mod store;
 pub mod texts;
+pub mod transcript;
 pub mod view;
 
 use std::sync::LazyLock;
@@ -86,14 +87,24 @@ pub async fn converse(
         Some(choice) => format!("{} [{choice}]", inbound.text),
         None => inbound.text.clone(),
     };
-    log("in", "text", inbound_body).insert(&txn).await?;
+    let mut row = log(
+        "in",
+        inbound.unsupported.as_deref().unwrap_or("text"),
+        inbound_body,
+    );
+    row.provider_message_id = Set(inbound.provider_id.clone());
+    row.insert(&txn).await?;
     for reply in &outcome.replies {
         let kind = match reply {
             Reply::Text { .. } => "text",
             Reply::Choices { .. } => "choices",
             Reply::Document { .. } => "document",
         };
-        log("out", kind, reply.to_plain()).insert(&txn).await?;
+        // Outbound rows point at the message they answer; the sender stamps each with the
+        // provider's id, and delivery statuses update them by that id.
+        let mut row = log("out", kind, reply.to_plain());
+        row.reply_to = Set(inbound.provider_id.clone());
+        row.insert(&txn).await?;
     }
     txn.commit().await?;
     tracing::debug!(

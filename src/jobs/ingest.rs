@@ -65,10 +65,16 @@ pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
                     return Ok(());
                 }
             };
+            // At-least-once jobs: a message already through the engine is not answered again.
+            if conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
+                tracing::info!("message already handled; not answered again");
+                return Ok(());
+            }
             let inbound = Inbound {
                 text: job.said.text.clone(),
                 choice: job.said.choice.clone(),
                 unsupported: job.said.unsupported.clone(),
+                provider_id: Some(job.message_id.clone()),
             };
             let outcome =
                 conversation::converse(&state, &ctx, "whatsapp", &phone, &inbound, Utc::now())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, JobFuture};
 use crate::channels::graph::{GraphClient, SendError, message_body};
-use crate::conversation::Reply;
+use crate::conversation::{Reply, transcript};
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
@@ -36,7 +36,7 @@ impl Job for SendJob {
 /// Worker entry point.
 pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
     Box::pin(async move {
-        let (_, number) =
+        let (ctx, number) =
             match tenancy::by_business_number(&state.db, Provider::Meta, &job.business).await {
                 Ok(found) => found,
                 Err(e) => {
@@ -59,7 +59,9 @@ pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
                 .await
             {
                 Ok(id) => {
-                    tracing::info!(reply_to = %job.reply_to, index = i, wamid = %id, "reply sent")
+                    tracing::info!(reply_to = %job.reply_to, index = i, wamid = %id, "reply sent");
+                    transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Ok(&id))
+                        .await?;
                 }
                 Err(SendError::Retryable(reason)) => {
                     // Not sent: the job is retried with backoff and sends it then.
@@ -69,6 +71,15 @@ pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
                 }
                 Err(SendError::Permanent(reason)) => {
                     tracing::error!(reply_to = %job.reply_to, index = i, %reason, "reply refused; not retried");
+                    transcript::mark_reply(
+                        &state.db,
+                        &ctx,
+                        "whatsapp",
+                        &job.reply_to,
+                        i,
+                        Err(&reason),
+                    )
+                    .await?;
                 }
             }
         }

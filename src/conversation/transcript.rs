@@ -1,0 +1,106 @@
+//! The message log as the channels use it: has this inbound message been handled, which
+//! provider id did a reply get, and how far has it got (sent, delivered, read, failed).
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, Set};
+
+use crate::entities::message_log;
+use crate::error::Result;
+use crate::tenancy::TenantCtx;
+
+/// Has the inbound message with this provider id already been through the engine?
+pub async fn seen(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    provider_id: &str,
+) -> Result<bool> {
+    Ok(ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("in"))
+        .filter(message_log::Column::ProviderMessageId.eq(provider_id))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Record the outcome of sending reply number `index` to the message `reply_to`.
+pub async fn mark_reply(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    reply_to: &str,
+    index: usize,
+    outcome: std::result::Result<&str, &str>,
+) -> Result<()> {
+    let rows = ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("out"))
+        .filter(message_log::Column::ReplyTo.eq(reply_to))
+        .order_by_asc(message_log::Column::Id)
+        .all(db)
+        .await?;
+    let Some(row) = rows.into_iter().nth(index) else {
+        tracing::warn!(reply_to, index, "no logged reply to mark");
+        return Ok(());
+    };
+    let mut active: message_log::ActiveModel = row.into();
+    match outcome {
+        Ok(provider_id) => {
+            active.provider_message_id = Set(Some(provider_id.to_string()));
+            active.status = Set("sent".into());
+        }
+        Err(reason) => {
+            active.status = Set("failed".into());
+            active.error = Set(Some(reason.to_string()));
+        }
+    }
+    active.updated_at = Set(Utc::now());
+    active.update(db).await?;
+    Ok(())
+}
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "queued" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "failed" => 4,
+        _ => 0,
+    }
+}
+
+/// Apply a provider's delivery status to the reply with that provider id; statuses arriving
+/// out of order never move a message back (a late `delivered` after `read`). Returns whether a
+/// row changed.
+pub async fn record_status(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    provider_id: &str,
+    status: &str,
+    error: Option<String>,
+) -> Result<bool> {
+    let Some(row) = ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Direction.eq("out"))
+        .filter(message_log::Column::ProviderMessageId.eq(provider_id))
+        .one(db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if rank(status) <= rank(&row.status) {
+        return Ok(false);
+    }
+    let mut active: message_log::ActiveModel = row.into();
+    active.status = Set(status.to_string());
+    if error.is_some() {
+        active.error = Set(error);
+    }
+    active.updated_at = Set(Utc::now());
+    active.update(db).await?;
+    Ok(true)
+}
