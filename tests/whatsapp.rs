@@ -19,6 +19,7 @@ variants!(
     a_burst_from_one_parent_is_answered_in_order,
     web_and_worker_processes_split_the_work,
     statuses_reach_the_message_log_and_reruns_answer_nothing,
+    replies_logged_but_never_queued_go_out_on_a_rerun,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -596,6 +597,89 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(mock.received().len(), 2, "no second answer");
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
+    use chatbot::channels::whatsapp_cloud::Said;
+    use chatbot::conversation::{self, Inbound};
+    use chatbot::domain::PhoneNumber;
+    use chatbot::jobs::ingest::IngestJob;
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let parent = demo.parent_with_children(1).unwrap();
+    let phone = PhoneNumber::parse(&parent.phone).unwrap();
+    let (ctx, _) = chatbot::tenancy::by_business_number(
+        &app.state.db,
+        chatbot::tenancy::Provider::Meta,
+        &wa.phone_number_id,
+    )
+    .await
+    .unwrap();
+    // The engine's turn committed, then the worker died before queueing the send.
+    let inbound = Inbound {
+        provider_id: Some("wamid.lost".into()),
+        ..Inbound::text("hi")
+    };
+    conversation::converse(
+        &app.state,
+        &ctx,
+        "whatsapp",
+        &phone,
+        &inbound,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(mock.received().is_empty());
+    let job = IngestJob {
+        provider: "meta".into(),
+        business: wa.phone_number_id.clone(),
+        from: phone.digits().to_string(),
+        message_id: "wamid.lost".into(),
+        kind: "text".into(),
+        said: Said {
+            text: "hi".into(),
+            choice: None,
+            unsupported: None,
+        },
+        user_id: None,
+        profile_name: None,
+        received_at: chrono::Utc::now(),
+    };
+    // The job runs again: the turn is not replayed, its unsent replies go out.
+    app.state.queue.push(job.clone()).await.unwrap();
+    let sent = wait_for(&mock, 2).await;
+    assert!(
+        sent[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome")
+    );
+    // Once sent, yet another run sends nothing.
+    use chatbot::entities::message_log;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    eventually(
+        "replies stamped as sent",
+        Duration::from_secs(30),
+        || async {
+            let rows = message_log::Entity::find()
+                .filter(message_log::Column::ReplyTo.eq("wamid.lost"))
+                .all(&app.state.db)
+                .await
+                .unwrap();
+            rows.iter().all(|r| r.status == "sent").then_some(())
+        },
+    )
+    .await;
+    app.state.queue.push(job).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(mock.received().len(), 2);
     app.stop().await.unwrap();
     mock.stop();
 }

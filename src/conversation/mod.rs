@@ -104,6 +104,7 @@ pub async fn converse(
         // provider's id, and delivery statuses update them by that id.
         let mut row = log("out", kind, reply.to_plain());
         row.reply_to = Set(inbound.provider_id.clone());
+        row.payload = Set(serde_json::to_value(reply).ok());
         row.insert(&txn).await?;
     }
     txn.commit().await?;

@@ -25,6 +25,36 @@ pub async fn seen(
         .is_some())
 }
 
+/// The replies logged for inbound message `reply_to`, in order, if any of them is still
+/// unsent (`queued`); `None` when there are none or all went out.
+pub async fn unsent_replies(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    reply_to: &str,
+) -> Result<Option<Vec<crate::conversation::Reply>>> {
+    let rows = ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("out"))
+        .filter(message_log::Column::ReplyTo.eq(reply_to))
+        .order_by_asc(message_log::Column::Id)
+        .all(db)
+        .await?;
+    if !rows.iter().any(|r| r.status == "queued") {
+        return Ok(None);
+    }
+    let replies: Option<Vec<crate::conversation::Reply>> = rows
+        .iter()
+        .map(|r| {
+            r.payload
+                .clone()
+                .and_then(|p| serde_json::from_value(p).ok())
+        })
+        .collect();
+    Ok(replies)
+}
+
 /// Record the outcome of sending reply number `index` to the message `reply_to`.
 pub async fn mark_reply(
     db: &impl ConnectionTrait,

@@ -65,9 +65,34 @@ pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
                     return Ok(());
                 }
             };
-            // At-least-once jobs: a message already through the engine is not answered again.
+            // At-least-once jobs: a message already through the engine is not answered again,
+            // but replies it logged and never queued (a crash in between) are queued now; the
+            // sender's per-reply claims skip any that did go out.
             if conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
-                tracing::info!("message already handled; not answered again");
+                let unsent = conversation::transcript::unsent_replies(
+                    &state.db,
+                    &ctx,
+                    "whatsapp",
+                    &job.message_id,
+                )
+                .await?;
+                if let Some(replies) = unsent {
+                    tracing::warn!(
+                        count = replies.len(),
+                        "message already handled; queueing its unsent replies"
+                    );
+                    state
+                        .queue
+                        .push(SendJob {
+                            business: job.business.clone(),
+                            to: phone.digits().to_string(),
+                            replies,
+                            reply_to: job.message_id.clone(),
+                        })
+                        .await?;
+                } else {
+                    tracing::info!("message already handled; not answered again");
+                }
                 return Ok(());
             }
             let inbound = Inbound {
