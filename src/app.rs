@@ -28,10 +28,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         db::connect_and_migrate(&database_url),
         JobQueue::connect(&settings)
     )?;
+    let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
     Ok(AppState {
         db,
         queue,
         secret,
+        graph,
         settings: Arc::new(settings),
     })
 }

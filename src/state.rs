@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::channels::graph::GraphClient;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::jobs::JobQueue;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub secret: SecretKey,
     /// Settings in force.
     pub settings: Arc<Settings>,
+    /// Graph API client (one connection pool for every send).
+    pub graph: GraphClient,
 }

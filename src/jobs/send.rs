@@ -8,7 +8,7 @@ use apalis::prelude::Data;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobFuture};
-use crate::channels::graph::{GraphClient, SendError, message_body};
+use crate::channels::graph::{SendError, message_body};
 use crate::conversation::{Reply, transcript};
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
@@ -48,13 +48,13 @@ pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
             tracing::error!(business = %job.business, "no Graph API access token for this number; replies dropped");
             return Ok(());
         };
-        let client = GraphClient::new(&state.settings.whatsapp_api_base)?;
         for (i, reply) in job.replies.iter().enumerate() {
             let key = format!("sent:{}:{i}", job.reply_to);
             if !state.queue.claim_once(&key, SENT_TTL).await? {
                 continue;
             }
-            match client
+            match state
+                .graph
                 .send(&job.business, &token, &message_body(&job.to, reply))
                 .await
             {
