@@ -25,6 +25,23 @@ pub async fn seen(
         .is_some())
 }
 
+/// The logged replies to inbound message `reply_to`, in the order they were sent.
+async fn replies_to(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    reply_to: &str,
+) -> Result<Vec<message_log::Model>> {
+    Ok(ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("out"))
+        .filter(message_log::Column::ReplyTo.eq(reply_to))
+        .order_by_asc(message_log::Column::Id)
+        .all(db)
+        .await?)
+}
+
 /// The replies logged for inbound message `reply_to`, in order, if any of them is still
 /// unsent (`queued`); `None` when there are none or all went out.
 pub async fn unsent_replies(
@@ -33,14 +50,7 @@ pub async fn unsent_replies(
     channel: &str,
     reply_to: &str,
 ) -> Result<Option<Vec<crate::conversation::Reply>>> {
-    let rows = ctx
-        .find::<message_log::Entity>()
-        .filter(message_log::Column::Channel.eq(channel))
-        .filter(message_log::Column::Direction.eq("out"))
-        .filter(message_log::Column::ReplyTo.eq(reply_to))
-        .order_by_asc(message_log::Column::Id)
-        .all(db)
-        .await?;
+    let rows = replies_to(db, ctx, channel, reply_to).await?;
     if !rows.iter().any(|r| r.status == "queued") {
         return Ok(None);
     }
@@ -64,14 +74,7 @@ pub async fn mark_reply(
     index: usize,
     outcome: std::result::Result<&str, &str>,
 ) -> Result<()> {
-    let rows = ctx
-        .find::<message_log::Entity>()
-        .filter(message_log::Column::Channel.eq(channel))
-        .filter(message_log::Column::Direction.eq("out"))
-        .filter(message_log::Column::ReplyTo.eq(reply_to))
-        .order_by_asc(message_log::Column::Id)
-        .all(db)
-        .await?;
+    let rows = replies_to(db, ctx, channel, reply_to).await?;
     let Some(row) = rows.into_iter().nth(index) else {
         tracing::warn!(reply_to, index, "no logged reply to mark");
         return Ok(());
