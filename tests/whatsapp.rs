@@ -33,6 +33,34 @@ async fn start(v: Variant) -> Option<(TestApp, MockGraph, DemoCredentials)> {
     Some((app, mock, creds))
 }
 
+/// Digits (as Meta writes them) of the demo school's first parent with one child.
+fn parent_digits(demo: &chatbot::demo::DemoTenant) -> String {
+    demo.parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+')
+        .to_string()
+}
+
+/// The ingest job the webhook queues for a text "hi" with this message id.
+fn ingest_job(business: &str, from: &str, message_id: &str) -> chatbot::jobs::ingest::IngestJob {
+    chatbot::jobs::ingest::IngestJob {
+        provider: "meta".into(),
+        business: business.into(),
+        from: from.into(),
+        message_id: message_id.into(),
+        kind: "text".into(),
+        said: chatbot::channels::whatsapp_cloud::Said {
+            text: "hi".into(),
+            choice: None,
+            unsupported: None,
+        },
+        user_id: None,
+        profile_name: None,
+        received_at: chrono::Utc::now(),
+    }
+}
+
 fn payload(phone_number_id: &str, from_digits: &str, id: &str, message: Value) -> Value {
     let mut m = json!({"from": from_digits, "id": id, "timestamp": "1763800000"});
     m.as_object_mut()
@@ -171,9 +199,11 @@ async fn signed_deliveries_get_replies_at_the_graph_api(v: Variant) {
             .await,
             StatusCode::OK
         );
-        let sent = eventually("a reply", Duration::from_secs(30), || async {
+        // Each of these turns answers twice (a text, then choices); wait for both, so the next
+        // turn's first reply is not confused with this turn's second.
+        let sent = eventually("both replies", Duration::from_secs(30), || async {
             let got = mock.received();
-            (got.len() > n).then_some(got)
+            (got.len() >= n + 2).then_some(got)
         })
         .await;
         let first = &sent[n].body;
@@ -269,12 +299,7 @@ async fn duplicate_deliveries_produce_one_reply(v: Variant) {
     };
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
-    let digits = demo
-        .parent_with_children(1)
-        .unwrap()
-        .phone
-        .trim_start_matches('+')
-        .to_string();
+    let digits = parent_digits(demo);
     let body = payload(
         &wa.phone_number_id,
         &digits,
@@ -312,12 +337,7 @@ async fn transient_failures_are_retried_permanent_ones_are_not(v: Variant) {
     };
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
-    let digits = demo
-        .parent_with_children(1)
-        .unwrap()
-        .phone
-        .trim_start_matches('+')
-        .to_string();
+    let digits = parent_digits(demo);
     // Rate limited, then a server error: both retried (with backoff) until sent.
     mock.fail_next(&[429, 500]);
     let (id, m) = text("wamid.r1", "hi");
@@ -371,12 +391,7 @@ async fn a_burst_from_one_parent_is_answered_in_order(v: Variant) {
     };
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
-    let digits = demo
-        .parent_with_children(1)
-        .unwrap()
-        .phone
-        .trim_start_matches('+')
-        .to_string();
+    let digits = parent_digits(demo);
     for (id, body) in [
         ("wamid.b1", "hi"),
         ("wamid.b2", "results"),
@@ -445,12 +460,7 @@ async fn web_and_worker_processes_split_the_work(v: Variant) {
     let creds = demo::seed(&state.db, &state.secret).await.unwrap();
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
-    let digits = demo
-        .parent_with_children(1)
-        .unwrap()
-        .phone
-        .trim_start_matches('+')
-        .to_string();
+    let digits = parent_digits(demo);
     let body = serde_json::to_vec(&payload(
         &wa.phone_number_id,
         &digits,
@@ -498,12 +508,7 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
     };
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
-    let digits = demo
-        .parent_with_children(1)
-        .unwrap()
-        .phone
-        .trim_start_matches('+')
-        .to_string();
+    let digits = parent_digits(demo);
     let (id, m) = text("wamid.s1", "hi");
     assert_eq!(
         deliver(
@@ -574,25 +579,9 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
     );
 
     // The same ingest job run again (as after a crash before its ack) answers nothing new.
-    use chatbot::channels::whatsapp_cloud::Said;
-    use chatbot::jobs::ingest::IngestJob;
     app.state
         .queue
-        .push(IngestJob {
-            provider: "meta".into(),
-            business: wa.phone_number_id.clone(),
-            from: digits.clone(),
-            message_id: "wamid.s1".into(),
-            kind: "text".into(),
-            said: Said {
-                text: "hi".into(),
-                choice: None,
-                unsupported: None,
-            },
-            user_id: None,
-            profile_name: None,
-            received_at: chrono::Utc::now(),
-        })
+        .push(ingest_job(&wa.phone_number_id, &digits, "wamid.s1"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -602,10 +591,8 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
 }
 
 async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
-    use chatbot::channels::whatsapp_cloud::Said;
     use chatbot::conversation::{self, Inbound};
     use chatbot::domain::PhoneNumber;
-    use chatbot::jobs::ingest::IngestJob;
     let Some((app, mock, creds)) = start(v).await else {
         return;
     };
@@ -637,21 +624,7 @@ async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(mock.received().is_empty());
-    let job = IngestJob {
-        provider: "meta".into(),
-        business: wa.phone_number_id.clone(),
-        from: phone.digits().to_string(),
-        message_id: "wamid.lost".into(),
-        kind: "text".into(),
-        said: Said {
-            text: "hi".into(),
-            choice: None,
-            unsupported: None,
-        },
-        user_id: None,
-        profile_name: None,
-        received_at: chrono::Utc::now(),
-    };
+    let job = ingest_job(&wa.phone_number_id, phone.digits(), "wamid.lost");
     // The job runs again: the turn is not replayed, its unsent replies go out.
     app.state.queue.push(job.clone()).await.unwrap();
     let sent = wait_for(&mock, 2).await;
