@@ -29,11 +29,14 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         JobQueue::connect(&settings)
     )?;
     let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
+    let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
     Ok(AppState {
         db,
         queue,
         secret,
         graph,
+        twilio,
+        metrics: Default::default(),
         settings: Arc::new(settings),
     })
 }

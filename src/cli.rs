@@ -22,6 +22,13 @@ Configuration (defaults < --config file < environment):
   CHATBOT_BODY_LIMIT        max request body, bytes        [default: 4194304]
   CHATBOT_QUEUE_NAMESPACE   prefix of queue names          [default: chatbot]
   CHATBOT_SHUTDOWN_TIMEOUT  graceful shutdown, seconds     [default: 10]
+  CHATBOT_WHATSAPP_API_BASE Graph API base for sending     [default: https://graph.facebook.com/v21.0]
+  CHATBOT_TWILIO_API_BASE   Twilio API base for sending    [default: https://api.twilio.com]
+  CHATBOT_PUBLIC_URL        public base URL (Twilio signs it) [default: from Host / X-Forwarded-Proto]
+  CHATBOT_SEND_RATE         messages/s per business number [default: 80]
+  CHATBOT_INGEST_CONCURRENCY messages handled at once per worker process [default: 4]
+  CHATBOT_ORPHAN_TIMEOUT_SECS a dead worker's jobs run again after [default: 30]
+  CHATBOT_WHATSAPP_TEMPLATE template outside the 24-hour window [default: none: skip and log]
   CHATBOT_LOG / RUST_LOG    log filter                     [default: info]";
 
 /// Rules-first WhatsApp chatbot for schools: parents get results, attendance, notices and
@@ -72,12 +79,17 @@ pub enum Command {
         #[arg(long)]
         phone: String,
     },
-    /// Run a mock of Meta's Graph API that prints every message sent to it (point
-    /// CHATBOT_WHATSAPP_API_BASE at it to watch the bot's WhatsApp replies locally).
+    /// Run a mock of Meta's Graph API and Twilio's Messages API that prints every message sent
+    /// to it (point CHATBOT_WHATSAPP_API_BASE and CHATBOT_TWILIO_API_BASE at it to watch the
+    /// bot's WhatsApp replies locally).
     MockWhatsapp {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
+        /// Answer the first requests with these HTTP statuses, e.g. `429,500` (to watch the
+        /// bot retry), then normally.
+        #[arg(long, value_delimiter = ',', value_name = "STATUS,...")]
+        fail: Vec<u16>,
     },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
@@ -150,7 +162,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
-        Command::MockWhatsapp { listen } => mock_whatsapp(listen).await,
+        Command::MockWhatsapp { listen, fail } => mock_whatsapp(listen, &fail).await,
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -279,12 +291,13 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
     Ok(())
 }
 
-async fn mock_whatsapp(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+async fn mock_whatsapp(listen: std::net::SocketAddr, fail: &[u16]) -> anyhow::Result<()> {
     let mock = crate::channels::mock_graph::MockGraph::start(listen).await?;
+    mock.fail_next(fail);
     eprintln!(
-        "mock Graph API on {}; run the server with CHATBOT_WHATSAPP_API_BASE={}",
-        mock.base_url(),
-        mock.base_url()
+        "mock Graph API and Twilio API on {base}; run the server with \
+         CHATBOT_WHATSAPP_API_BASE={base} CHATBOT_TWILIO_API_BASE={base}",
+        base = mock.base_url(),
     );
     let mut shown = 0;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
@@ -296,7 +309,7 @@ async fn mock_whatsapp(listen: std::net::SocketAddr) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let received = mock.received();
                 for r in &received[shown..] {
-                    println!("{} {}", r.phone_number_id, r.body);
+                    println!("{} {} {}", r.provider, r.phone_number_id, r.body);
                 }
                 shown = received.len();
             }

@@ -42,6 +42,27 @@ pub struct Settings {
     pub pin_lockout_minutes: u32,
     /// Graph API base for sending WhatsApp messages (`CHATBOT_WHATSAPP_API_BASE`).
     pub whatsapp_api_base: String,
+    /// Twilio REST API base for sending WhatsApp messages (`CHATBOT_TWILIO_API_BASE`).
+    pub twilio_api_base: String,
+    /// The public base URL providers call, e.g. `https://bot.example.org` (`CHATBOT_PUBLIC_URL`);
+    /// Twilio signs the full URL, which a proxy in front may rewrite. Unset: the request's
+    /// `Host` and `X-Forwarded-Proto` headers.
+    pub public_url: Option<String>,
+    /// Messages per second sent from one business number (`CHATBOT_SEND_RATE`; Meta's default
+    /// limit is 80).
+    pub send_rate_per_second: u32,
+    /// Seconds after which the jobs of a worker that stopped heart-beating are run again by
+    /// another worker (`CHATBOT_ORPHAN_TIMEOUT_SECS`).
+    pub orphan_timeout_secs: u64,
+    /// Inbound messages handled at once per worker process, each conversation still one at a
+    /// time and in order (`CHATBOT_INGEST_CONCURRENCY`).
+    pub ingest_concurrency: usize,
+    /// WhatsApp template sent instead of a free-form reply outside the 24-hour customer-service
+    /// window: a Meta template name, or a Twilio Content SID (`HX...`) (`CHATBOT_WHATSAPP_TEMPLATE`).
+    /// Unset: such replies are skipped and logged.
+    pub whatsapp_template: Option<String>,
+    /// Language code of that template (`CHATBOT_WHATSAPP_TEMPLATE_LANGUAGE`).
+    pub whatsapp_template_language: String,
 }
 
 /// Log line format.
@@ -162,6 +183,13 @@ struct Layer {
     pin_max_failures: Option<u32>,
     pin_lockout_minutes: Option<u32>,
     whatsapp_api_base: Option<String>,
+    twilio_api_base: Option<String>,
+    public_url: Option<String>,
+    send_rate_per_second: Option<u32>,
+    orphan_timeout_secs: Option<u64>,
+    ingest_concurrency: Option<usize>,
+    whatsapp_template: Option<String>,
+    whatsapp_template_language: Option<String>,
 }
 
 impl Default for Settings {
@@ -180,6 +208,13 @@ impl Default for Settings {
             pin_max_failures: 5,
             pin_lockout_minutes: 15,
             whatsapp_api_base: "https://graph.facebook.com/v21.0".to_string(),
+            twilio_api_base: "https://api.twilio.com".to_string(),
+            public_url: None,
+            send_rate_per_second: 80,
+            orphan_timeout_secs: 30,
+            ingest_concurrency: 4,
+            whatsapp_template: None,
+            whatsapp_template_language: "en".to_string(),
         }
     }
 }
@@ -212,6 +247,20 @@ pub mod env {
     pub const PIN_LOCKOUT_MINUTES: &str = "CHATBOT_PIN_LOCKOUT_MINUTES";
     /// Graph API base URL.
     pub const WHATSAPP_API_BASE: &str = "CHATBOT_WHATSAPP_API_BASE";
+    /// Twilio API base URL.
+    pub const TWILIO_API_BASE: &str = "CHATBOT_TWILIO_API_BASE";
+    /// Public base URL.
+    pub const PUBLIC_URL: &str = "CHATBOT_PUBLIC_URL";
+    /// Sends per second per business number.
+    pub const SEND_RATE: &str = "CHATBOT_SEND_RATE";
+    /// Orphaned job timeout.
+    pub const ORPHAN_TIMEOUT_SECS: &str = "CHATBOT_ORPHAN_TIMEOUT_SECS";
+    /// Ingest concurrency per worker process.
+    pub const INGEST_CONCURRENCY: &str = "CHATBOT_INGEST_CONCURRENCY";
+    /// Template outside the 24-hour window.
+    pub const WHATSAPP_TEMPLATE: &str = "CHATBOT_WHATSAPP_TEMPLATE";
+    /// Its language.
+    pub const WHATSAPP_TEMPLATE_LANGUAGE: &str = "CHATBOT_WHATSAPP_TEMPLATE_LANGUAGE";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -279,6 +328,13 @@ impl Settings {
             pin_max_failures: parse(env, env::PIN_MAX_FAILURES)?,
             pin_lockout_minutes: parse(env, env::PIN_LOCKOUT_MINUTES)?,
             whatsapp_api_base: text(env::WHATSAPP_API_BASE),
+            twilio_api_base: text(env::TWILIO_API_BASE),
+            public_url: text(env::PUBLIC_URL),
+            send_rate_per_second: parse(env, env::SEND_RATE)?,
+            orphan_timeout_secs: parse(env, env::ORPHAN_TIMEOUT_SECS)?,
+            ingest_concurrency: parse(env, env::INGEST_CONCURRENCY)?,
+            whatsapp_template: text(env::WHATSAPP_TEMPLATE),
+            whatsapp_template_language: text(env::WHATSAPP_TEMPLATE_LANGUAGE),
         })
     }
 
@@ -297,6 +353,13 @@ impl Settings {
             pin_max_failures,
             pin_lockout_minutes,
             whatsapp_api_base,
+            twilio_api_base,
+            public_url,
+            send_rate_per_second,
+            orphan_timeout_secs,
+            ingest_concurrency,
+            whatsapp_template,
+            whatsapp_template_language,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -336,6 +399,27 @@ impl Settings {
         }
         if let Some(v) = whatsapp_api_base {
             self.whatsapp_api_base = v;
+        }
+        if let Some(v) = twilio_api_base {
+            self.twilio_api_base = v;
+        }
+        if let Some(v) = public_url {
+            self.public_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = send_rate_per_second {
+            self.send_rate_per_second = v;
+        }
+        if let Some(v) = orphan_timeout_secs {
+            self.orphan_timeout_secs = v;
+        }
+        if let Some(v) = ingest_concurrency {
+            self.ingest_concurrency = v;
+        }
+        if let Some(v) = whatsapp_template {
+            self.whatsapp_template = Some(v);
+        }
+        if let Some(v) = whatsapp_template_language {
+            self.whatsapp_template_language = v;
         }
     }
 
@@ -393,12 +477,36 @@ impl Settings {
                 });
             }
         }
-        if !(self.whatsapp_api_base.starts_with("http://")
-            || self.whatsapp_api_base.starts_with("https://"))
-        {
+        for (name, value) in [
+            (env::WHATSAPP_API_BASE, Some(&self.whatsapp_api_base)),
+            (env::TWILIO_API_BASE, Some(&self.twilio_api_base)),
+            (env::PUBLIC_URL, self.public_url.as_ref()),
+        ] {
+            if let Some(url) = value
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "must be an http:// or https:// URL".to_string(),
+                });
+            }
+        }
+        if self.send_rate_per_second == 0 || self.send_rate_per_second > 10_000 {
             return Err(ConfigError::Env {
-                name: env::WHATSAPP_API_BASE,
-                message: "must be an http:// or https:// URL".to_string(),
+                name: env::SEND_RATE,
+                message: "must be between 1 and 10000 messages per second".to_string(),
+            });
+        }
+        if !(3..=3600).contains(&self.orphan_timeout_secs) {
+            return Err(ConfigError::Env {
+                name: env::ORPHAN_TIMEOUT_SECS,
+                message: "must be between 3 and 3600 seconds".to_string(),
+            });
+        }
+        if !(1..=256).contains(&self.ingest_concurrency) {
+            return Err(ConfigError::Env {
+                name: env::INGEST_CONCURRENCY,
+                message: "must be between 1 and 256".to_string(),
             });
         }
         let ns_ok = !self.queue_namespace.is_empty()

@@ -14,6 +14,7 @@ pub mod entities;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod school;
 pub mod state;
 pub mod telemetry;

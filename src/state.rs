@@ -5,9 +5,11 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::channels::graph::GraphClient;
+use crate::channels::twilio::TwilioClient;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::jobs::JobQueue;
+use crate::metrics::Metrics;
 
 /// Shared, cheap-to-clone application state.
 #[derive(Clone, Debug)]
@@ -22,4 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Graph API client (one connection pool for every send).
     pub graph: GraphClient,
+    /// Twilio Messages API client.
+    pub twilio: TwilioClient,
+    /// Counters and histograms served at `/metrics`.
+    pub metrics: Arc<Metrics>,
 }

@@ -58,6 +58,7 @@ fn ingest_job(business: &str, from: &str, message_id: &str) -> chatbot::jobs::in
         user_id: None,
         profile_name: None,
         received_at: chrono::Utc::now(),
+        seq: 0,
     }
 }
 

@@ -1,5 +1,6 @@
-//! A mock of Meta's Graph API for tests and demos: records every message sent to it and can
-//! be told to fail. `chatbot mock-whatsapp` runs it for people.
+//! A mock of Meta's Graph API and of Twilio's Messages API for tests and demos: records every
+//! message sent to it and can be told to fail or to answer slowly. `chatbot mock-whatsapp` runs
+//! it for people.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,12 +15,43 @@ use tokio_util::sync::CancellationToken;
 /// One message the mock received.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// `phone_number_id` in the path.
+    /// `meta` or `twilio`.
+    pub provider: &'static str,
+    /// `phone_number_id` in the path (Meta), or the account SID (Twilio).
     pub phone_number_id: String,
     /// `Authorization` header.
     pub authorization: Option<String>,
-    /// JSON body.
+    /// JSON body (Meta), or the form parameters as a JSON object (Twilio).
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+impl Received {
+    /// The recipient, digits only, whichever the provider.
+    pub fn to(&self) -> String {
+        let to = self.body["to"]
+            .as_str()
+            .or(self.body["To"].as_str())
+            .unwrap_or_default();
+        to.chars().filter(char::is_ascii_digit).collect()
+    }
+
+    /// The text shown: a text body, an interactive body, a Twilio `Body`, or a template name.
+    pub fn text(&self) -> String {
+        let b = &self.body;
+        [
+            &b["text"]["body"],
+            &b["interactive"]["body"]["text"],
+            &b["Body"],
+            &b["template"]["name"],
+            &b["document"]["caption"],
+        ]
+        .iter()
+        .find_map(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+    }
 }
 
 #[derive(Default)]
@@ -27,6 +59,34 @@ struct Shared {
     received: Vec<Received>,
     /// Statuses to answer with, one per request, before answering normally again.
     failures: Vec<u16>,
+    /// Delays before answering the next requests (recorded on arrival).
+    holds: Vec<std::time::Duration>,
+}
+
+/// The answer to a request told to fail with `status`, in both providers' error shapes.
+fn failure(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Response::builder()
+        .status(code)
+        .content_type("application/json")
+        .body(
+            json!({"error": {"message": "injected failure", "code": status}, "code": status, "message": "injected failure"})
+                .to_string(),
+        )
+}
+
+/// Record a request and return (count, hold), or the status of an injected failure.
+fn take(
+    shared: &Mutex<Shared>,
+    received: impl FnOnce() -> Received,
+) -> Result<(usize, Option<std::time::Duration>), u16> {
+    let mut s = shared.lock().expect("mock state");
+    if !s.failures.is_empty() {
+        return Err(s.failures.remove(0));
+    }
+    s.received.push(received());
+    let hold = (!s.holds.is_empty()).then(|| s.holds.remove(0));
+    Ok((s.received.len(), hold))
 }
 
 /// A running mock Graph API.
@@ -38,27 +98,26 @@ pub struct MockGraph {
 }
 
 #[handler]
-fn messages(
+async fn messages(
     Path(id): Path<String>,
     req: &Request,
     shared: Data<&Arc<Mutex<Shared>>>,
     Json(body): Json<Value>,
 ) -> Response {
-    let mut s = shared.lock().expect("mock state");
-    if !s.failures.is_empty() {
-        let status = s.failures.remove(0);
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Response::builder()
-            .status(code)
-            .content_type("application/json")
-            .body(json!({"error": {"message": "injected failure", "code": status}}).to_string());
-    }
-    s.received.push(Received {
+    let recorded = take(&shared, || Received {
+        provider: "meta",
         phone_number_id: id,
         authorization: req.header("authorization").map(str::to_string),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
-    let n = s.received.len();
+    let (n, hold) = match recorded {
+        Ok(r) => r,
+        Err(status) => return failure(status),
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     Response::builder().content_type("application/json").body(
         json!({
             "messaging_product": "whatsapp",
@@ -67,6 +126,41 @@ fn messages(
         })
         .to_string(),
     )
+}
+
+/// Twilio: `POST /2010-04-01/Accounts/{sid}/Messages.json`, form-encoded.
+#[handler]
+async fn twilio_messages(
+    Path(sid): Path<String>,
+    req: &Request,
+    shared: Data<&Arc<Mutex<Shared>>>,
+    body: String,
+) -> Response {
+    let form: serde_json::Map<String, Value> = form_urlencoded::parse(body.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let sid = sid.trim_end_matches(".json").to_string();
+    let recorded = take(&shared, || Received {
+        provider: "twilio",
+        phone_number_id: sid.clone(),
+        authorization: req.header("authorization").map(str::to_string),
+        body: Value::Object(form.clone()),
+        at: std::time::Instant::now(),
+    });
+    let (n, hold) = match recorded {
+        Ok(r) => r,
+        Err(status) => return failure(status),
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .content_type("application/json")
+        .body(
+            json!({"sid": format!("SM{n:032}"), "status": "queued", "account_sid": sid, "to": form.get("To")})
+                .to_string(),
+        )
 }
 
 impl MockGraph {
@@ -82,6 +176,10 @@ impl MockGraph {
         let stop = CancellationToken::new();
         let app = Route::new()
             .at("/:id/messages", post(messages))
+            .at(
+                "/2010-04-01/Accounts/:sid/Messages.json",
+                post(twilio_messages),
+            )
             .data(shared.clone());
         let token = stop.clone();
         tokio::spawn(async move {
@@ -109,6 +207,16 @@ impl MockGraph {
             .expect("mock state")
             .failures
             .extend_from_slice(statuses);
+    }
+
+    /// Record the next requests on arrival but answer each only after its delay (a send that
+    /// is in flight for a while, e.g. to kill a worker in the middle of it).
+    pub fn hold_next(&self, delays: &[std::time::Duration]) {
+        self.shared
+            .lock()
+            .expect("mock state")
+            .holds
+            .extend_from_slice(delays);
     }
 
     /// Stop serving.

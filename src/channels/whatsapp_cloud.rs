@@ -306,12 +306,58 @@ async fn record_statuses(
     Ok(())
 }
 
+/// Accept one verified inbound message: claim its provider id once (a duplicate delivery is
+/// `Ok(false)`), number it within its conversation, and persist its ingest job. An error means
+/// the job is not stored and the claim is released, so the provider's retry is not mistaken
+/// for a duplicate: the webhook must not answer 200.
+pub async fn accept_message(state: &AppState, mut job: IngestJob) -> crate::error::Result<bool> {
+    let key = format!("{}:{}", job.provider, job.message_id);
+    let provider: &'static str = if job.provider == "twilio" {
+        "twilio"
+    } else {
+        "meta"
+    };
+    if !state.queue.claim_once(&key, DEDUPE_TTL).await? {
+        tracing::info!(message_id = %job.message_id, "duplicate delivery ignored");
+        state.metrics.inc(
+            "chatbot_webhook_messages_total",
+            &[("provider", provider), ("outcome", "duplicate")],
+        );
+        return Ok(false);
+    }
+    let queued = async {
+        job.seq = state
+            .queue
+            .next_in_conversation(&job.conversation())
+            .await?;
+        state.queue.push(job.clone()).await
+    }
+    .await;
+    if let Err(e) = queued {
+        let _ = state.queue.release(&key).await;
+        return Err(e);
+    }
+    state.metrics.inc(
+        "chatbot_webhook_messages_total",
+        &[("provider", provider), ("outcome", "queued")],
+    );
+    Ok(true)
+}
+
 /// `POST`: verify, parse, dedupe, queue, acknowledge.
 #[handler]
 pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
+    let metrics = &state.metrics;
+    let outcome = |o: &str| {
+        metrics.inc(
+            "chatbot_webhook_requests_total",
+            &[("provider", "meta"), ("outcome", o)],
+        )
+    };
     let bytes = match body.into_bytes_limit(MAX_BODY).await {
         Ok(b) => b,
         Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+            outcome("too_large");
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -319,6 +365,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
             );
         }
         Err(e) => {
+            outcome("malformed");
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -328,10 +375,14 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
     };
     let secrets = match tenancy::meta_app_secrets(&state.db).await {
         Ok(s) => s,
-        Err(e) => return poem::error::ResponseError::as_response(&e),
+        Err(e) => {
+            outcome("unavailable");
+            return poem::error::ResponseError::as_response(&e);
+        }
     };
     if !signature_matches(&bytes, req.header("x-hub-signature-256"), &secrets) {
         tracing::warn!("webhook rejected: bad or missing X-Hub-Signature-256");
+        outcome("unauthorized");
         return json_error(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
@@ -341,6 +392,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
     let notification: Notification = match serde_json::from_slice(&bytes) {
         Ok(n) => n,
         Err(e) => {
+            outcome("malformed");
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -368,26 +420,21 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
                     .and_then(|c| c.profile.as_ref())
                     .and_then(|p| p.name.clone()),
                 received_at: chrono::Utc::now(),
+                seq: 0,
             };
-            let key = format!("meta:{}", message.id);
-            match state.queue.claim_once(&key, DEDUPE_TTL).await {
-                Ok(false) => {
-                    tracing::info!(message_id = %message.id, "duplicate delivery ignored");
-                    continue;
+            match accept_message(&state, job).await {
+                Ok(true) => queued += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    outcome("unavailable");
+                    tracing::error!(error = %e, message_id = %message.id, "ingest job not persisted; asking Meta to retry");
+                    return json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "cannot queue the message; retry later",
+                    );
                 }
-                Ok(true) => {}
-                Err(e) => return poem::error::ResponseError::as_response(&e),
             }
-            if let Err(e) = state.queue.push(job).await {
-                let _ = state.queue.release(&key).await;
-                tracing::error!(error = %e, message_id = %message.id, "ingest job not persisted; asking Meta to retry");
-                return json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "cannot queue the message; retry later",
-                );
-            }
-            queued += 1;
         }
         if !value.statuses.is_empty()
             && let Err(e) =
@@ -395,6 +442,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         {
             // Statuses are informational: a failure is logged, and Meta's retry may bring it again.
             tracing::warn!(error = %e, "delivery statuses not recorded");
+            outcome("unavailable");
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -403,6 +451,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         }
     }
     tracing::info!(queued, "webhook accepted");
+    outcome("accepted");
     Response::builder()
         .status(StatusCode::OK)
         .content_type("application/json")

@@ -137,3 +137,22 @@ pub async fn record_status(
     active.update(db).await?;
     Ok(true)
 }
+
+/// When `user` last wrote on `channel` (the start of WhatsApp's 24-hour customer-service
+/// window), if ever.
+pub async fn last_inbound_at(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    user: &str,
+) -> Result<Option<chrono::DateTime<Utc>>> {
+    Ok(ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("in"))
+        .filter(message_log::Column::UserId.eq(user))
+        .order_by_desc(message_log::Column::CreatedAt)
+        .one(db)
+        .await?
+        .map(|row| row.created_at))
+}

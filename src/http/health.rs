@@ -44,3 +44,33 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
         }
     }
 }
+
+/// Prometheus metrics: this process' counters and histograms, and the queue depths (shared by
+/// every process on the queue) read now.
+#[handler]
+pub async fn metrics(state: Data<&AppState>) -> Response {
+    use crate::jobs::{cleanup::CleanupJob, ingest::IngestJob, send::SendJob};
+    let depths = [
+        ("ingest", state.queue.depth::<IngestJob>().await),
+        ("send", state.queue.depth::<SendJob>().await),
+        ("cleanup", state.queue.depth::<CleanupJob>().await),
+    ];
+    let mut gauges = Vec::new();
+    for (queue, depth) in depths {
+        match depth {
+            Ok((waiting, running)) => {
+                for (label, value) in [("waiting", waiting), ("running", running)] {
+                    gauges.push((
+                        "chatbot_queue_depth",
+                        vec![("queue", queue.to_string()), ("state", label.to_string())],
+                        value as f64,
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, queue, "metrics: queue depth unavailable"),
+        }
+    }
+    Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&gauges))
+}

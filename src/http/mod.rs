@@ -11,7 +11,7 @@ use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 
 use crate::api;
-use crate::channels::whatsapp_cloud;
+use crate::channels::{twilio, whatsapp_cloud};
 use crate::state::AppState;
 
 /// All routes of the service, wrapped in the edge middleware.
@@ -22,9 +22,14 @@ pub fn routes(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
+        .at("/metrics", get(health::metrics))
         .at(
             "/api/v1/chatbot/webhooks/whatsapp",
             get(whatsapp_cloud::verify).post(whatsapp_cloud::deliver),
+        )
+        .at(
+            "/api/v1/chatbot/webhooks/twilio",
+            poem::post(twilio::deliver),
         )
         .nest(api::BASE_PATH, api::service())
         .at(

@@ -1,5 +1,7 @@
 //! Ingest: one inbound WhatsApp message through the engine; its replies are queued for sending.
 
+use std::time::{Duration, Instant};
+
 use apalis::prelude::Data;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,12 +14,17 @@ use crate::domain::PhoneNumber;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
+/// How long a message waits for the earlier messages of its conversation (their turns and
+/// replies) before going on without them (one whose job was lost, or stuck in retries).
+const ORDER_WAIT: Duration = Duration::from_secs(10);
+const ORDER_POLL: Duration = Duration::from_millis(20);
+
 /// An inbound message, as acknowledged to the provider.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestJob {
-    /// `meta`.
+    /// `meta` or `twilio`.
     pub provider: String,
-    /// The business number written to (Meta `phone_number_id`).
+    /// The business number written to: Meta `phone_number_id`, or Twilio's `To` (E.164).
     pub business: String,
     /// Sender, digits.
     pub from: String,
@@ -33,90 +40,149 @@ pub struct IngestJob {
     pub profile_name: Option<String>,
     /// When the webhook accepted it.
     pub received_at: DateTime<Utc>,
+    /// Arrival number within its conversation (1, 2...; 0: unordered).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl IngestJob {
+    /// The conversation this message belongs to: provider, business number and sender.
+    pub fn conversation(&self) -> String {
+        format!("{}:{}:{}", self.provider, self.business, self.from)
+    }
+
+    fn provider(&self) -> Provider {
+        if self.provider == "twilio" {
+            Provider::Twilio
+        } else {
+            Provider::Meta
+        }
+    }
 }
 
 impl Job for IngestJob {
     const QUEUE: &'static str = "ingest";
 }
 
+/// Wait until every earlier message of the conversation is through (its turn done and its
+/// replies sent), so that one parent's messages are handled, and answered, in arrival order
+/// by any number of workers in any number of processes.
+async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Result<()> {
+    if job.seq <= 1 {
+        return Ok(());
+    }
+    let conversation = job.conversation();
+    let started = Instant::now();
+    loop {
+        let done = state.queue.conversation_done(&conversation).await?;
+        if done + 1 >= job.seq {
+            return Ok(());
+        }
+        if started.elapsed() >= ORDER_WAIT {
+            tracing::warn!(
+                seq = job.seq,
+                done,
+                "earlier messages of this conversation are not through after {}s; going on",
+                ORDER_WAIT.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(ORDER_POLL).await;
+    }
+}
+
 /// Worker entry point.
 pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
-    let span = tracing::info_span!("ingest", message_id = %job.message_id, kind = %job.kind);
-    Box::pin(tracing::Instrument::instrument(
-        async move {
-            let (ctx, _) = match tenancy::by_business_number(
-                &state.db,
-                Provider::Meta,
-                &job.business,
-            )
-            .await
-            {
-                Ok(found) => found,
-                Err(e) => {
-                    // Nobody to answer for: retrying will not help.
-                    tracing::warn!(error = %e, business = %job.business, "message for an unknown business number dropped");
-                    return Ok(());
-                }
-            };
-            let phone = match PhoneNumber::parse(&job.from) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "message from an unusable sender dropped");
-                    return Ok(());
-                }
-            };
-            // At-least-once jobs: a message already through the engine is not answered again,
-            // but replies it logged and never queued (a crash in between) are queued now; the
-            // sender's per-reply claims skip any that did go out.
-            if conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
-                let unsent = conversation::transcript::unsent_replies(
-                    &state.db,
-                    &ctx,
-                    "whatsapp",
-                    &job.message_id,
-                )
-                .await?;
-                if let Some(replies) = unsent {
-                    tracing::warn!(
-                        count = replies.len(),
-                        "message already handled; queueing its unsent replies"
-                    );
+    let span = tracing::info_span!("ingest", message_id = %job.message_id, kind = %job.kind, seq = job.seq);
+    let state = (*state).clone();
+    super::measured(
+        state.clone(),
+        IngestJob::QUEUE,
+        tracing::Instrument::instrument(
+            async move {
+                wait_for_turn(&state, &job).await?;
+                let queued_send = run(&state, &job).await?;
+                if !queued_send {
+                    // Nothing to send: this turn is complete now.
                     state
                         .queue
-                        .push(SendJob {
-                            business: job.business.clone(),
-                            to: phone.digits().to_string(),
-                            replies,
-                            reply_to: job.message_id.clone(),
-                        })
+                        .conversation_finished(&job.conversation(), job.seq)
                         .await?;
-                } else {
-                    tracing::info!("message already handled; not answered again");
                 }
-                return Ok(());
+                let delay = (Utc::now() - job.received_at).to_std().unwrap_or_default();
+                state.metrics.observe(
+                    "chatbot_ingest_delay_seconds",
+                    &[("provider", job.provider().as_str())],
+                    delay,
+                );
+                Ok(())
+            },
+            span,
+        ),
+    )
+}
+
+/// One message through the engine; returns whether a send job was queued (which completes
+/// the turn when it is done).
+async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
+    let (ctx, _) = match tenancy::by_business_number(&state.db, job.provider(), &job.business).await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            // Nobody to answer for: retrying will not help.
+            tracing::warn!(error = %e, business = %job.business, "message for an unknown business number dropped");
+            return Ok(false);
+        }
+    };
+    let phone = match PhoneNumber::parse(&job.from) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "message from an unusable sender dropped");
+            return Ok(false);
+        }
+    };
+    let send = |replies| SendJob {
+        provider: job.provider.clone(),
+        business: job.business.clone(),
+        to: phone.digits().to_string(),
+        replies,
+        reply_to: job.message_id.clone(),
+        conversation: Some(job.conversation()),
+        seq: job.seq,
+    };
+    // At-least-once jobs: a message already through the engine is not answered again, but
+    // replies it logged and never queued (a crash in between) are queued now; the sender's
+    // per-reply claims skip any that did go out.
+    if conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
+        let unsent =
+            conversation::transcript::unsent_replies(&state.db, &ctx, "whatsapp", &job.message_id)
+                .await?;
+        return match unsent {
+            Some(replies) => {
+                tracing::warn!(
+                    count = replies.len(),
+                    "message already handled; queueing its unsent replies"
+                );
+                state.queue.push(send(replies)).await?;
+                Ok(true)
             }
-            let inbound = Inbound {
-                text: job.said.text.clone(),
-                choice: job.said.choice.clone(),
-                unsupported: job.said.unsupported.clone(),
-                provider_id: Some(job.message_id.clone()),
-            };
-            let outcome =
-                conversation::converse(&state, &ctx, "whatsapp", &phone, &inbound, Utc::now())
-                    .await?;
-            if !outcome.replies.is_empty() {
-                state
-                    .queue
-                    .push(SendJob {
-                        business: job.business.clone(),
-                        to: phone.digits().to_string(),
-                        replies: outcome.replies,
-                        reply_to: job.message_id.clone(),
-                    })
-                    .await?;
+            None => {
+                tracing::info!("message already handled; not answered again");
+                Ok(false)
             }
-            Ok(())
-        },
-        span,
-    ))
+        };
+    }
+    let inbound = Inbound {
+        text: job.said.text.clone(),
+        choice: job.said.choice.clone(),
+        unsupported: job.said.unsupported.clone(),
+        provider_id: Some(job.message_id.clone()),
+    };
+    let outcome =
+        conversation::converse(state, &ctx, "whatsapp", &phone, &inbound, Utc::now()).await?;
+    if outcome.replies.is_empty() {
+        return Ok(false);
+    }
+    state.queue.push(send(outcome.replies)).await?;
+    Ok(true)
 }

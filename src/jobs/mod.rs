@@ -21,22 +21,48 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'sta
 /// The error a job handler returns; the job is retried a few times, then recorded as failed.
 pub type JobError = apalis::prelude::BoxDynError;
 
+/// Run a job's work, counting its outcome and timing it in the metrics.
+pub(crate) fn measured(
+    state: crate::state::AppState,
+    queue: &'static str,
+    work: impl Future<Output = crate::error::Result<()>> + Send + 'static,
+) -> JobFuture {
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        state.metrics.inc(
+            "chatbot_jobs_total",
+            &[("queue", queue), ("outcome", outcome)],
+        );
+        state.metrics.observe(
+            "chatbot_job_duration_seconds",
+            &[("queue", queue)],
+            started.elapsed(),
+        );
+        result.map_err(|e| Box::new(e) as JobError)
+    })
+}
+
 /// Register every worker of the service on `monitor`.
 pub fn register_all(
     monitor: apalis::prelude::Monitor,
     state: &crate::state::AppState,
 ) -> apalis::prelude::Monitor {
-    // One at a time keeps each parent's messages and replies in order; per-conversation
-    // ordering with more concurrency comes with the channel work.
+    // Each conversation is handled one message at a time and in order whatever the
+    // concurrency (see `ingest::wait_for_turn`); different parents are handled side by side.
+    let concurrency = state.settings.ingest_concurrency;
     let monitor =
         state
             .queue
             .register::<cleanup::CleanupJob>(monitor, state.clone(), cleanup::handle, 1);
-    let monitor =
-        state
-            .queue
-            .register::<ingest::IngestJob>(monitor, state.clone(), ingest::handle, 1);
+    let monitor = state.queue.register::<ingest::IngestJob>(
+        monitor,
+        state.clone(),
+        ingest::handle,
+        concurrency,
+    );
     state
         .queue
-        .register::<send::SendJob>(monitor, state.clone(), send::handle, 1)
+        .register::<send::SendJob>(monitor, state.clone(), send::handle, concurrency)
 }

@@ -14,10 +14,12 @@ use crate::state::AppState;
 
 /// How often an idle worker looks for new jobs.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Heartbeat of a worker; a worker that misses [`MISSED_HEARTBEATS`] of them is dead and its
-/// in-flight jobs are re-enqueued (apalis' Redis default would wait 5 minutes).
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A worker that misses this many heartbeats is dead and its in-flight jobs are re-enqueued by
+/// the others; the heartbeat is a third of `CHATBOT_ORPHAN_TIMEOUT_SECS` (apalis' Redis default
+/// would wait 5 minutes).
 const MISSED_HEARTBEATS: usize = 3;
+/// Conversation counters and rate-limit slots outlive any retry of their jobs.
+const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
 
@@ -63,6 +65,7 @@ pub struct JobQueue {
     /// Distinguishes this process' workers from every other's (two processes sharing a worker
     /// name would keep each other's orphaned jobs alive).
     instance: String,
+    heartbeat: Duration,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -106,12 +109,18 @@ impl JobQueue {
                         path.display()
                     ))
                 })?;
-                sea_orm::sqlx::query(
+                for ddl in [
                     "CREATE TABLE IF NOT EXISTS chatbot_once (key TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL)",
-                )
-                .execute(&pool)
-                .await
-                .map_err(|e| Error::Unavailable(format!("cannot set up the dedupe table: {e}")))?;
+                    "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
+                ] {
+                    sea_orm::sqlx::query(ddl)
+                        .execute(&pool)
+                        .await
+                        .map_err(|e| {
+                            Error::Unavailable(format!("cannot set up the queue's tables: {e}"))
+                        })?;
+                }
                 Backend::Sqlite(pool)
             }
         };
@@ -122,6 +131,9 @@ impl JobQueue {
                 "{}-{}",
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            heartbeat: Duration::from_secs(
+                (settings.orphan_timeout_secs / MISSED_HEARTBEATS as u64).max(1),
             ),
         })
     }
@@ -239,6 +251,175 @@ impl JobQueue {
         released.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
     }
 
+    /// The next arrival number of a conversation (1, 2, 3...), taken when the webhook accepts a
+    /// message; workers use it to handle that conversation's messages in arrival order.
+    pub async fn next_in_conversation(&self, conversation: &str) -> Result<u64> {
+        let key = format!("{}:conv:{conversation}", self.namespace);
+        let seq = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
+            )
+            .bind(&key)
+            .bind(chrono::Utc::now().timestamp())
+            .fetch_one(pool)
+            .await
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg(format!("{key}:seq"))
+                    .cmd("EXPIRE")
+                    .arg(format!("{key}:seq"))
+                    .arg(CONVERSATION_TTL.as_secs())
+                    .ignore()
+                    .query_async::<(u64,)>(&mut conn)
+                    .await
+                    .map(|(n,)| n)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        seq.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))
+    }
+
+    /// The highest arrival number of `conversation` whose turn is complete (replies sent).
+    pub async fn conversation_done(&self, conversation: &str) -> Result<u64> {
+        let key = format!("{}:conv:{conversation}", self.namespace);
+        let done = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
+                "SELECT done FROM chatbot_conversation WHERE key = ?",
+            )
+            .bind(&key)
+            .fetch_optional(pool)
+            .await
+            .map(|n| n.unwrap_or(0) as u64)
+            .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("GET")
+                    .arg(format!("{key}:done"))
+                    .query_async::<Option<u64>>(&mut conn)
+                    .await
+                    .map(|n| n.unwrap_or(0))
+                    .map_err(|e| e.to_string())
+            }
+        };
+        done.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))
+    }
+
+    /// Record that turn `seq` of `conversation` is complete (never moves backwards).
+    pub async fn conversation_finished(&self, conversation: &str, seq: u64) -> Result<()> {
+        if seq == 0 {
+            return Ok(());
+        }
+        let key = format!("{}:conv:{conversation}", self.namespace);
+        let done = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, ?2, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET done = max(done, ?2), touched_at = ?3",
+            )
+            .bind(&key)
+            .bind(seq as i64)
+            .bind(chrono::Utc::now().timestamp())
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::Script::new(
+                    "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                     if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
+                     return 0",
+                )
+                .key(format!("{key}:done"))
+                .arg(seq)
+                .arg(CONVERSATION_TTL.as_secs())
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            }
+        };
+        done.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))
+    }
+
+    /// Reserve the next sending slot of `key` (a business number) at `per_second` messages per
+    /// second, shared by every process on this queue: returns when the caller may send, as
+    /// microseconds since the Unix epoch (now, or later when the number is busy). Slots are
+    /// spaced evenly (generic cell rate), so no second ever carries more than the limit.
+    pub async fn reserve_send_slot(&self, key: &str, per_second: u32) -> Result<i64> {
+        let key = format!("{}:rate:{key}", self.namespace);
+        let interval = 1_000_000 / i64::from(per_second.max(1));
+        let now = chrono::Utc::now().timestamp_micros();
+        let slot = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
+                "INSERT INTO chatbot_rate (key, tat) VALUES (?1, ?2 + ?3) \
+                 ON CONFLICT (key) DO UPDATE SET tat = max(tat, ?2) + ?3 RETURNING tat - ?3",
+            )
+            .bind(&key)
+            .bind(now)
+            .bind(interval)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::Script::new(
+                    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                     local slot = math.max(tat, tonumber(ARGV[1])) \
+                     redis.call('SET', KEYS[1], string.format('%d', slot + tonumber(ARGV[2])), 'EX', 3600) \
+                     return string.format('%d', slot)",
+                )
+                .key(&key)
+                .arg(now)
+                .arg(interval)
+                .invoke_async::<String>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.parse::<i64>().map_err(|e| e.to_string()))
+            }
+        };
+        slot.map_err(|e| Error::Unavailable(format!("send rate limiter: {e}")))
+    }
+
+    /// Jobs of `J` waiting to run, and running now.
+    pub async fn depth<J: Job>(&self) -> Result<(u64, u64)> {
+        let queue = self.queue_name::<J>();
+        let depth = match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query_as::<_, (i64, i64)>(
+                "SELECT coalesce(sum(status IN ('Pending', 'Queued')), 0), coalesce(sum(status = 'Running'), 0) \
+                 FROM Jobs WHERE job_type = ? AND status IN ('Pending', 'Queued', 'Running')",
+            )
+            .bind(&queue)
+            .fetch_one(pool)
+            .await
+            .map(|(w, r)| (w as u64, r as u64))
+            .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let config = redis_config(&queue, self.heartbeat);
+                let mut conn = conn.clone();
+                // As apalis' own stats script: the workers set lists each worker's in-flight set.
+                redis::Script::new(
+                    "local running = 0 \
+                     for _, set in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
+                       running = running + redis.call('SCARD', set) end \
+                     return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), running}",
+                )
+                .key(config.active_jobs_list())
+                .key(config.scheduled_jobs_set())
+                .key(config.workers_set())
+                .invoke_async::<(u64, u64)>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+            }
+        };
+        depth.map_err(|e| Error::Unavailable(format!("job queue: {e}")))
+    }
+
     /// Persist a job and return its id. An error means the job was *not* stored: callers that
     /// acknowledged something to a provider must not answer 200.
     pub async fn push<J: Job>(&self, job: J) -> Result<JobId> {
@@ -250,12 +431,13 @@ impl JobQueue {
         let queue = self.queue_name::<J>();
         let pushed = match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut storage = SqliteStorage::<J>::new(pool).with_config(sqlite_config(&queue));
+                let mut storage = SqliteStorage::<J>::new(pool)
+                    .with_config(sqlite_config(&queue, self.heartbeat));
                 storage.push_task(task).await.map_err(|e| e.to_string())
             }
             Backend::Redis(conn) => {
-                let mut storage =
-                    RedisStorage::<J>::new(conn.clone()).with_config(redis_config(&queue));
+                let mut storage = RedisStorage::<J>::new(conn.clone())
+                    .with_config(redis_config(&queue, self.heartbeat));
                 storage.push_task(task).await.map_err(|e| e.to_string())
             }
         };
@@ -278,7 +460,7 @@ impl JobQueue {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let storage = SqliteStorage::<J>::new(pool)
-                    .with_config(sqlite_config(&queue))
+                    .with_config(sqlite_config(&queue, self.heartbeat))
                     .poll_with_interval(POLL_INTERVAL);
                 monitor.register(move |_| {
                     WorkerBuilder::new(name.clone())
@@ -292,7 +474,7 @@ impl JobQueue {
             }
             Backend::Redis(conn) => {
                 let storage = RedisStorage::<J>::new(conn.clone())
-                    .with_config(redis_config(&queue))
+                    .with_config(redis_config(&queue, self.heartbeat))
                     .poll_with_interval(POLL_INTERVAL);
                 monitor.register(move |_| {
                     WorkerBuilder::new(name.clone())
@@ -341,16 +523,16 @@ async fn connect_redis(url: &SecretUrl) -> Result<ConnectionManager> {
         .map_err(unavailable)
 }
 
-fn sqlite_config(queue: &str) -> apalis_sqlite::Config {
+fn sqlite_config(queue: &str, heartbeat: Duration) -> apalis_sqlite::Config {
     apalis_sqlite::Config::default()
         .queue(queue)
-        .heartbeat_interval(HEARTBEAT)
+        .heartbeat_interval(heartbeat)
         .missed_heartbeats(MISSED_HEARTBEATS)
 }
 
-fn redis_config(queue: &str) -> apalis_redis::Config {
+fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(queue)
-        .heartbeat_interval(HEARTBEAT)
+        .heartbeat_interval(heartbeat)
         .missed_heartbeats(MISSED_HEARTBEATS)
 }

@@ -1,4 +1,5 @@
-//! Outbound: the replies to one inbound message, sent in order through the Graph API. Each
+//! Outbound: the replies to one inbound message, sent in order through Meta's Graph API or
+//! Twilio's Messages API, paced per business number. Each
 //! reply is claimed once (keyed by the inbound message id), so a job that runs again sends
 //! only what was not sent.
 
@@ -7,19 +8,32 @@ use std::time::Duration;
 use apalis::prelude::Data;
 use serde::{Deserialize, Serialize};
 
+use chrono::Utc;
+
 use super::{Job, JobFuture};
 use crate::channels::graph::{SendError, message_body};
+use crate::channels::twilio;
 use crate::conversation::{Reply, transcript};
+use crate::domain::PhoneNumber;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
 /// Remember sent replies this long (longer than any retry of the job).
 const SENT_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// WhatsApp's customer-service window: free-form messages only this long after the user wrote.
+const SERVICE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+fn meta() -> String {
+    Provider::Meta.as_str().to_string()
+}
 
 /// Replies to send to one user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendJob {
-    /// Meta `phone_number_id` to send from.
+    /// `meta` or `twilio`.
+    #[serde(default = "meta")]
+    pub provider: String,
+    /// The business number to send from: Meta `phone_number_id`, or Twilio number (E.164).
     pub business: String,
     /// Recipient, digits.
     pub to: String,
@@ -27,6 +41,12 @@ pub struct SendJob {
     pub replies: Vec<Reply>,
     /// The inbound message these answer.
     pub reply_to: String,
+    /// The conversation whose turn `seq` these replies complete (see `ingest`).
+    #[serde(default)]
+    pub conversation: Option<String>,
+    /// That turn's arrival number.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Job for SendJob {
@@ -35,54 +55,174 @@ impl Job for SendJob {
 
 /// Worker entry point.
 pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
-    Box::pin(async move {
-        let (ctx, number) =
-            match tenancy::by_business_number(&state.db, Provider::Meta, &job.business).await {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, "replies for an unknown business number dropped");
-                    return Ok(());
-                }
-            };
-        let Some(token) = number.access_token.clone() else {
-            tracing::error!(business = %job.business, "no Graph API access token for this number; replies dropped");
-            return Ok(());
-        };
-        for (i, reply) in job.replies.iter().enumerate() {
-            let key = format!("sent:{}:{i}", job.reply_to);
-            if !state.queue.claim_once(&key, SENT_TTL).await? {
-                continue;
-            }
-            match state
-                .graph
-                .send(&job.business, &token, &message_body(&job.to, reply))
-                .await
-            {
-                Ok(id) => {
-                    tracing::info!(reply_to = %job.reply_to, index = i, wamid = %id, "reply sent");
-                    transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Ok(&id))
+    let state = (*state).clone();
+    let span = tracing::info_span!("send", reply_to = %job.reply_to, provider = %job.provider);
+    super::measured(
+        state.clone(),
+        SendJob::QUEUE,
+        tracing::Instrument::instrument(
+            async move {
+                deliver(&state, &job).await?;
+                // The turn is complete once its replies went out (or were refused for good);
+                // a retryable failure leaves it open, and the job runs again.
+                if let Some(conversation) = &job.conversation {
+                    state
+                        .queue
+                        .conversation_finished(conversation, job.seq)
                         .await?;
                 }
-                Err(SendError::Retryable(reason)) => {
-                    // Not sent: the job is retried with backoff and sends it then.
-                    state.queue.release(&key).await?;
-                    tracing::warn!(reply_to = %job.reply_to, index = i, %reason, "send failed; will retry");
-                    return Err(reason.into());
-                }
-                Err(SendError::Permanent(reason)) => {
-                    tracing::error!(reply_to = %job.reply_to, index = i, %reason, "reply refused; not retried");
-                    transcript::mark_reply(
-                        &state.db,
-                        &ctx,
-                        "whatsapp",
-                        &job.reply_to,
-                        i,
-                        Err(&reason),
-                    )
+                Ok(())
+            },
+            span,
+        ),
+    )
+}
+
+/// What goes out for one reply.
+enum Outbound<'a> {
+    Reply(&'a Reply),
+    /// The configured template, outside the customer-service window.
+    Template(&'a str),
+}
+
+async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
+    let provider = if job.provider == "twilio" {
+        Provider::Twilio
+    } else {
+        Provider::Meta
+    };
+    let (ctx, number) = match tenancy::by_business_number(&state.db, provider, &job.business).await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "replies for an unknown business number dropped");
+            return Ok(());
+        }
+    };
+    let tenant = ctx.schema_name().to_string();
+    let count = |outcome: &str| {
+        state.metrics.inc(
+            "chatbot_sends_total",
+            &[
+                ("provider", provider.as_str()),
+                ("tenant", &tenant),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    let credentials_missing = match provider {
+        Provider::Meta => number.access_token.is_none(),
+        Provider::Twilio => number.account_sid.is_none() || number.auth_token.is_none(),
+    };
+    if credentials_missing {
+        tracing::error!(business = %job.business, "no sending credentials for this number; replies dropped");
+        return Ok(());
+    }
+    let phone = PhoneNumber::parse(&job.to)?;
+    let window_open = transcript::last_inbound_at(&state.db, &ctx, "whatsapp", phone.as_str())
+        .await?
+        .is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
+    let template = state.settings.whatsapp_template.as_deref();
+    for (i, reply) in job.replies.iter().enumerate() {
+        let key = format!("sent:{}:{i}", job.reply_to);
+        if !state.queue.claim_once(&key, SENT_TTL).await? {
+            continue;
+        }
+        let outbound = match (window_open, template) {
+            (true, _) => Outbound::Reply(reply),
+            (false, Some(name)) if i == 0 => Outbound::Template(name),
+            (false, _) => {
+                let reason = if template.is_some() {
+                    "outside the 24-hour customer-service window; the template was sent instead"
+                } else {
+                    "outside the 24-hour customer-service window and no template is configured (CHATBOT_WHATSAPP_TEMPLATE)"
+                };
+                tracing::warn!(index = i, reason, "reply not sent");
+                count("skipped_window");
+                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Err(reason))
                     .await?;
-                }
+                continue;
+            }
+        };
+        // One shared pace per business number, across every worker process.
+        let slot = state
+            .queue
+            .reserve_send_slot(
+                &format!("{}:{}", provider.as_str(), job.business),
+                state.settings.send_rate_per_second,
+            )
+            .await?;
+        let wait = slot - Utc::now().timestamp_micros();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+        }
+        let sent = match provider {
+            Provider::Meta => {
+                let body = match outbound {
+                    Outbound::Reply(reply) => message_body(&job.to, reply),
+                    Outbound::Template(name) => {
+                        template_body(&job.to, name, &state.settings.whatsapp_template_language)
+                    }
+                };
+                let token = number.access_token.as_deref().unwrap_or_default();
+                state.graph.send(&job.business, token, &body).await
+            }
+            Provider::Twilio => {
+                let form = match outbound {
+                    Outbound::Reply(reply) => twilio::message_form(reply),
+                    Outbound::Template(sid) => vec![("ContentSid", sid.to_string())],
+                };
+                let callback = state
+                    .settings
+                    .public_url
+                    .as_ref()
+                    .map(|base| format!("{base}/api/v1/chatbot/webhooks/twilio/"));
+                state
+                    .twilio
+                    .send(
+                        number.account_sid.as_deref().unwrap_or_default(),
+                        number.auth_token.as_deref().unwrap_or_default(),
+                        &number.phone_number,
+                        &job.to,
+                        &form,
+                        callback.as_deref(),
+                    )
+                    .await
+            }
+        };
+        match sent {
+            Ok(id) => {
+                let template = matches!(outbound, Outbound::Template(_));
+                tracing::info!(index = i, provider_id = %id, template, "reply sent");
+                count(if template { "template" } else { "sent" });
+                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Ok(&id))
+                    .await?;
+            }
+            Err(SendError::Retryable(reason)) => {
+                // Not sent: the job is retried with backoff and sends it then.
+                state.queue.release(&key).await?;
+                tracing::warn!(index = i, %reason, "send failed; will retry");
+                count("retry");
+                return Err(crate::error::Error::Unavailable(reason));
+            }
+            Err(SendError::Permanent(reason)) => {
+                tracing::error!(index = i, %reason, "reply refused; not retried");
+                count("refused");
+                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Err(&reason))
+                    .await?;
             }
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// A Graph API template message (the only kind allowed outside the customer-service window).
+fn template_body(to: &str, name: &str, language: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": {"name": name, "language": {"code": language}}
     })
 }
