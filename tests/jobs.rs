@@ -14,7 +14,10 @@ use common::fixture;
 use common::{TestApp, Variant, eventually};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
-variants!(cleanup_job_runs_through_the_queue);
+variants!(
+    cleanup_job_runs_through_the_queue,
+    conversation_counters_and_send_slots,
+);
 
 async fn cleanup_job_runs_through_the_queue(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
@@ -120,4 +123,44 @@ async fn push_after_the_queue_is_gone_fails_instead_of_dropping() {
         .await
         .expect_err("must not pretend");
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
+
+async fn conversation_counters_and_send_slots(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let q = &app.state.queue;
+    // Arrival numbers per conversation; "done" never moves backwards.
+    for expected in 1..=3 {
+        assert_eq!(
+            q.next_in_conversation("meta:P1:234801").await.unwrap(),
+            expected
+        );
+    }
+    assert_eq!(q.next_in_conversation("meta:P1:234802").await.unwrap(), 1);
+    assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 0);
+    q.conversation_finished("meta:P1:234801", 2).await.unwrap();
+    q.conversation_finished("meta:P1:234801", 1).await.unwrap();
+    assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 2);
+    assert_eq!(q.conversation_done("meta:P1:234802").await.unwrap(), 0);
+    assert_eq!(q.next_in_conversation("meta:P1:234801").await.unwrap(), 4);
+
+    // 30 sends racing for one number at 10/s get slots a tenth of a second apart at least
+    // (what they were given, not how long anything took); another number is not held up.
+    let reservations = (0..30).map(|_| {
+        let q = q.clone();
+        tokio::spawn(async move { q.reserve_send_slot("meta:P1", 10).await.unwrap() })
+    });
+    let mut slots: Vec<i64> = futures::future::join_all(reservations)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    slots.sort();
+    for pair in slots.windows(2) {
+        assert!(pair[1] - pair[0] >= 100_000, "{slots:?}");
+    }
+    let other = q.reserve_send_slot("meta:P2", 10).await.unwrap();
+    assert!(other < slots[29], "numbers are paced separately");
+    app.stop().await.unwrap();
 }

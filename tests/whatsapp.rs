@@ -20,6 +20,8 @@ variants!(
     web_and_worker_processes_split_the_work,
     statuses_reach_the_message_log_and_reruns_answer_nothing,
     replies_logged_but_never_queued_go_out_on_a_rerun,
+    two_worker_processes_keep_one_parents_order,
+    replies_outside_the_window_use_the_template,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -654,6 +656,149 @@ async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
     app.state.queue.push(job).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(mock.received().len(), 2);
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn two_worker_processes_keep_one_parents_order(v: Variant) {
+    use chatbot::app::{Application, build_state};
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.ingest_concurrency = 4;
+    let web = Application::build(env.settings.clone())
+        .await
+        .unwrap()
+        .without_workers();
+    let (base, state) = (format!("http://{}", web.local_addr()), web.state().clone());
+    let mut stops = vec![web.shutdown_token()];
+    let mut tasks = vec![tokio::spawn(web.run())];
+    // Two workers-only applications, as two `chatbot worker` processes would be.
+    for _ in 0..2 {
+        let worker = Application::workers_only(
+            build_state(env.settings.clone()).await.unwrap(),
+            std::time::Instant::now(),
+        );
+        stops.push(worker.shutdown_token());
+        tasks.push(tokio::spawn(worker.run()));
+    }
+    let creds = demo::seed(&state.db, &state.secret).await.unwrap();
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = parent_digits(demo);
+    // The first reply is slow to go out: without per-conversation order the other worker would
+    // answer the later messages first.
+    mock.hold_next(&[Duration::from_millis(1500)]);
+    let client = reqwest::Client::new();
+    for (id, said) in [
+        ("wamid.o1", "hi"),
+        ("wamid.o2", "results"),
+        ("wamid.o3", "2"),
+    ] {
+        let (id, m) = text(id, said);
+        let body = serde_json::to_vec(&payload(&wa.phone_number_id, &digits, &id, m)).unwrap();
+        let r = client
+            .post(format!("{base}{WEBHOOK}"))
+            .header("X-Hub-Signature-256", sign(&body, &wa.app_secret))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let sent = wait_for(&mock, 4).await;
+    let texts: Vec<String> = mock.received().iter().map(|r| r.text()).collect();
+    assert!(texts[0].contains("Welcome"), "{texts:?}");
+    assert_eq!(sent[1]["interactive"]["type"], "list", "{texts:?}");
+    assert!(texts[2].contains("Which results"), "{texts:?}");
+    assert!(texts[3].contains("Second Term Examination"), "{texts:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.received().len(), 4, "each reply once: {texts:?}");
+    for stop in stops {
+        stop.cancel();
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    mock.stop();
+}
+
+async fn replies_outside_the_window_use_the_template(v: Variant) {
+    use chatbot::entities::message_log;
+    use chatbot::jobs::send::SendJob;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.whatsapp_template = Some("school_update".into());
+    let app = env.start().await;
+    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = parent_digits(demo);
+    let (id, m) = text("wamid.t1", "hi");
+    assert_eq!(
+        deliver(
+            &app,
+            &wa.app_secret,
+            &payload(&wa.phone_number_id, &digits, &id, m)
+        )
+        .await,
+        StatusCode::OK
+    );
+    wait_for(&mock, 2).await;
+    // The parent last wrote 25 hours ago; then the school has something to say.
+    message_log::Entity::update_many()
+        .col_expr(
+            message_log::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::hours(25)),
+        )
+        .filter(message_log::Column::Direction.eq("in"))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    app.state
+        .queue
+        .push(SendJob {
+            provider: "meta".into(),
+            business: wa.phone_number_id.clone(),
+            to: digits.clone(),
+            replies: vec![
+                chatbot::conversation::Reply::text("Term ends on Friday."),
+                chatbot::conversation::Reply::text("Reports follow next week."),
+            ],
+            reply_to: "notice.1".into(),
+            conversation: None,
+            seq: 0,
+        })
+        .await
+        .unwrap();
+    let sent = wait_for(&mock, 3).await;
+    assert_eq!(sent[2]["type"], "template", "{}", sent[2]);
+    assert_eq!(sent[2]["template"]["name"], "school_update");
+    assert_eq!(sent[2]["template"]["language"]["code"], "en");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        mock.received().len(),
+        3,
+        "no free-form message outside the window"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "chatbot_sends_total{provider=\"meta\",tenant=\"demo\",outcome=\"sent\"} 2",
+        "chatbot_sends_total{provider=\"meta\",tenant=\"demo\",outcome=\"template\"} 1",
+        "chatbot_sends_total{provider=\"meta\",tenant=\"demo\",outcome=\"skipped_window\"} 1",
+        "chatbot_webhook_requests_total{provider=\"meta\",outcome=\"accepted\"} 1",
+        "chatbot_queue_depth{queue=\"ingest\",state=\"waiting\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("chatbot_job_duration_seconds_count{queue=\"send\"}"));
     app.stop().await.unwrap();
     mock.stop();
 }
