@@ -155,20 +155,13 @@ impl Application {
         };
         let workers = {
             let token = shutdown.clone();
-            let monitor =
-                workers.then(|| jobs::register_all(Monitor::new().shutdown_timeout(grace), &state));
+            let state = state.clone();
             tokio::spawn(async move {
-                let Some(monitor) = monitor else {
+                if !workers {
                     token.cancelled().await;
                     return Ok(());
-                };
-                monitor
-                    .run_with_signal(async move {
-                        token.cancelled().await;
-                        Ok(())
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("job workers: {e}"))
+                }
+                supervise_workers(state, token, grace).await
             })
         };
         tracing::info!(
@@ -201,6 +194,66 @@ impl Application {
         }
         tracing::info!("chatbot stopped");
         result
+    }
+}
+
+/// Run the job workers until `token` is cancelled. A worker whose queue fails under it (Redis
+/// restarted, a connection cut) ends with an error and would otherwise stay dead while the
+/// process looks healthy; here every worker is stopped gracefully instead, and a new generation
+/// starts after a backoff (1 s, doubling to 30 s; back to 1 s after a minute of good running).
+/// Jobs the dead worker held are picked up again by the new ones as orphans.
+async fn supervise_workers(
+    state: AppState,
+    token: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let mut generation = 0u32;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let failed = CancellationToken::new();
+        let on_failure = failed.clone();
+        let monitor = Monitor::new()
+            .shutdown_timeout(grace)
+            .should_restart(move |worker, error| {
+                tracing::error!(worker = %worker.name(), %error, "job worker failed; restarting the workers");
+                on_failure.cancel();
+                false
+            });
+        let monitor = jobs::register_all(monitor, &state, generation);
+        let started = Instant::now();
+        let (stop, failure) = (token.clone(), failed.clone());
+        let result = monitor
+            .run_with_signal(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = failure.cancelled() => {}
+                }
+                Ok(())
+            })
+            .await;
+        if token.is_cancelled() {
+            return result.map_err(|e| anyhow::anyhow!("job workers: {e}"));
+        }
+        if !failed.is_cancelled() {
+            // Every worker ended without failing and without being asked to: not expected.
+            tracing::warn!(
+                ?result,
+                "job workers stopped on their own; starting them again"
+            );
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tracing::info!(
+            delay_ms = backoff.as_millis() as u64,
+            "job workers restart after a pause"
+        );
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        generation += 1;
     }
 }
 

@@ -48,21 +48,30 @@ pub(crate) fn measured(
 pub fn register_all(
     monitor: apalis::prelude::Monitor,
     state: &crate::state::AppState,
+    generation: u32,
 ) -> apalis::prelude::Monitor {
     // Each conversation is handled one message at a time and in order whatever the
     // concurrency (see `ingest::wait_for_turn`); different parents are handled side by side.
     let concurrency = state.settings.ingest_concurrency;
-    let monitor =
-        state
-            .queue
-            .register::<cleanup::CleanupJob>(monitor, state.clone(), cleanup::handle, 1);
+    let monitor = state.queue.register::<cleanup::CleanupJob>(
+        monitor,
+        state.clone(),
+        cleanup::handle,
+        1,
+        generation,
+    );
     let monitor = state.queue.register::<ingest::IngestJob>(
         monitor,
         state.clone(),
         ingest::handle,
         concurrency,
+        generation,
     );
-    state
-        .queue
-        .register::<send::SendJob>(monitor, state.clone(), send::handle, concurrency)
+    state.queue.register::<send::SendJob>(
+        monitor,
+        state.clone(),
+        send::handle,
+        concurrency,
+        generation,
+    )
 }

@@ -402,16 +402,17 @@ impl JobQueue {
             Backend::Redis(conn) => {
                 let config = redis_config(&queue, self.heartbeat);
                 let mut conn = conn.clone();
-                // As apalis' own stats script: the workers set lists each worker's in-flight set.
+                // Each registered worker has its in-flight set, `{inflight}:{worker name}`.
                 redis::Script::new(
                     "local running = 0 \
-                     for _, set in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
-                       running = running + redis.call('SCARD', set) end \
+                     for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
+                       running = running + redis.call('SCARD', ARGV[1] .. ':' .. name) end \
                      return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), running}",
                 )
                 .key(config.active_jobs_list())
                 .key(config.scheduled_jobs_set())
                 .key(config.workers_set())
+                .arg(config.inflight_jobs_set())
                 .invoke_async::<(u64, u64)>(&mut conn)
                 .await
                 .map_err(|e| e.to_string())
@@ -454,9 +455,12 @@ impl JobQueue {
         state: AppState,
         handler: fn(J, Data<AppState>) -> JobFuture,
         concurrency: usize,
+        generation: u32,
     ) -> Monitor {
         let queue = self.queue_name::<J>();
-        let name = format!("{queue}@{}", self.instance);
+        // A new name per generation of workers: a restarted set must not be taken for the old
+        // one (Redis refuses a name seen alive within the heartbeat threshold).
+        let name = format!("{queue}@{}.{generation}", self.instance);
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let storage = SqliteStorage::<J>::new(pool)
