@@ -1,11 +1,9 @@
 //! Meta's Graph API for sending: `POST {base}/{phone-number-id}/messages`.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::conversation::Reply;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// WhatsApp limits on interactive titles.
 const BUTTON_TITLE: usize = 20;
@@ -103,11 +101,7 @@ pub fn message_body(to: &str, reply: &Reply) -> Value {
 impl GraphClient {
     /// A client for `base` (e.g. `https://graph.facebook.com/v21.0`, or a mock).
     pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Internal(anyhow::anyhow!("HTTP client: {e}")))?;
+        let http = super::http_client()?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),

@@ -75,18 +75,22 @@ fn failure(status: u16) -> Response {
         )
 }
 
-/// Record a request and return (count, hold), or the status of an injected failure.
-fn take(
-    shared: &Mutex<Shared>,
-    received: impl FnOnce() -> Received,
-) -> Result<(usize, Option<std::time::Duration>), u16> {
-    let mut s = shared.lock().expect("mock state");
-    if !s.failures.is_empty() {
-        return Err(s.failures.remove(0));
+/// Record a request and, when told to, wait before answering; returns its number, or the
+/// answer of an injected failure.
+async fn record(shared: &Mutex<Shared>, received: Received) -> Result<usize, Response> {
+    let (n, hold) = {
+        let mut s = shared.lock().expect("mock state");
+        if !s.failures.is_empty() {
+            return Err(failure(s.failures.remove(0)));
+        }
+        s.received.push(received);
+        let hold = (!s.holds.is_empty()).then(|| s.holds.remove(0));
+        (s.received.len(), hold)
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
     }
-    s.received.push(received());
-    let hold = (!s.holds.is_empty()).then(|| s.holds.remove(0));
-    Ok((s.received.len(), hold))
+    Ok(n)
 }
 
 /// A running mock Graph API.
@@ -104,20 +108,17 @@ async fn messages(
     shared: Data<&Arc<Mutex<Shared>>>,
     Json(body): Json<Value>,
 ) -> Response {
-    let recorded = take(&shared, || Received {
+    let received = Received {
         provider: "meta",
         phone_number_id: id,
         authorization: req.header("authorization").map(str::to_string),
         body: body.clone(),
         at: std::time::Instant::now(),
-    });
-    let (n, hold) = match recorded {
-        Ok(r) => r,
-        Err(status) => return failure(status),
     };
-    if let Some(hold) = hold {
-        tokio::time::sleep(hold).await;
-    }
+    let n = match record(&shared, received).await {
+        Ok(n) => n,
+        Err(answer) => return answer,
+    };
     Response::builder().content_type("application/json").body(
         json!({
             "messaging_product": "whatsapp",
@@ -140,20 +141,17 @@ async fn twilio_messages(
         .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
         .collect();
     let sid = sid.trim_end_matches(".json").to_string();
-    let recorded = take(&shared, || Received {
+    let received = Received {
         provider: "twilio",
         phone_number_id: sid.clone(),
         authorization: req.header("authorization").map(str::to_string),
         body: Value::Object(form.clone()),
         at: std::time::Instant::now(),
-    });
-    let (n, hold) = match recorded {
-        Ok(r) => r,
-        Err(status) => return failure(status),
     };
-    if let Some(hold) = hold {
-        tokio::time::sleep(hold).await;
-    }
+    let n = match record(&shared, received).await {
+        Ok(n) => n,
+        Err(answer) => return answer,
+    };
     Response::builder()
         .status(StatusCode::CREATED)
         .content_type("application/json")

@@ -5,8 +5,6 @@
 //! callback); its auth token checks the signature: base64 HMAC-SHA1 of the full URL Twilio
 //! called followed by every POST parameter, sorted by name, as `name` + `value`.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -183,32 +181,12 @@ fn twiml_ok() -> Response {
 /// `POST`: a message or a status callback.
 #[handler]
 pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
-    let metrics = &state.metrics;
-    let outcome = |o: &str| {
-        metrics.inc(
-            "chatbot_webhook_requests_total",
-            &[("provider", "twilio"), ("outcome", o)],
-        )
-    };
-    let bytes = match body.into_bytes_limit(MAX_BODY).await {
-        Ok(b) => b,
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-            outcome("too_large");
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Twilio webhook bodies are limited to 256 KB",
-            );
-        }
-        Err(e) => {
-            outcome("malformed");
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("cannot read body: {e}"),
-            );
-        }
-    };
+    let outcome = |o: &str| super::count_webhook(&state.metrics, "twilio", o);
+    let bytes =
+        match super::read_webhook_body(body, MAX_BODY, "256 KB", "twilio", &state.metrics).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
     let params: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
     let status_callback = param(&params, "MessageStatus").is_some_and(|s| s != "received");
     // Our number is `To` of a message and `From` of a status callback about one we sent.
@@ -347,11 +325,7 @@ pub fn message_form(reply: &Reply) -> Vec<(&'static str, String)> {
 impl TwilioClient {
     /// A client for `base` (`https://api.twilio.com`, or a mock).
     pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Internal(anyhow::anyhow!("HTTP client: {e}")))?;
+        let http = super::http_client()?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),

@@ -347,31 +347,11 @@ pub async fn accept_message(state: &AppState, mut job: IngestJob) -> crate::erro
 /// `POST`: verify, parse, dedupe, queue, acknowledge.
 #[handler]
 pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
-    let metrics = &state.metrics;
-    let outcome = |o: &str| {
-        metrics.inc(
-            "chatbot_webhook_requests_total",
-            &[("provider", "meta"), ("outcome", o)],
-        )
-    };
-    let bytes = match body.into_bytes_limit(MAX_BODY).await {
+    let outcome = |o: &str| super::count_webhook(&state.metrics, "meta", o);
+    let bytes = match super::read_webhook_body(body, MAX_BODY, "3 MB", "meta", &state.metrics).await
+    {
         Ok(b) => b,
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-            outcome("too_large");
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "webhook bodies are limited to 3 MB",
-            );
-        }
-        Err(e) => {
-            outcome("malformed");
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("cannot read body: {e}"),
-            );
-        }
+        Err(answer) => return answer,
     };
     let secrets = match tenancy::meta_app_secrets(&state.db).await {
         Ok(s) => s,

@@ -1,0 +1,359 @@
+//! Webhook load, from this process against `chatbot serve` running as a separate process on
+//! loopback, next to a trivial endpoint (`GET /healthz`) of the same server:
+//!
+//! 1. saturation: 64 connections sending back to back for a few seconds; requests per second;
+//! 2. a fixed 2,000 requests per second (open loop: latency counted from when each request was
+//!    due, so a stall is not hidden); p50 / p99 / max;
+//! 3. end to end: signed deliveries from many parents until every reply has reached the mock
+//!    Graph API; inbound messages answered per second.
+//!
+//! Webhook deliveries are real: signed, each with its own message id, parsed, deduplicated,
+//! numbered and queued. Phases 1-2 run against `serve --no-workers` (acknowledging only);
+//! phase 3 against `serve` with its workers. The embedded SQLite queue unless `REDIS_URL` is
+//! set (and `DATABASE_URL` for the data; give it an empty database).
+//!
+//!     cargo bench --bench webhook
+//!     BENCH_SECONDS=10 cargo bench --bench webhook
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chatbot::channels::mock_graph::MockGraph;
+use chatbot::channels::whatsapp_cloud::sign;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatbot");
+const CONNECTIONS: usize = 64;
+const FIXED_RATE: u64 = 2_000;
+const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(data_dir: &Path, mock: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("CHATBOT_DATA_DIR", data_dir)
+        .env("CHATBOT_LOG", "warn")
+        .env("CHATBOT_LOG_FORMAT", "json")
+        .env("CHATBOT_WHATSAPP_API_BASE", mock)
+        .env(
+            "CHATBOT_SECRET_KEY",
+            "bench-secret-key-0123456789abcdef-0123456789",
+        )
+        // Meta's default pace would make phase 3 measure the limiter, not the pipeline.
+        .env("CHATBOT_SEND_RATE", "10000");
+    cmd
+}
+
+fn serve(data_dir: &Path, mock: &str, args: &[&str], log: &str) -> Server {
+    let log_path = data_dir.join(log);
+    let child = command(data_dir, mock)
+        .env("CHATBOT_LISTEN", "127.0.0.1:0")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("chatbot serve starts");
+    // Owned by `Server` from here on, so it is stopped and waited for on every path.
+    let mut server = Server {
+        child,
+        base: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = text.lines().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "chatbot ready").then(|| v["addr"].as_str().map(str::to_string))?
+        }) {
+            server.base = format!("http://{addr}");
+            return server;
+        }
+        assert!(Instant::now() < deadline, "server not ready:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A signed delivery: (body, signature).
+type Delivery = (bytes::Bytes, String);
+
+struct Demo {
+    phone_number_id: String,
+    app_secret: String,
+}
+
+impl Demo {
+    /// `n` deliveries of "hi" from `senders` different phones, each with its own message id.
+    fn deliveries(&self, tag: &str, n: usize, senders: usize) -> Vec<Delivery> {
+        (0..n)
+            .map(|i| {
+                let from = format!("23480{:08}", 10_000_000 + i % senders);
+                let body = serde_json::to_vec(&json!({
+                    "object": "whatsapp_business_account",
+                    "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {"display_phone_number": "15550100001", "phone_number_id": self.phone_number_id},
+                        "contacts": [{"profile": {"name": "Parent"}, "wa_id": from}],
+                        "messages": [{"from": from, "id": format!("wamid.bench.{tag}.{i}"),
+                                      "timestamp": "1763800000", "type": "text", "text": {"body": "hi"}}]
+                    }}]}]
+                }))
+                .unwrap();
+                let signature = sign(&body, &self.app_secret);
+                (bytes::Bytes::from(body), signature)
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Trivial,
+    Webhook(&'a [Delivery]),
+}
+
+fn request(
+    client: &reqwest::Client,
+    base: &str,
+    target: Target<'_>,
+    i: usize,
+) -> reqwest::RequestBuilder {
+    match target {
+        Target::Trivial => client.get(format!("{base}/healthz")),
+        Target::Webhook(deliveries) => {
+            let (body, signature) = &deliveries[i % deliveries.len()];
+            client
+                .post(format!("{base}{WEBHOOK}"))
+                .header("content-type", "application/json")
+                .header("X-Hub-Signature-256", signature)
+                .body(body.clone())
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS * 2)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Closed loop, `CONNECTIONS` at a time for `seconds`: successful requests per second.
+async fn saturate(base: &str, target: Target<'_>, seconds: f64) -> f64 {
+    let client = client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    // Scoped borrow of `target`: run the loops on this task with join_all.
+    let loops = (0..CONNECTIONS).map(|_| {
+        let (client, next, ok) = (client.clone(), next.clone(), ok.clone());
+        async move {
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if let Ok(r) = request(&client, base, target, i).send().await
+                    && r.status().is_success()
+                {
+                    let _ = r.bytes().await;
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    futures::future::join_all(loops).await;
+    ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Open loop at `rate` per second for `seconds`: latency percentiles in milliseconds, and
+/// how many requests failed.
+async fn fixed_rate(
+    base: &str,
+    target: Target<'_>,
+    rate: u64,
+    seconds: f64,
+) -> (f64, f64, f64, usize) {
+    let client = client();
+    let total = (rate as f64 * seconds) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let started = Instant::now() + Duration::from_millis(50);
+    let requests = (0..total).map(|i| {
+        let client = client.clone();
+        let due = started + interval * i as u32;
+        async move {
+            tokio::time::sleep_until(due.into()).await;
+            let ok = match request(&client, base, target, i).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (due.elapsed(), ok)
+        }
+    });
+    let results = futures::future::join_all(requests).await;
+    let failed = results.iter().filter(|(_, ok)| !ok).count();
+    let mut ms: Vec<f64> = results
+        .iter()
+        .map(|(d, _)| d.as_secs_f64() * 1000.0)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 * p) as usize).min(ms.len() - 1)];
+    (pct(0.50), pct(0.99), ms[ms.len() - 1], failed)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(seconds));
+}
+
+async fn run(seconds: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let seeded = command(dir.path(), &mock.base_url())
+        .args(["seed-demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&seeded.stdout).unwrap();
+    let wa = &doc["tenants"][0]["whatsapp"];
+    let demo = Demo {
+        phone_number_id: wa["phone_number_id"].as_str().unwrap().into(),
+        app_secret: wa["app_secret"].as_str().unwrap().into(),
+    };
+    let queue = if std::env::var_os("REDIS_URL").is_some() {
+        "Redis"
+    } else {
+        "embedded SQLite"
+    };
+    let data = if std::env::var_os("DATABASE_URL").is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "webhook benchmark: {CONNECTIONS} connections, {seconds} s per phase, {data} data, {queue} queue, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Phases 1 and 2: acknowledging only.
+    {
+        let server = serve(
+            dir.path(),
+            &mock.base_url(),
+            &["serve", "--no-workers"],
+            "web.log",
+        );
+        let warm = demo.deliveries("warm", 2_000, 2_000);
+        saturate(&server.base, Target::Trivial, 1.0).await;
+        saturate(&server.base, Target::Webhook(&warm), 1.0).await;
+
+        let trivial = saturate(&server.base, Target::Trivial, seconds).await;
+        let deliveries = demo.deliveries("sat", (seconds * 40_000.0) as usize, 50_000);
+        let acks = saturate(&server.base, Target::Webhook(&deliveries), seconds).await;
+        println!("saturation      GET /healthz        {trivial:>9.0} req/s");
+        println!(
+            "saturation      POST webhook (ack)  {acks:>9.0} req/s   {:.0}% of the trivial endpoint",
+            100.0 * acks / trivial
+        );
+
+        let fixed = demo.deliveries("fixed", (seconds * FIXED_RATE as f64) as usize + 10, 50_000);
+        let (p50, p99, max, failed) =
+            fixed_rate(&server.base, Target::Trivial, FIXED_RATE, seconds).await;
+        println!(
+            "{FIXED_RATE} req/s      GET /healthz        p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  failed {failed}"
+        );
+        let (p50, p99, max, failed) =
+            fixed_rate(&server.base, Target::Webhook(&fixed), FIXED_RATE, seconds).await;
+        println!(
+            "{FIXED_RATE} req/s      POST webhook (ack)  p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  failed {failed}"
+        );
+    }
+
+    // Phase 3: end to end, with the workers, from a fresh data dir.
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = command(dir.path(), &mock.base_url())
+        .args(["seed-demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(seeded.status.success());
+    let server = serve(dir.path(), &mock.base_url(), &["serve"], "serve.log");
+    let messages = 2_000;
+    let before = mock.received().len();
+    let deliveries = demo.deliveries("e2e", messages, messages);
+    let started = Instant::now();
+    let acked = saturate_once(&server.base, &deliveries).await;
+    let acked_in = started.elapsed();
+    let want = before + 2 * acked;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while mock.received().len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} replies",
+            mock.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    println!(
+        "end to end      {acked} messages from {messages} parents acknowledged in {:.2} s, all {} replies at the mock Graph API after {:.2} s: {:.0} messages/s ({:.0} replies/s)",
+        acked_in.as_secs_f64(),
+        2 * acked,
+        took.as_secs_f64(),
+        acked as f64 / took.as_secs_f64(),
+        2.0 * acked as f64 / took.as_secs_f64()
+    );
+    drop(server);
+    mock.stop();
+}
+
+/// Send each delivery once, `CONNECTIONS` at a time; returns how many were acknowledged.
+async fn saturate_once(base: &str, deliveries: &[Delivery]) -> usize {
+    let client = client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let loops = (0..CONNECTIONS).map(|_| {
+        let (client, next, ok) = (client.clone(), next.clone(), ok.clone());
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= deliveries.len() {
+                    break;
+                }
+                if let Ok(r) = request(&client, base, Target::Webhook(deliveries), i)
+                    .send()
+                    .await
+                    && r.status().is_success()
+                {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    futures::future::join_all(loops).await;
+    ok.load(Ordering::Relaxed)
+}
