@@ -47,7 +47,8 @@ impl Drop for Server {
 fn command(data_dir: &Path, mock: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env("CHATBOT_DATA_DIR", data_dir)
-        .env("CHATBOT_LOG", "warn")
+        // Warnings, and the ready line that carries the address.
+        .env("CHATBOT_LOG", "warn,chatbot::app=info")
         .env("CHATBOT_LOG_FORMAT", "json")
         .env("CHATBOT_WHATSAPP_API_BASE", mock)
         .env(
@@ -63,6 +64,11 @@ fn serve(data_dir: &Path, mock: &str, args: &[&str], log: &str) -> Server {
     let log_path = data_dir.join(log);
     let child = command(data_dir, mock)
         .env("CHATBOT_LISTEN", "127.0.0.1:0")
+        // Each server its own queue (on a shared Redis, phase 3 must not inherit phase 1's jobs).
+        .env(
+            "CHATBOT_QUEUE_NAMESPACE",
+            format!("bench-{}-{log}", std::process::id()).replace('.', "-"),
+        )
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())

@@ -37,6 +37,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         graph,
         twilio,
         metrics: Default::default(),
+        secrets_cache: Default::default(),
         settings: Arc::new(settings),
     })
 }

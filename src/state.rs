@@ -11,6 +11,9 @@ use crate::crypto::SecretKey;
 use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 
+/// App secrets as read at an instant.
+pub type SecretsSnapshot = (std::time::Instant, Arc<Vec<String>>);
+
 /// Shared, cheap-to-clone application state.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -28,4 +31,6 @@ pub struct AppState {
     pub twilio: TwilioClient,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The schools' Meta app secrets, kept briefly so a webhook does not read them every time.
+    pub secrets_cache: Arc<std::sync::Mutex<Option<SecretsSnapshot>>>,
 }

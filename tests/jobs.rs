@@ -130,20 +130,31 @@ async fn conversation_counters_and_send_slots(v: Variant) {
         return;
     };
     let q = &app.state.queue;
-    // Arrival numbers per conversation; "done" never moves backwards.
-    for expected in 1..=3 {
-        assert_eq!(
-            q.next_in_conversation("meta:P1:234801").await.unwrap(),
-            expected
-        );
+    // A delivery is claimed once and numbered within its conversation; "done" never moves
+    // backwards.
+    let ttl = Duration::from_secs(60);
+    for (i, expected) in (1..=3).enumerate() {
+        let numbered = q
+            .claim_and_number(&format!("m{i}"), ttl, "meta:P1:234801")
+            .await;
+        assert_eq!(numbered.unwrap(), Some(expected));
     }
-    assert_eq!(q.next_in_conversation("meta:P1:234802").await.unwrap(), 1);
+    assert_eq!(
+        q.claim_and_number("m0", ttl, "meta:P1:234801")
+            .await
+            .unwrap(),
+        None,
+        "a repeat is not numbered"
+    );
+    let other = q.claim_and_number("m9", ttl, "meta:P1:234802").await;
+    assert_eq!(other.unwrap(), Some(1));
     assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 0);
     q.conversation_finished("meta:P1:234801", 2).await.unwrap();
     q.conversation_finished("meta:P1:234801", 1).await.unwrap();
     assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 2);
     assert_eq!(q.conversation_done("meta:P1:234802").await.unwrap(), 0);
-    assert_eq!(q.next_in_conversation("meta:P1:234801").await.unwrap(), 4);
+    let next = q.claim_and_number("m3", ttl, "meta:P1:234801").await;
+    assert_eq!(next.unwrap(), Some(4));
 
     // 30 sends racing for one number at 10/s get slots a tenth of a second apart at least
     // (what they were given, not how long anything took); another number is not held up.

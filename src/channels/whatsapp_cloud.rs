@@ -23,6 +23,32 @@ const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Meta's own limit on a webhook body.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// How long the schools' app secrets are kept in memory, and the least time between two reads.
+const SECRETS_MAX_AGE: Duration = Duration::from_secs(30);
+const SECRETS_MIN_AGE: Duration = Duration::from_secs(1);
+
+/// The schools' Meta app secrets, from memory when read less than `max_age` ago.
+async fn app_secrets(
+    state: &AppState,
+    max_age: Duration,
+) -> crate::error::Result<std::sync::Arc<Vec<String>>> {
+    if let Some((at, secrets)) = state
+        .secrets_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        && at.elapsed() < max_age
+    {
+        return Ok(secrets.clone());
+    }
+    let secrets = std::sync::Arc::new(tenancy::meta_app_secrets(&state.db).await?);
+    *state
+        .secrets_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), secrets.clone()));
+    Ok(secrets)
+}
+
 /// `hub.*` query of the verification request.
 #[derive(Debug, Deserialize)]
 pub struct VerifyQuery {
@@ -317,23 +343,20 @@ pub async fn accept_message(state: &AppState, mut job: IngestJob) -> crate::erro
     } else {
         "meta"
     };
-    if !state.queue.claim_once(&key, DEDUPE_TTL).await? {
+    let Some(seq) = state
+        .queue
+        .claim_and_number(&key, DEDUPE_TTL, &job.conversation())
+        .await?
+    else {
         tracing::info!(message_id = %job.message_id, "duplicate delivery ignored");
         state.metrics.inc(
             "chatbot_webhook_messages_total",
             &[("provider", provider), ("outcome", "duplicate")],
         );
         return Ok(false);
-    }
-    let queued = async {
-        job.seq = state
-            .queue
-            .next_in_conversation(&job.conversation())
-            .await?;
-        state.queue.push(job.clone()).await
-    }
-    .await;
-    if let Err(e) = queued {
+    };
+    job.seq = seq;
+    if let Err(e) = state.queue.push(job).await {
         let _ = state.queue.release(&key).await;
         return Err(e);
     }
@@ -353,14 +376,23 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    let secrets = match tenancy::meta_app_secrets(&state.db).await {
-        Ok(s) => s,
-        Err(e) => {
-            outcome("unavailable");
-            return poem::error::ResponseError::as_response(&e);
+    let signature = req.header("x-hub-signature-256");
+    // The schools' app secrets, read at most every 30 s; a signature that matches none of them
+    // reads them again (at most once a second), so a school added a moment ago is not refused.
+    let mut verified = false;
+    for max_age in [SECRETS_MAX_AGE, SECRETS_MIN_AGE] {
+        match app_secrets(&state, max_age).await {
+            Ok(secrets) => verified = signature_matches(&bytes, signature, &secrets),
+            Err(e) => {
+                outcome("unavailable");
+                return poem::error::ResponseError::as_response(&e);
+            }
         }
-    };
-    if !signature_matches(&bytes, req.header("x-hub-signature-256"), &secrets) {
+        if verified {
+            break;
+        }
+    }
+    if !verified {
         tracing::warn!("webhook rejected: bad or missing X-Hub-Signature-256");
         outcome("unauthorized");
         return json_error(

@@ -1,11 +1,14 @@
 //! The one queue interface over the two apalis backends.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::SqliteStorage;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{Job, JobError};
 use crate::config::{SecretUrl, Settings};
@@ -66,6 +69,8 @@ pub struct JobQueue {
     /// name would keep each other's orphaned jobs alive).
     instance: String,
     heartbeat: Duration,
+    /// When expired dedupe claims were last deleted (SQLite), Unix seconds.
+    last_purge: std::sync::Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -92,9 +97,11 @@ impl JobQueue {
                 let options = SqliteConnectOptions::new()
                     .filename(&path)
                     .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(1)
                     .connect_with(options)
                     .await
                     .map_err(|e| {
@@ -111,6 +118,7 @@ impl JobQueue {
                 })?;
                 for ddl in [
                     "CREATE TABLE IF NOT EXISTS chatbot_once (key TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS chatbot_once_expires ON chatbot_once (expires_at)",
                     "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
                 ] {
@@ -132,6 +140,7 @@ impl JobQueue {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
+            last_purge: Default::default(),
             heartbeat: Duration::from_secs(
                 (settings.orphan_timeout_secs / MISSED_HEARTBEATS as u64).max(1),
             ),
@@ -185,6 +194,93 @@ impl JobQueue {
         }
     }
 
+    /// Claim a delivery's `key` once and, the first time, take the next arrival number of its
+    /// conversation, in one atomic step (a Lua script on Redis, one transaction on SQLite):
+    /// `Some(seq)` for a new delivery, `None` for a repeat within `ttl`.
+    pub async fn claim_and_number(
+        &self,
+        key: &str,
+        ttl: Duration,
+        conversation: &str,
+    ) -> Result<Option<u64>> {
+        let once = format!("{}:once:{key}", self.namespace);
+        let conv = format!("{}:conv:{conversation}", self.namespace);
+        let numbered = match &self.backend {
+            Backend::Sqlite(pool) => {
+                self.purge_expired(pool).await;
+                let now = chrono::Utc::now().timestamp();
+                async {
+                    let mut txn = pool.begin().await?;
+                    let claimed = sea_orm::sqlx::query(
+                        "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
+                    )
+                    .bind(&once)
+                    .bind(now + ttl.as_secs() as i64)
+                    .execute(&mut *txn)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !claimed {
+                        return Ok(None);
+                    }
+                    let seq = sea_orm::sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
+                         ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
+                    )
+                    .bind(&conv)
+                    .bind(now)
+                    .fetch_one(&mut *txn)
+                    .await?;
+                    txn.commit().await?;
+                    Ok(Some(seq as u64))
+                }
+                .await
+                .map_err(|e: sea_orm::sqlx::Error| e.to_string())
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::Script::new(
+                    "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then \
+                       local n = redis.call('INCR', KEYS[2]) \
+                       redis.call('EXPIRE', KEYS[2], ARGV[2]) \
+                       return n \
+                     end \
+                     return 0",
+                )
+                .key(&once)
+                .key(format!("{conv}:seq"))
+                .arg(ttl.as_secs().max(1))
+                .arg(CONVERSATION_TTL.as_secs())
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map(|n| (n > 0).then_some(n))
+                .map_err(|e| e.to_string())
+            }
+        };
+        numbered.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
+    }
+
+    /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.
+    async fn purge_expired(&self, pool: &SqlitePool) {
+        let now = chrono::Utc::now().timestamp();
+        if self.last_purge.load(Ordering::Relaxed) + 60 > now
+            || self.last_purge.swap(now, Ordering::Relaxed) + 60 > now
+        {
+            return;
+        }
+        let purged = sea_orm::sqlx::query(
+            "DELETE FROM chatbot_once WHERE expires_at < ?1; \
+             DELETE FROM chatbot_conversation WHERE touched_at < ?2",
+        )
+        .bind(now)
+        .bind(now - CONVERSATION_TTL.as_secs() as i64)
+        .execute(pool)
+        .await;
+        if let Err(e) = purged {
+            tracing::warn!(error = %e, "expired dedupe claims not deleted; next time");
+        }
+    }
+
     /// Claim `key` once: `true` the first time, `false` for a repeat within `ttl`. Atomic on
     /// both backends (Redis `SET NX EX`; a primary-key row in the queue's SQLite file), so two
     /// deliveries racing each other get one `true`.
@@ -193,22 +289,16 @@ impl JobQueue {
         let claimed = match &self.backend {
             Backend::Sqlite(pool) => {
                 let now = chrono::Utc::now().timestamp();
-                sea_orm::sqlx::query("DELETE FROM chatbot_once WHERE expires_at < ?")
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and(
-                        sea_orm::sqlx::query(
-                            "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
-                        )
-                        .bind(&key)
-                        .bind(now + ttl.as_secs() as i64)
-                        .execute(pool)
-                        .await
-                        .map(|r| r.rows_affected() == 1)
-                        .map_err(|e| e.to_string()),
-                    )
+                self.purge_expired(pool).await;
+                sea_orm::sqlx::query(
+                    "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
+                )
+                .bind(&key)
+                .bind(now + ttl.as_secs() as i64)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(|e| e.to_string())
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -249,40 +339,6 @@ impl JobQueue {
             }
         };
         released.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
-    }
-
-    /// The next arrival number of a conversation (1, 2, 3...), taken when the webhook accepts a
-    /// message; workers use it to handle that conversation's messages in arrival order.
-    pub async fn next_in_conversation(&self, conversation: &str) -> Result<u64> {
-        let key = format!("{}:conv:{conversation}", self.namespace);
-        let seq = match &self.backend {
-            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
-                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
-            )
-            .bind(&key)
-            .bind(chrono::Utc::now().timestamp())
-            .fetch_one(pool)
-            .await
-            .map(|n| n as u64)
-            .map_err(|e| e.to_string()),
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(format!("{key}:seq"))
-                    .cmd("EXPIRE")
-                    .arg(format!("{key}:seq"))
-                    .arg(CONVERSATION_TTL.as_secs())
-                    .ignore()
-                    .query_async::<(u64,)>(&mut conn)
-                    .await
-                    .map(|(n,)| n)
-                    .map_err(|e| e.to_string())
-            }
-        };
-        seq.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))
     }
 
     /// The highest arrival number of `conversation` whose turn is complete (replies sent).
