@@ -9,12 +9,11 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chatbot::app::{Application, build_state};
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use chatbot::config::SecretUrl;
 use chatbot::jobs::ingest::IngestJob;
-use common::{TestEnv, Variant, eventually};
+use common::{Role, TestEnv, Variant, eventually};
 use serde_json::json;
 
 struct RedisServer {
@@ -121,13 +120,8 @@ async fn redis_restart_loses_nothing_acknowledged() {
     // One send at a time, so that a slow send keeps the others waiting in Redis.
     let settings = env.settings.clone();
     // The web process alone first: what it acknowledges waits in Redis, and nowhere else.
-    let web = Application::build(settings.clone())
-        .await
-        .unwrap()
-        .without_workers();
-    let (base, state) = (format!("http://{}", web.local_addr()), web.state().clone());
-    let web_stop = web.shutdown_token();
-    let web_task = tokio::spawn(web.run());
+    let web = Role::web(&settings).await;
+    let (base, state) = (web.base.clone().unwrap(), web.state.clone());
     let creds = chatbot::demo::seed(&state.db, &state.secret).await.unwrap();
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
@@ -188,12 +182,7 @@ async fn redis_restart_loses_nothing_acknowledged() {
     .await;
 
     // A worker process: every acknowledged message is answered.
-    let worker = Application::workers_only(
-        build_state(settings.clone()).await.unwrap(),
-        std::time::Instant::now(),
-    );
-    let worker_stop = worker.shutdown_token();
-    let worker_task = tokio::spawn(worker.run());
+    let worker = Role::worker(&settings).await;
     answered(8).await;
 
     // Redis restarts again under the running worker, which goes on working afterwards.
@@ -213,10 +202,8 @@ async fn redis_restart_loses_nothing_acknowledged() {
         assert_eq!(to_parent, 2, "parent {p}: welcome and menu, once each");
     }
     assert_eq!(received.len(), 10, "nothing doubled");
-    worker_stop.cancel();
-    web_stop.cancel();
-    worker_task.await.unwrap().unwrap();
-    web_task.await.unwrap().unwrap();
+    worker.stop().await;
+    web.stop().await;
     mock.stop();
     drop(env);
     drop(redis);

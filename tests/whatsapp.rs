@@ -7,7 +7,7 @@ use std::time::Duration;
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use chatbot::demo::{self, DemoCredentials};
-use common::{TestApp, TestEnv, Variant, eventually};
+use common::{Role, TestApp, TestEnv, Variant, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -446,20 +446,14 @@ async fn a_burst_from_one_parent_is_answered_in_order(v: Variant) {
 }
 
 async fn web_and_worker_processes_split_the_work(v: Variant) {
-    use chatbot::app::{Application, build_state};
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     env.settings.whatsapp_api_base = mock.base_url();
     // The web role alone (`serve --no-workers`).
-    let web = Application::build(env.settings.clone())
-        .await
-        .unwrap()
-        .without_workers();
-    let (base, state) = (format!("http://{}", web.local_addr()), web.state().clone());
-    let web_stop = web.shutdown_token();
-    let web_task = tokio::spawn(web.run());
+    let web = Role::web(&env.settings).await;
+    let (base, state) = (web.base.clone().unwrap(), web.state.clone());
     let creds = demo::seed(&state.db, &state.secret).await.unwrap();
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
@@ -483,12 +477,7 @@ async fn web_and_worker_processes_split_the_work(v: Variant) {
     assert!(mock.received().is_empty(), "no worker in the web process");
 
     // A separate workers-only application (`chatbot worker`) picks the job up.
-    let worker = Application::workers_only(
-        build_state(env.settings.clone()).await.unwrap(),
-        std::time::Instant::now(),
-    );
-    let worker_stop = worker.shutdown_token();
-    let worker_task = tokio::spawn(worker.run());
+    let worker = Role::worker(&env.settings).await;
     let sent = wait_for(&mock, 2).await;
     assert!(
         sent[0]["text"]["body"]
@@ -496,10 +485,8 @@ async fn web_and_worker_processes_split_the_work(v: Variant) {
             .unwrap()
             .contains("Welcome")
     );
-    worker_stop.cancel();
-    web_stop.cancel();
-    worker_task.await.unwrap().unwrap();
-    web_task.await.unwrap().unwrap();
+    worker.stop().await;
+    web.stop().await;
     mock.stop();
 }
 
@@ -661,29 +648,19 @@ async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
 }
 
 async fn two_worker_processes_keep_one_parents_order(v: Variant) {
-    use chatbot::app::{Application, build_state};
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     env.settings.whatsapp_api_base = mock.base_url();
     env.settings.ingest_concurrency = 4;
-    let web = Application::build(env.settings.clone())
-        .await
-        .unwrap()
-        .without_workers();
-    let (base, state) = (format!("http://{}", web.local_addr()), web.state().clone());
-    let mut stops = vec![web.shutdown_token()];
-    let mut tasks = vec![tokio::spawn(web.run())];
+    let web = Role::web(&env.settings).await;
+    let (base, state) = (web.base.clone().unwrap(), web.state.clone());
     // Two workers-only applications, as two `chatbot worker` processes would be.
-    for _ in 0..2 {
-        let worker = Application::workers_only(
-            build_state(env.settings.clone()).await.unwrap(),
-            std::time::Instant::now(),
-        );
-        stops.push(worker.shutdown_token());
-        tasks.push(tokio::spawn(worker.run()));
-    }
+    let workers = [
+        Role::worker(&env.settings).await,
+        Role::worker(&env.settings).await,
+    ];
     let creds = demo::seed(&state.db, &state.secret).await.unwrap();
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
@@ -716,12 +693,10 @@ async fn two_worker_processes_keep_one_parents_order(v: Variant) {
     assert!(texts[3].contains("Second Term Examination"), "{texts:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(mock.received().len(), 4, "each reply once: {texts:?}");
-    for stop in stops {
-        stop.cancel();
+    for worker in workers {
+        worker.stop().await;
     }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    web.stop().await;
     mock.stop();
 }
 

@@ -40,9 +40,9 @@ pub(crate) async fn read_webhook_body(
     provider: &'static str,
     metrics: &Metrics,
 ) -> std::result::Result<bytes::Bytes, Response> {
-    match body.into_bytes_limit(limit).await {
-        Ok(b) => Ok(b),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+    match crate::http::read_limited(body, limit).await {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => {
             count_webhook(metrics, provider, "too_large");
             Err(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,

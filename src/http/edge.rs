@@ -54,6 +54,40 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// How much of an over-limit chunked body is still read (and dropped), and for how long, so
+/// that the client, still sending, gets the 413 instead of a connection reset.
+const DRAIN_BYTES: usize = 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read a body of at most `limit` bytes: `Ok(None)` when it is longer (the rest is drained up
+/// to [`DRAIN_BYTES`] / [`DRAIN_TIME`]).
+pub(crate) async fn read_limited(
+    body: Body,
+    limit: usize,
+) -> std::io::Result<Option<bytes::Bytes>> {
+    use futures::StreamExt;
+    let mut stream = body.into_bytes_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > limit {
+            let mut drained = 0usize;
+            let drain = async {
+                while let Some(Ok(more)) = stream.next().await {
+                    drained += more.len();
+                    if drained > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
 impl<E: Endpoint> EdgeEndpoint<E> {
     /// `Some(response)` when the body is too large; otherwise the request goes on. Bodies without
     /// a `Content-Length` (chunked) are read here, up to the limit.
@@ -77,13 +111,12 @@ impl<E: Endpoint> EdgeEndpoint<E> {
                 "invalid Content-Length header",
             )),
             None if req.header(header::TRANSFER_ENCODING).is_some() => {
-                let body = req.take_body();
-                match body.into_bytes_limit(self.body_limit).await {
-                    Ok(bytes) => {
+                match read_limited(req.take_body(), self.body_limit).await {
+                    Ok(Some(bytes)) => {
                         req.set_body(Body::from_bytes(bytes));
                         None
                     }
-                    Err(poem::error::ReadBodyError::PayloadTooLarge) => too_large(),
+                    Ok(None) => too_large(),
                     Err(e) => Some(json_error(
                         StatusCode::BAD_REQUEST,
                         "bad_request",
@@ -118,6 +151,13 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             };
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert(REQUEST_ID, value);
+            }
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // The rest of the body may never be read: the connection is not reusable, and
+                // a client that put it back in its pool would fail its next request on it.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             let status = response.status().as_u16();
             let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;

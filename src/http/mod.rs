@@ -5,6 +5,7 @@ mod edge;
 mod health;
 
 pub use edge::Edge;
+pub(crate) use edge::read_limited;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::web::Html;

@@ -15,8 +15,9 @@ use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
 /// How long a message waits for the earlier messages of its conversation (their turns and
-/// replies) before going on without them (one whose job was lost, or stuck in retries).
-const ORDER_WAIT: Duration = Duration::from_secs(10);
+/// replies) before going on without them (one whose job was lost, or stuck in retries), beyond
+/// the orphan timeout: a predecessor whose worker died is run again by then.
+const ORDER_WAIT_EXTRA: Duration = Duration::from_secs(10);
 const ORDER_POLL: Duration = Duration::from_millis(20);
 
 /// An inbound message, as acknowledged to the provider.
@@ -73,17 +74,18 @@ async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Resul
     }
     let conversation = job.conversation();
     let started = Instant::now();
+    let patience = Duration::from_secs(state.settings.orphan_timeout_secs) + ORDER_WAIT_EXTRA;
     loop {
         let done = state.queue.conversation_done(&conversation).await?;
         if done + 1 >= job.seq {
             return Ok(());
         }
-        if started.elapsed() >= ORDER_WAIT {
+        if started.elapsed() >= patience {
             tracing::warn!(
                 seq = job.seq,
                 done,
                 "earlier messages of this conversation are not through after {}s; going on",
-                ORDER_WAIT.as_secs()
+                patience.as_secs()
             );
             return Ok(());
         }

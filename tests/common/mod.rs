@@ -280,3 +280,58 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// One role of a split deployment, running in this process as its own application: the web
+/// role (`serve --no-workers`) or a workers-only role (`chatbot worker`).
+pub struct Role {
+    /// `http://addr` of the web role; `None` for workers.
+    pub base: Option<String>,
+    /// Its state (database, queue...).
+    pub state: AppState,
+    token: CancellationToken,
+    handle: JoinHandle<chatbot::error::Result<()>>,
+}
+
+impl Role {
+    /// The web role alone, bound to a free port.
+    pub async fn web(settings: &Settings) -> Self {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("web role builds")
+            .without_workers();
+        let base = Some(format!("http://{}", app.local_addr()));
+        let state = app.state().clone();
+        let token = app.shutdown_token();
+        Self {
+            base,
+            state,
+            token,
+            handle: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Workers alone, with their own connections, as another process would have.
+    pub async fn worker(settings: &Settings) -> Self {
+        let state = chatbot::app::build_state(settings.clone())
+            .await
+            .expect("worker state builds");
+        let app = Application::workers_only(state.clone(), std::time::Instant::now());
+        let token = app.shutdown_token();
+        Self {
+            base: None,
+            state,
+            token,
+            handle: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Stop gracefully; panics if the role failed.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("role stops within 20 s")
+            .expect("role task did not panic")
+            .expect("role ran without error");
+    }
+}
