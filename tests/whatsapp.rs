@@ -327,6 +327,23 @@ async fn duplicate_deliveries_produce_one_reply(v: Variant) {
     mock.stop();
 }
 
+/// Deliver a signed text message `words` with message id `id` from `digits` to school `wa`.
+async fn say(
+    app: &TestApp,
+    wa: &chatbot::demo::DemoWhatsapp,
+    digits: &str,
+    id: &str,
+    words: &str,
+) -> StatusCode {
+    let (id, m) = text(id, words);
+    deliver(
+        app,
+        &wa.app_secret,
+        &payload(&wa.phone_number_id, digits, &id, m),
+    )
+    .await
+}
+
 fn text(id: &str, body: &str) -> (String, Value) {
     (
         id.to_string(),
@@ -343,14 +360,8 @@ async fn transient_failures_are_retried_permanent_ones_are_not(v: Variant) {
     let digits = parent_digits(demo);
     // Rate limited, then a server error: both retried (with backoff) until sent.
     mock.fail_next(&[429, 500]);
-    let (id, m) = text("wamid.r1", "hi");
     assert_eq!(
-        deliver(
-            &app,
-            &wa.app_secret,
-            &payload(&wa.phone_number_id, &digits, &id, m)
-        )
-        .await,
+        say(&app, wa, &digits, "wamid.r1", "hi").await,
         StatusCode::OK
     );
     let sent = wait_for(&mock, 2).await;
@@ -362,14 +373,8 @@ async fn transient_failures_are_retried_permanent_ones_are_not(v: Variant) {
     );
     // A refusal (400) is not retried: that reply is skipped, the next one still goes.
     mock.fail_next(&[400]);
-    let (id, m) = text("wamid.r2", "help");
     assert_eq!(
-        deliver(
-            &app,
-            &wa.app_secret,
-            &payload(&wa.phone_number_id, &digits, &id, m)
-        )
-        .await,
+        say(&app, wa, &digits, "wamid.r2", "help").await,
         StatusCode::OK
     );
     let sent = wait_for(&mock, 3).await;
@@ -400,16 +405,7 @@ async fn a_burst_from_one_parent_is_answered_in_order(v: Variant) {
         ("wamid.b2", "results"),
         ("wamid.b3", "2"),
     ] {
-        let (id, m) = text(id, body);
-        assert_eq!(
-            deliver(
-                &app,
-                &wa.app_secret,
-                &payload(&wa.phone_number_id, &digits, &id, m)
-            )
-            .await,
-            StatusCode::OK
-        );
+        assert_eq!(say(&app, wa, &digits, id, body).await, StatusCode::OK);
     }
     let sent = wait_for(&mock, 4).await;
     assert!(
@@ -499,14 +495,8 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
     let digits = parent_digits(demo);
-    let (id, m) = text("wamid.s1", "hi");
     assert_eq!(
-        deliver(
-            &app,
-            &wa.app_secret,
-            &payload(&wa.phone_number_id, &digits, &id, m)
-        )
-        .await,
+        say(&app, wa, &digits, "wamid.s1", "hi").await,
         StatusCode::OK
     );
     wait_for(&mock, 2).await;
@@ -716,14 +706,8 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
     let demo = &creds.tenants[0];
     let wa = &demo.whatsapp;
     let digits = parent_digits(demo);
-    let (id, m) = text("wamid.t1", "hi");
     assert_eq!(
-        deliver(
-            &app,
-            &wa.app_secret,
-            &payload(&wa.phone_number_id, &digits, &id, m)
-        )
-        .await,
+        say(&app, wa, &digits, "wamid.t1", "hi").await,
         StatusCode::OK
     );
     wait_for(&mock, 2).await;
