@@ -106,13 +106,8 @@ fn write_labels(out: &mut String, labels: &[(&'static str, String)], extra: Opti
 impl Metrics {
     /// Add one to a counter.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        self.add(name, labels, 1);
-    }
-
-    /// Add `n` to a counter.
-    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        *counters.entry(series(name, labels)).or_default() += n;
+        *counters.entry(series(name, labels)).or_default() += 1;
     }
 
     /// Record one observation in a latency histogram.
@@ -127,12 +122,6 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
-    }
-
-    /// A counter's current value (tests and the benchmark read it).
-    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters.get(&series(name, labels)).copied().unwrap_or(0)
     }
 
     /// The Prometheus text exposition, with `gauges` (name, labels, value) read at scrape time.

@@ -22,6 +22,31 @@ pub enum SendError {
     Permanent(String),
 }
 
+/// Send a provider request and read its JSON answer. A failure says whether trying again can
+/// help: network trouble, 429, 5xx, or what the provider's answer marks as throttling
+/// (`throttled`) are retryable; other refusals are permanent.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    api: &str,
+    throttled: impl Fn(&Value) -> bool,
+) -> Result<Value, SendError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| SendError::Retryable(format!("{api} unreachable: {e}")))?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(answer);
+    }
+    let reason = format!("{api} answered {status}: {answer}");
+    if status.as_u16() == 429 || status.is_server_error() || throttled(&answer) {
+        Err(SendError::Retryable(reason))
+    } else {
+        Err(SendError::Permanent(reason))
+    }
+}
+
 /// A Graph API client.
 #[derive(Clone, Debug)]
 pub struct GraphClient {
@@ -116,28 +141,12 @@ impl GraphClient {
         body: &Value,
     ) -> Result<String, SendError> {
         let url = format!("{}/{}/messages", self.base, phone_number_id);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable(format!("Graph API unreachable: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(answer["messages"][0]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string());
-        }
-        let code = answer["error"]["code"].as_i64();
-        let reason = format!("Graph API answered {status}: {answer}");
-        if status.as_u16() == 429 || status.is_server_error() || code == Some(130429) {
-            Err(SendError::Retryable(reason))
-        } else {
-            Err(SendError::Permanent(reason))
-        }
+        let request = self.http.post(&url).bearer_auth(token).json(body);
+        // Meta's 130429: the business number's throughput limit.
+        let answer = exchange(request, "Graph API", |a| a["error"]["code"] == 130429).await?;
+        Ok(answer["messages"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 }

@@ -23,8 +23,6 @@ pub struct Received {
     pub authorization: Option<String>,
     /// JSON body (Meta), or the form parameters as a JSON object (Twilio).
     pub body: Value,
-    /// When it arrived.
-    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -113,7 +111,6 @@ async fn messages(
         phone_number_id: id,
         authorization: req.header("authorization").map(str::to_string),
         body: body.clone(),
-        at: std::time::Instant::now(),
     };
     let n = match record(&shared, received).await {
         Ok(n) => n,
@@ -146,7 +143,6 @@ async fn twilio_messages(
         phone_number_id: sid.clone(),
         authorization: req.header("authorization").map(str::to_string),
         body: Value::Object(form.clone()),
-        at: std::time::Instant::now(),
     };
     let n = match record(&shared, received).await {
         Ok(n) => n,

@@ -11,10 +11,9 @@ use hmac::{Hmac, Mac};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
-use serde_json::Value;
 use sha1::Sha1;
 
-use super::graph::SendError;
+use super::graph::{SendError, exchange};
 use super::whatsapp_cloud::{Said, accept_message};
 use crate::conversation::Reply;
 use crate::error::{Error, Result, json_error};
@@ -28,17 +27,31 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// An empty TwiML answer: Twilio sends nothing itself (replies go out through the API).
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
-/// `X-Twilio-Signature` of a request to `url` with form `params`, made with `auth_token`.
-pub fn sign(url: &str, params: &[(String, String)], auth_token: &str) -> String {
+/// The HMAC-SHA1 Twilio signs: the URL, then each parameter name and value, sorted by name
+/// (then value, for repeated names).
+fn mac(url: &str, sorted: &[&(String, String)], auth_token: &str) -> Hmac<Sha1> {
     let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
     mac.update(url.as_bytes());
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
     for (name, value) in sorted {
         mac.update(name.as_bytes());
         mac.update(value.as_bytes());
     }
-    BASE64.encode(mac.finalize().into_bytes())
+    mac
+}
+
+fn sorted(params: &[(String, String)]) -> Vec<&(String, String)> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    sorted
+}
+
+/// `X-Twilio-Signature` of a request to `url` with form `params`, made with `auth_token`.
+pub fn sign(url: &str, params: &[(String, String)], auth_token: &str) -> String {
+    BASE64.encode(
+        mac(url, &sorted(params), auth_token)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// Does `signature` match any of the URL's spellings (with and without the scheme's default
@@ -52,16 +65,11 @@ pub fn signature_matches(
     let Some(Ok(given)) = signature.map(|s| BASE64.decode(s.trim())) else {
         return false;
     };
+    let sorted = sorted(params);
     url_variants(url).iter().any(|candidate| {
-        let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
-        mac.update(candidate.as_bytes());
-        let mut sorted: Vec<&(String, String)> = params.iter().collect();
-        sorted.sort();
-        for (name, value) in sorted {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
-        mac.verify_slice(&given).is_ok()
+        mac(candidate, &sorted, auth_token)
+            .verify_slice(&given)
+            .is_ok()
     })
 }
 
@@ -354,26 +362,14 @@ impl TwilioClient {
         if let Some(callback) = status_callback {
             params.push(("StatusCallback", callback.to_string()));
         }
-        let response = self
+        let request = self
             .http
             .post(&url)
             .basic_auth(account_sid, Some(auth_token))
-            .form(&params)
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable(format!("Twilio API unreachable: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(answer["sid"].as_str().unwrap_or_default().to_string());
-        }
-        let reason = format!("Twilio API answered {status}: {answer}");
+            .form(&params);
         // 20429: too many requests.
-        if status.as_u16() == 429 || status.is_server_error() || answer["code"] == 20429 {
-            Err(SendError::Retryable(reason))
-        } else {
-            Err(SendError::Permanent(reason))
-        }
+        let answer = exchange(request, "Twilio API", |a| a["code"] == 20429).await?;
+        Ok(answer["sid"].as_str().unwrap_or_default().to_string())
     }
 }
 

@@ -338,11 +338,7 @@ async fn record_statuses(
 /// for a duplicate: the webhook must not answer 200.
 pub async fn accept_message(state: &AppState, mut job: IngestJob) -> crate::error::Result<bool> {
     let key = format!("{}:{}", job.provider, job.message_id);
-    let provider: &'static str = if job.provider == "twilio" {
-        "twilio"
-    } else {
-        "meta"
-    };
+    let provider = job.provider().as_str();
     let Some(seq) = state
         .queue
         .claim_and_number(&key, DEDUPE_TTL, &job.conversation())

@@ -24,7 +24,8 @@ impl Job for CleanupJob {
 
 /// Worker entry point.
 pub fn handle(job: CleanupJob, state: Data<AppState>) -> JobFuture {
-    Box::pin(async move {
+    let state = (*state).clone();
+    super::measured(state.clone(), CleanupJob::QUEUE, async move {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
         let mut removed = 0;
         for ctx in tenancy::all(&state.db).await? {

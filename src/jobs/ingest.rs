@@ -52,12 +52,9 @@ impl IngestJob {
         format!("{}:{}:{}", self.provider, self.business, self.from)
     }
 
-    fn provider(&self) -> Provider {
-        if self.provider == "twilio" {
-            Provider::Twilio
-        } else {
-            Provider::Meta
-        }
+    /// The provider it came through.
+    pub fn provider(&self) -> Provider {
+        Provider::named(&self.provider)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The one queue interface over the two apalis backends.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// the others; the heartbeat is a third of `CHATBOT_ORPHAN_TIMEOUT_SECS` (apalis' Redis default
 /// would wait 5 minutes).
 const MISSED_HEARTBEATS: usize = 3;
+/// A claim in the queue's SQLite file: a new row, or nothing for a key already there.
+const CLAIM_SQL: &str = "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)";
 /// Conversation counters and rate-limit slots outlive any retry of their jobs.
 const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Retries per job before it is recorded as failed.
@@ -38,6 +41,50 @@ fn backoff() -> tower::retry::backoff::ExponentialBackoff {
     .expect("valid backoff bounds")
     .make_backoff()
 }
+
+// Lua scripts, hashed once (redis-rs sends their SHA and loads them on first use).
+/// Claim a delivery (KEYS[1], `SET NX EX`) and, the first time, count its conversation on
+/// (KEYS[2]); 0 for a repeat.
+static CLAIM_AND_NUMBER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then \
+         local n = redis.call('INCR', KEYS[2]) \
+         redis.call('EXPIRE', KEYS[2], ARGV[2]) \
+         return n \
+         end \
+         return 0",
+    )
+});
+
+/// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it.
+static FINISH_TURN: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
+         if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
+         return 0",
+    )
+});
+
+/// Reserve the next evenly spaced sending slot (KEYS[1] holds the next free time).
+static RESERVE_SLOT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') \
+         local slot = math.max(tat, tonumber(ARGV[1])) \
+         redis.call('SET', KEYS[1], string.format('%d', slot + tonumber(ARGV[2])), 'EX', 3600) \
+         return string.format('%d', slot)",
+    )
+});
+
+/// Jobs waiting (active list, scheduled set) and running (each registered worker's in-flight
+/// set, `{inflight}:{worker name}`).
+static DEPTH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local running = 0 \
+         for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
+         running = running + redis.call('SCARD', ARGV[1] .. ':' .. name) end \
+         return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), running}",
+    )
+});
 
 /// The id of a queued job, returned to callers who want to follow it.
 pub type JobId = String;
@@ -168,6 +215,16 @@ impl JobQueue {
         format!("{}:{}", self.namespace, J::QUEUE)
     }
 
+    /// The store key of a claim.
+    fn once_key(&self, key: &str) -> String {
+        format!("{}:once:{key}", self.namespace)
+    }
+
+    /// The store key (prefix, on Redis) of a conversation's counters.
+    fn conversation_key(&self, conversation: &str) -> String {
+        format!("{}:conv:{conversation}", self.namespace)
+    }
+
     /// Check that the queue can be reached.
     pub async fn ping(&self) -> Result<()> {
         let check = async {
@@ -203,8 +260,8 @@ impl JobQueue {
         ttl: Duration,
         conversation: &str,
     ) -> Result<Option<u64>> {
-        let once = format!("{}:once:{key}", self.namespace);
-        let conv = format!("{}:conv:{conversation}", self.namespace);
+        let once = self.once_key(key);
+        let conv = self.conversation_key(conversation);
         let numbered = match &self.backend {
             Backend::Sqlite(pool) => {
                 self.purge_expired(pool).await;
@@ -212,7 +269,7 @@ impl JobQueue {
                 async {
                     let mut txn = pool.begin().await?;
                     let claimed = sea_orm::sqlx::query(
-                        "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
+                        CLAIM_SQL,
                     )
                     .bind(&once)
                     .bind(now + ttl.as_secs() as i64)
@@ -239,22 +296,15 @@ impl JobQueue {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::Script::new(
-                    "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then \
-                       local n = redis.call('INCR', KEYS[2]) \
-                       redis.call('EXPIRE', KEYS[2], ARGV[2]) \
-                       return n \
-                     end \
-                     return 0",
-                )
-                .key(&once)
-                .key(format!("{conv}:seq"))
-                .arg(ttl.as_secs().max(1))
-                .arg(CONVERSATION_TTL.as_secs())
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map(|n| (n > 0).then_some(n))
-                .map_err(|e| e.to_string())
+                CLAIM_AND_NUMBER
+                    .key(&once)
+                    .key(format!("{conv}:seq"))
+                    .arg(ttl.as_secs().max(1))
+                    .arg(CONVERSATION_TTL.as_secs())
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+                    .map(|n| (n > 0).then_some(n))
+                    .map_err(|e| e.to_string())
             }
         };
         numbered.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
@@ -285,20 +335,18 @@ impl JobQueue {
     /// both backends (Redis `SET NX EX`; a primary-key row in the queue's SQLite file), so two
     /// deliveries racing each other get one `true`.
     pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let key = format!("{}:once:{key}", self.namespace);
+        let key = self.once_key(key);
         let claimed = match &self.backend {
             Backend::Sqlite(pool) => {
                 let now = chrono::Utc::now().timestamp();
                 self.purge_expired(pool).await;
-                sea_orm::sqlx::query(
-                    "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)",
-                )
-                .bind(&key)
-                .bind(now + ttl.as_secs() as i64)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err(|e| e.to_string())
+                sea_orm::sqlx::query(CLAIM_SQL)
+                    .bind(&key)
+                    .bind(now + ttl.as_secs() as i64)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err(|e| e.to_string())
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -320,7 +368,7 @@ impl JobQueue {
     /// Undo [`claim_once`](Self::claim_once), when the work it guarded could not be queued (so
     /// the provider's retry is not mistaken for a duplicate).
     pub async fn release(&self, key: &str) -> Result<()> {
-        let key = format!("{}:once:{key}", self.namespace);
+        let key = self.once_key(key);
         let released = match &self.backend {
             Backend::Sqlite(pool) => sea_orm::sqlx::query("DELETE FROM chatbot_once WHERE key = ?")
                 .bind(&key)
@@ -343,7 +391,7 @@ impl JobQueue {
 
     /// The highest arrival number of `conversation` whose turn is complete (replies sent).
     pub async fn conversation_done(&self, conversation: &str) -> Result<u64> {
-        let key = format!("{}:conv:{conversation}", self.namespace);
+        let key = self.conversation_key(conversation);
         let done = match &self.backend {
             Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
                 "SELECT done FROM chatbot_conversation WHERE key = ?",
@@ -371,7 +419,7 @@ impl JobQueue {
         if seq == 0 {
             return Ok(());
         }
-        let key = format!("{}:conv:{conversation}", self.namespace);
+        let key = self.conversation_key(conversation);
         let done = match &self.backend {
             Backend::Sqlite(pool) => sea_orm::sqlx::query(
                 "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, ?2, ?2, ?3) \
@@ -386,11 +434,7 @@ impl JobQueue {
             .map_err(|e| e.to_string()),
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::Script::new(
-                    "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
-                     if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
-                     return 0",
-                )
+                FINISH_TURN
                 .key(format!("{key}:done"))
                 .arg(seq)
                 .arg(CONVERSATION_TTL.as_secs())
@@ -424,19 +468,14 @@ impl JobQueue {
             .map_err(|e| e.to_string()),
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::Script::new(
-                    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') \
-                     local slot = math.max(tat, tonumber(ARGV[1])) \
-                     redis.call('SET', KEYS[1], string.format('%d', slot + tonumber(ARGV[2])), 'EX', 3600) \
-                     return string.format('%d', slot)",
-                )
-                .key(&key)
-                .arg(now)
-                .arg(interval)
-                .invoke_async::<String>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.parse::<i64>().map_err(|e| e.to_string()))
+                RESERVE_SLOT
+                    .key(&key)
+                    .arg(now)
+                    .arg(interval)
+                    .invoke_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| s.parse::<i64>().map_err(|e| e.to_string()))
             }
         };
         slot.map_err(|e| Error::Unavailable(format!("send rate limiter: {e}")))
@@ -459,12 +498,7 @@ impl JobQueue {
                 let config = redis_config(&queue, self.heartbeat);
                 let mut conn = conn.clone();
                 // Each registered worker has its in-flight set, `{inflight}:{worker name}`.
-                redis::Script::new(
-                    "local running = 0 \
-                     for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
-                       running = running + redis.call('SCARD', ARGV[1] .. ':' .. name) end \
-                     return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), running}",
-                )
+                DEPTH
                 .key(config.active_jobs_list())
                 .key(config.scheduled_jobs_set())
                 .key(config.workers_set())

@@ -86,11 +86,7 @@ enum Outbound<'a> {
 }
 
 async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
-    let provider = if job.provider == "twilio" {
-        Provider::Twilio
-    } else {
-        Provider::Meta
-    };
+    let provider = Provider::named(&job.provider);
     let (ctx, number) = match tenancy::by_business_number(&state.db, provider, &job.business).await
     {
         Ok(found) => found,

@@ -19,6 +19,16 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The provider a job names: `twilio`, or Meta (jobs queued before the field existed name
+    /// none and were all Meta's).
+    pub fn named(name: &str) -> Self {
+        if name == Self::Twilio.as_str() {
+            Self::Twilio
+        } else {
+            Self::Meta
+        }
+    }
+
     /// Name stored in `whatsapp_numbers.provider`.
     pub fn as_str(self) -> &'static str {
         match self {
