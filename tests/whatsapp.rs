@@ -22,6 +22,7 @@ variants!(
     replies_logged_but_never_queued_go_out_on_a_rerun,
     two_worker_processes_keep_one_parents_order,
     replies_outside_the_window_use_the_template,
+    a_shared_number_lets_the_senders_phone_pick_the_school,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -734,6 +735,8 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
             reply_to: "notice.1".into(),
             conversation: None,
             seq: 0,
+            tenant: None,
+            inbound_at: None,
         })
         .await
         .unwrap();
@@ -760,4 +763,156 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
     assert!(metrics.contains("chatbot_job_duration_seconds_count{queue=\"send\"}"));
     app.stop().await.unwrap();
     mock.stop();
+}
+
+/// A platform number shared by every school: the sender's phone picks the school (a parent in
+/// two schools chooses), replies go out from the shared number, each turn and its delivery
+/// statuses land in the chosen school's log, and a stranger is told to ask their school.
+async fn a_shared_number_lets_the_senders_phone_pick_the_school(v: Variant) {
+    use chatbot::entities::message_log;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let shared = &creds.shared_number.phone_number_id;
+    let demo = &creds.tenants[0];
+    let secret = &demo.whatsapp.app_secret;
+    let db = &app.state.db;
+    let school = |name: &str| {
+        let name = chatbot::domain::SchemaName::parse(name).unwrap();
+        async move { chatbot::tenancy::by_schema_name(db, &name).await.unwrap() }
+    };
+    let (greenfield, north) = (school("demo").await, school("demo-north").await);
+    let on_shared = |digits: &str, id: &str, m: Value| payload(shared, digits, id, m);
+    let both = chatbot::demo::SHARED_PARENT_PHONE.trim_start_matches('+');
+
+    // A parent in both schools is asked which one.
+    let hi = json!({"type": "text", "text": {"body": "hi"}});
+    assert_eq!(
+        deliver(&app, secret, &on_shared(both, "wamid.sh1", hi.clone())).await,
+        StatusCode::OK
+    );
+    wait_for(&mock, 1).await;
+    let asked = &mock.received()[0];
+    assert_eq!(
+        &asked.phone_number_id, shared,
+        "answered from the shared number"
+    );
+    assert_eq!(
+        asked.authorization.as_deref(),
+        Some(format!("Bearer {}", demo.whatsapp.access_token).as_str())
+    );
+    assert!(
+        asked.text().contains("more than one school"),
+        "{}",
+        asked.body
+    );
+    let ids: Vec<&str> = asked.body["interactive"]["action"]["buttons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reply"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["school:demo", "school:demo-north"]);
+
+    // They pick Northbridge: its menu comes back, and the turn is in Northbridge's log only.
+    let tap = json!({"type": "interactive", "interactive": {"type": "button_reply",
+        "button_reply": {"id": "school:demo-north", "title": "Northbridge College"}}});
+    assert_eq!(
+        deliver(&app, secret, &on_shared(both, "wamid.sh2", tap)).await,
+        StatusCode::OK
+    );
+    let after = eventually("Northbridge's menu", Duration::from_secs(30), || async {
+        let got = mock.received();
+        let menu = got
+            .iter()
+            .skip(1)
+            .any(|r| r.text().contains("How can I help"));
+        menu.then_some(got)
+    })
+    .await;
+    let said: Vec<String> = after.iter().skip(1).map(|r| r.text()).collect();
+    assert!(
+        said.iter().any(|t| t.contains("Northbridge College")),
+        "{said:?}"
+    );
+    assert!(!said.iter().any(|t| t.contains("Greenfield")), "{said:?}");
+    let logged = |id: &'static str| async move {
+        message_log::Entity::find()
+            .filter(message_log::Column::ProviderMessageId.eq(id))
+            .all(db)
+            .await
+            .unwrap()
+    };
+    let turn = logged("wamid.sh2").await;
+    assert_eq!(turn.len(), 1);
+    assert_eq!(turn[0].tenant_id, north.id());
+    let first_reply = format!("wamid.mock.{}", 2);
+    let reply_row = eventually("reply stamped as sent", Duration::from_secs(30), || async {
+        message_log::Entity::find()
+            .filter(message_log::Column::ProviderMessageId.eq(first_reply.clone()))
+            .one(db)
+            .await
+            .unwrap()
+            .filter(|r| r.status == "sent")
+    })
+    .await;
+    assert_eq!(reply_row.tenant_id, north.id());
+
+    // Its delivery status finds it in Northbridge's log.
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": shared},
+        "statuses": [{"id": first_reply, "status": "read", "recipient_id": both}]
+    }}]}]});
+    assert_eq!(deliver(&app, secret, &status).await, StatusCode::OK);
+    let row = message_log::Entity::find_by_id(reply_row.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "read");
+
+    // A parent of one school goes straight there; a stranger is told to ask their school.
+    let mine = parent_digits(demo);
+    let before = mock.received().len();
+    assert_eq!(
+        deliver(&app, secret, &on_shared(&mine, "wamid.sh3", hi.clone())).await,
+        StatusCode::OK
+    );
+    let got = wait_for(&mock, before + 2).await;
+    assert!(
+        got[before]["text"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Greenfield Academy"),
+        "{}",
+        got[before]
+    );
+    assert_eq!(logged("wamid.sh3").await[0].tenant_id, greenfield.id());
+    let before = mock.received().len();
+    assert_eq!(
+        deliver(&app, secret, &on_shared("2340000000001", "wamid.sh4", hi)).await,
+        StatusCode::OK
+    );
+    let got = mock_after(&mock, before).await;
+    assert!(
+        got.text().contains("not registered with any school"),
+        "{}",
+        got.body
+    );
+    assert_eq!(got.to(), "2340000000001");
+    assert!(
+        logged("wamid.sh4").await.is_empty(),
+        "a stranger's message is in no school's log"
+    );
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+/// The first message at the mock after the first `n`.
+async fn mock_after(mock: &MockGraph, n: usize) -> chatbot::channels::mock_graph::Received {
+    eventually("one more message", Duration::from_secs(30), || async {
+        mock.received().into_iter().nth(n)
+    })
+    .await
 }

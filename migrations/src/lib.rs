@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_conversation_routes;
 mod m20261122_000003_message_payload;
+mod m20261122_000004_shared_numbers;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_conversation_routes::Migration),
             Box::new(m20261122_000003_message_payload::Migration),
+            Box::new(m20261122_000004_shared_numbers::Migration),
         ]
     }
 }

@@ -11,8 +11,11 @@ use std::time::Duration;
 use poem::Response;
 use poem::http::StatusCode;
 
+use crate::domain::PhoneNumber;
+use crate::entities::whatsapp_number;
 use crate::error::{Error, Result, json_error};
 use crate::metrics::Metrics;
+use crate::tenancy::{self, TenantCtx};
 
 /// The HTTP client both senders use: bounded connect and request times.
 pub(crate) fn http_client() -> Result<reqwest::Client> {
@@ -59,4 +62,31 @@ pub(crate) async fn read_webhook_body(
             ))
         }
     }
+}
+
+/// Write a delivery status of the message we sent as `id` to `recipient` from `number` into the
+/// message log of the school that conversation belongs to (the owner; on a shared number, the
+/// recipient's school that sent it). A status of nobody's message changes nothing.
+pub(crate) async fn record_status(
+    db: &sea_orm::DatabaseConnection,
+    owner: &TenantCtx,
+    number: &whatsapp_number::Model,
+    recipient: Option<&str>,
+    id: &str,
+    status: &str,
+    error: Option<String>,
+) -> Result<()> {
+    let schools = match recipient.map(PhoneNumber::parse) {
+        Some(Ok(phone)) => tenancy::schools_on(db, owner, number, &phone).await?,
+        _ if number.shared => Vec::new(),
+        _ => vec![owner.clone()],
+    };
+    for ctx in schools {
+        if crate::conversation::transcript::record_status(db, &ctx, id, status, error.clone())
+            .await?
+        {
+            break;
+        }
+    }
+    Ok(())
 }

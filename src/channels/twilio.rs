@@ -262,9 +262,16 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
                 .trim()
                 .to_string()
             });
-            if let Err(e) =
-                crate::conversation::transcript::record_status(&state.db, &ctx, sid, status, error)
-                    .await
+            if let Err(e) = super::record_status(
+                &state.db,
+                &ctx,
+                &number,
+                param(&params, "To").map(strip_channel),
+                sid,
+                status,
+                error,
+            )
+            .await
             {
                 tracing::warn!(error = %e, "Twilio status not recorded");
                 outcome("unavailable");

@@ -299,13 +299,13 @@ impl Message {
 }
 
 /// Write `sent` / `delivered` / `read` / `failed` statuses of our replies to the message log of
-/// the school that owns the business number.
+/// the school each conversation belongs to.
 async fn record_statuses(
     state: &AppState,
     business: &str,
     statuses: &[serde_json::Value],
 ) -> crate::error::Result<()> {
-    let Ok((ctx, _)) =
+    let Ok((owner, number)) =
         tenancy::by_business_number(&state.db, tenancy::Provider::Meta, business).await
     else {
         tracing::warn!(business, "statuses for an unknown business number ignored");
@@ -327,7 +327,8 @@ async fn record_statuses(
             .trim()
             .to_string()
         });
-        crate::conversation::transcript::record_status(&state.db, &ctx, id, status, error).await?;
+        let recipient = s["recipient_id"].as_str();
+        super::record_status(&state.db, &owner, &number, recipient, id, status, error).await?;
     }
     Ok(())
 }

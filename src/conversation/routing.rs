@@ -112,8 +112,13 @@ pub async fn converse_as_sender(
             if let Some(i) = picked.filter(|_| !switching) {
                 let ctx = named[i].0.clone();
                 routes::choose(db, channel, phone, &ctx, now + idle, now).await?;
-                let outcome =
-                    converse(state, &ctx, channel, phone, &Inbound::text("menu"), now).await?;
+                // The school's menu, logged under the message that chose it (so a re-run
+                // of that message finds its turn).
+                let chosen = Inbound {
+                    provider_id: inbound.provider_id.clone(),
+                    ..Inbound::text("menu")
+                };
+                let outcome = converse(state, &ctx, channel, phone, &chosen, now).await?;
                 return Ok(SenderTurn::engine(ctx, outcome));
             }
             let lang = texts().language(&named[0].1.default_language).to_string();

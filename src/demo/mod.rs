@@ -30,6 +30,13 @@ use data::Rng;
 /// A phone registered with both demo schools (a parent with a child in each).
 pub const SHARED_PARENT_PHONE: &str = "+2348031234567";
 
+/// The demo's shared platform number (Meta `phone_number_id`): one number for every demo
+/// school, where the sender's phone picks the school. Owned by the first demo school, signed
+/// with its app secret (one Meta app, several numbers).
+pub const SHARED_NUMBER_ID: &str = "100000000000000";
+/// Its display number.
+pub const SHARED_NUMBER: &str = "+15550100000";
+
 /// Rows per multi-row INSERT (well under SQLite's bound-parameter limit).
 const CHUNK: usize = 400;
 
@@ -40,6 +47,19 @@ pub struct DemoCredentials {
     pub created: bool,
     /// The demo schools.
     pub tenants: Vec<DemoTenant>,
+    /// The shared platform number serving every demo school.
+    pub shared_number: DemoSharedNumber,
+}
+
+/// A Meta number shared by several schools (see [`SHARED_NUMBER_ID`]).
+#[derive(Debug, Serialize)]
+pub struct DemoSharedNumber {
+    /// Meta Cloud API `phone_number_id`.
+    pub phone_number_id: String,
+    /// Display number, E.164.
+    pub display_phone_number: String,
+    /// The school that owns it (its app secret signs the webhooks, its token sends).
+    pub owner: String,
 }
 
 /// One demo school and how to reach it.
@@ -348,7 +368,15 @@ pub async fn seed(db: &DatabaseConnection, key: &SecretKey) -> Result<DemoCreden
         }
         tenants.push(generated.credentials);
     }
-    Ok(DemoCredentials { created, tenants })
+    Ok(DemoCredentials {
+        created,
+        tenants,
+        shared_number: DemoSharedNumber {
+            phone_number_id: SHARED_NUMBER_ID.to_string(),
+            display_phone_number: SHARED_NUMBER.to_string(),
+            owner: PLANS[0].schema_name.to_string(),
+        },
+    })
 }
 
 /// Remove the demo schools and everything they own.
@@ -448,6 +476,21 @@ async fn insert_school(
     }
     .insert(db)
     .await?;
+    if plan.schema_name == PLANS[0].schema_name {
+        whatsapp_number::ActiveModel {
+            tenant_id: Set(tid),
+            provider: Set("meta".to_string()),
+            phone_number: Set(SHARED_NUMBER.to_string()),
+            phone_number_id: Set(Some(SHARED_NUMBER_ID.to_string())),
+            app_secret: Set(Some(wa.app_secret.clone())),
+            access_token: Set(Some(wa.access_token.clone())),
+            shared: Set(true),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
 
     // Calendar: last session's second and third terms (released exams), and the current
     // session's first term (attendance so far, an unreleased mid-term test).
@@ -872,7 +915,10 @@ pub fn describe(creds: &DemoCredentials, base_url: &str) -> String {
         }
     }
     out.push_str(&format!(
-        "\n  Parent in both schools: {SHARED_PARENT_PHONE}\n  Full list: chatbot seed-demo --json\n  API docs:  {base_url}/docs\n"
+        "\n  Parent in both schools: {SHARED_PARENT_PHONE}\n  Shared number (every school; the sender's phone picks): {} (phone_number_id {}, signed with {}'s app secret)\n  Full list: chatbot seed-demo --json\n  API docs:  {base_url}/docs\n",
+        creds.shared_number.display_phone_number,
+        creds.shared_number.phone_number_id,
+        creds.shared_number.owner,
     ));
     out
 }

@@ -22,6 +22,8 @@ pub struct Model {
     #[serde(skip_serializing)]
     pub auth_token: Option<String>,
     pub created_at: DateTimeUtc,
+    /// A platform number serving several schools: the sender's phone picks the school.
+    pub shared: bool,
 }
 
 // Hand-written so that secrets never reach logs through `{:?}`.
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Model {
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"[redacted]")
             .field("created_at", &self.created_at)
+            .field("shared", &self.shared)
             .finish()
     }
 }

@@ -12,7 +12,7 @@ use crate::channels::whatsapp_cloud::Said;
 use crate::conversation::{self, Inbound};
 use crate::domain::PhoneNumber;
 use crate::state::AppState;
-use crate::tenancy::{self, Provider};
+use crate::tenancy::{self, Provider, TenantCtx};
 
 /// How long a message waits for the earlier messages of its conversation (their turns and
 /// replies) before going on without them (one whose job was lost, or stuck in retries), beyond
@@ -124,7 +124,12 @@ pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
 /// One message through the engine; returns whether a send job was queued (which completes
 /// the turn when it is done).
 async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
-    let (ctx, _) = match tenancy::by_business_number(&state.db, job.provider(), &job.business).await
+    let (owner, number) = match tenancy::by_business_number(
+        &state.db,
+        job.provider(),
+        &job.business,
+    )
+    .await
     {
         Ok(found) => found,
         Err(e) => {
@@ -140,7 +145,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
             return Ok(false);
         }
     };
-    let send = |replies| SendJob {
+    let send = |school: Option<&TenantCtx>, replies| SendJob {
         provider: job.provider.clone(),
         business: job.business.clone(),
         to: phone.digits().to_string(),
@@ -148,11 +153,17 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         reply_to: job.message_id.clone(),
         conversation: Some(job.conversation()),
         seq: job.seq,
+        tenant: school.map(|s| s.schema_name().to_string()),
+        inbound_at: Some(job.received_at),
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
     // replies it logged and never queued (a crash in between) are queued now; the sender's
     // per-reply claims skip any that did go out.
-    if conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
+    // On a shared number the turn may have run in any of the sender's schools.
+    for ctx in tenancy::schools_on(&state.db, &owner, &number, &phone).await? {
+        if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
+            continue;
+        }
         let unsent =
             conversation::transcript::unsent_replies(&state.db, &ctx, "whatsapp", &job.message_id)
                 .await?;
@@ -162,7 +173,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
                     count = replies.len(),
                     "message already handled; queueing its unsent replies"
                 );
-                state.queue.push(send(replies)).await?;
+                state.queue.push(send(Some(&ctx), replies)).await?;
                 Ok(true)
             }
             None => {
@@ -177,11 +188,21 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         unsupported: job.said.unsupported.clone(),
         provider_id: Some(job.message_id.clone()),
     };
-    let outcome =
-        conversation::converse(state, &ctx, "whatsapp", &phone, &inbound, Utc::now()).await?;
-    if outcome.replies.is_empty() {
+    let now = Utc::now();
+    let (school, replies) = if number.shared {
+        // A platform number: the sender's phone picks the school (asking when it is several).
+        let turn =
+            conversation::routing::converse_as_sender(state, "whatsapp", &phone, &inbound, now)
+                .await?;
+        (turn.school, turn.replies)
+    } else {
+        let outcome =
+            conversation::converse(state, &owner, "whatsapp", &phone, &inbound, now).await?;
+        (Some(owner), outcome.replies)
+    };
+    if replies.is_empty() {
         return Ok(false);
     }
-    state.queue.push(send(outcome.replies)).await?;
+    state.queue.push(send(school.as_ref(), replies)).await?;
     Ok(true)
 }

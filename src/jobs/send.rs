@@ -14,7 +14,7 @@ use super::{Job, JobFuture};
 use crate::channels::graph::{SendError, message_body};
 use crate::channels::twilio;
 use crate::conversation::{Reply, transcript};
-use crate::domain::PhoneNumber;
+use crate::domain::{PhoneNumber, SchemaName};
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
@@ -47,6 +47,14 @@ pub struct SendJob {
     /// That turn's arrival number.
     #[serde(default)]
     pub seq: u64,
+    /// On a shared number, the school whose conversation these replies belong to (its
+    /// message log records them); ignored for a number that belongs to one school.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// When the message being answered arrived (the customer-service window is open for 24 h
+    /// after it, even before its turn is in the log).
+    #[serde(default)]
+    pub inbound_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl Job for SendJob {
@@ -87,13 +95,23 @@ enum Outbound<'a> {
 
 async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
     let provider = Provider::named(&job.provider);
-    let (ctx, number) = match tenancy::by_business_number(&state.db, provider, &job.business).await
-    {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::warn!(error = %e, "replies for an unknown business number dropped");
-            return Ok(());
-        }
+    let (owner, number) =
+        match tenancy::by_business_number(&state.db, provider, &job.business).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "replies for an unknown business number dropped");
+                return Ok(());
+            }
+        };
+    let ctx = match (&job.tenant, number.shared) {
+        (Some(school), true) => match SchemaName::parse(school) {
+            Ok(name) => tenancy::by_schema_name(&state.db, &name).await?,
+            Err(e) => {
+                tracing::warn!(error = %e, "replies for an unusable school name dropped");
+                return Ok(());
+            }
+        },
+        _ => owner,
     };
     let tenant = ctx.schema_name().to_string();
     let count = |outcome: &str| {
@@ -115,9 +133,10 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
         return Ok(());
     }
     let phone = PhoneNumber::parse(&job.to)?;
-    let window_open = transcript::last_inbound_at(&state.db, &ctx, "whatsapp", phone.as_str())
+    let last_inbound = transcript::last_inbound_at(&state.db, &ctx, "whatsapp", phone.as_str())
         .await?
-        .is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
+        .max(job.inbound_at);
+    let window_open = last_inbound.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
     let template = state.settings.whatsapp_template.as_deref();
     for (i, reply) in job.replies.iter().enumerate() {
         let key = format!("sent:{}:{i}", job.reply_to);

@@ -98,6 +98,22 @@ pub async fn by_business_number(
     Ok((by_pk(db, number.tenant_id).await?, number))
 }
 
+/// The schools a conversation between `number` and `sender` can belong to: the number's owner,
+/// or, for a shared (platform) number, every school the sender is a contact of (none for a
+/// stranger).
+pub async fn schools_on(
+    db: &impl ConnectionTrait,
+    owner: &TenantCtx,
+    number: &whatsapp_number::Model,
+    sender: &PhoneNumber,
+) -> Result<Vec<TenantCtx>> {
+    if number.shared {
+        for_sender(db, sender).await
+    } else {
+        Ok(vec![owner.clone()])
+    }
+}
+
 /// Every school this phone is a registered WhatsApp contact of, oldest link first. A parent with
 /// children in two schools gets two contexts and must choose.
 pub async fn for_sender(db: &impl ConnectionTrait, phone: &PhoneNumber) -> Result<Vec<TenantCtx>> {
