@@ -32,6 +32,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
     Ok(AppState {
         db,
+        intake: crate::jobs::intake::Intake::start(queue.clone()),
         queue,
         secret,
         graph,

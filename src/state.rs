@@ -21,6 +21,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// Job queue.
     pub queue: JobQueue,
+    /// Where webhooks hand verified deliveries to be stored (group commit).
+    pub intake: crate::jobs::intake::Intake,
     /// Server secret.
     pub secret: SecretKey,
     /// Settings in force.

@@ -130,31 +130,55 @@ async fn conversation_counters_and_send_slots(v: Variant) {
         return;
     };
     let q = &app.state.queue;
-    // A delivery is claimed once and numbered within its conversation; "done" never moves
-    // backwards.
+    // A delivery is claimed once and numbered within its conversation, in a batch as alone
+    // (a repeat within the batch included); "done" never moves backwards.
     let ttl = Duration::from_secs(60);
-    for (i, expected) in (1..=3).enumerate() {
-        let numbered = q
-            .claim_and_number(&format!("m{i}"), ttl, "meta:P1:234801")
-            .await;
-        assert_eq!(numbered.unwrap(), Some(expected));
-    }
+    let job = |business: &str, from: &str, id: &str| {
+        (
+            format!("meta:{id}"),
+            chatbot::jobs::ingest::IngestJob {
+                provider: "meta".into(),
+                business: business.into(),
+                from: from.into(),
+                message_id: id.into(),
+                kind: "text".into(),
+                said: chatbot::channels::whatsapp_cloud::Said {
+                    text: "hi".into(),
+                    choice: None,
+                    unsupported: None,
+                },
+                user_id: None,
+                profile_name: None,
+                received_at: chrono::Utc::now(),
+                seq: 0,
+            },
+        )
+    };
+    let batch = vec![
+        job("P1", "234801", "m0"),
+        job("P1", "234801", "m1"),
+        job("P1", "234802", "m9"),
+        job("P1", "234801", "m1"),
+        job("P1", "234801", "m2"),
+    ];
     assert_eq!(
-        q.claim_and_number("m0", ttl, "meta:P1:234801")
+        q.accept_many(batch, ttl).await.unwrap(),
+        [Some(1), Some(2), Some(1), None, Some(3)]
+    );
+    assert_eq!(
+        q.accept_many(vec![job("P1", "234801", "m0")], ttl)
             .await
             .unwrap(),
-        None,
+        [None],
         "a repeat is not numbered"
     );
-    let other = q.claim_and_number("m9", ttl, "meta:P1:234802").await;
-    assert_eq!(other.unwrap(), Some(1));
     assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 0);
     q.conversation_finished("meta:P1:234801", 2).await.unwrap();
     q.conversation_finished("meta:P1:234801", 1).await.unwrap();
     assert_eq!(q.conversation_done("meta:P1:234801").await.unwrap(), 2);
     assert_eq!(q.conversation_done("meta:P1:234802").await.unwrap(), 0);
-    let next = q.claim_and_number("m3", ttl, "meta:P1:234801").await;
-    assert_eq!(next.unwrap(), Some(4));
+    let next = q.accept_many(vec![job("P1", "234801", "m3")], ttl).await;
+    assert_eq!(next.unwrap(), [Some(4)]);
 
     // 30 sends racing for one number at 10/s get slots a tenth of a second apart at least
     // (what they were given, not how long anything took); another number is not held up.

@@ -18,8 +18,6 @@ use crate::jobs::ingest::IngestJob;
 use crate::state::AppState;
 use crate::tenancy;
 
-/// Meta retries a delivery for up to 7 days; remember ids a little longer.
-const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Meta's own limit on a webhook body.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -334,28 +332,21 @@ async fn record_statuses(
 }
 
 /// Accept one verified inbound message: claim its provider id once (a duplicate delivery is
-/// `Ok(false)`), number it within its conversation, and persist its ingest job. An error means
-/// the job is not stored and the claim is released, so the provider's retry is not mistaken
-/// for a duplicate: the webhook must not answer 200.
-pub async fn accept_message(state: &AppState, mut job: IngestJob) -> crate::error::Result<bool> {
+/// `Ok(false)`), number it within its conversation, and persist its ingest job, together with
+/// whatever other deliveries arrived meanwhile (see `jobs::intake`). An error means the job is
+/// not stored and the claim not kept, so the provider's retry is not mistaken for a duplicate:
+/// the webhook must not answer 200.
+pub async fn accept_message(state: &AppState, job: IngestJob) -> crate::error::Result<bool> {
     let key = format!("{}:{}", job.provider, job.message_id);
     let provider = job.provider().as_str();
-    let Some(seq) = state
-        .queue
-        .claim_and_number(&key, DEDUPE_TTL, &job.conversation())
-        .await?
-    else {
-        tracing::info!(message_id = %job.message_id, "duplicate delivery ignored");
+    let message_id = job.message_id.clone();
+    if state.intake.accept(key, job).await?.is_none() {
+        tracing::info!(%message_id, "duplicate delivery ignored");
         state.metrics.inc(
             "chatbot_webhook_messages_total",
             &[("provider", provider), ("outcome", "duplicate")],
         );
         return Ok(false);
-    };
-    job.seq = seq;
-    if let Err(e) = state.queue.push(job).await {
-        let _ = state.queue.release(&key).await;
-        return Err(e);
     }
     state.metrics.inc(
         "chatbot_webhook_messages_total",

@@ -46,6 +46,16 @@ pub struct IngestJob {
     pub seq: u64,
 }
 
+impl super::Sequenced for IngestJob {
+    fn conversation(&self) -> String {
+        IngestJob::conversation(self)
+    }
+
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
 impl IngestJob {
     /// The conversation this message belongs to: provider, business number and sender.
     pub fn conversation(&self) -> String {

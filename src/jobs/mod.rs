@@ -5,6 +5,7 @@
 
 pub mod cleanup;
 pub mod ingest;
+pub mod intake;
 mod queue;
 pub mod send;
 
@@ -16,6 +17,14 @@ use serde::{Serialize, de::DeserializeOwned};
 pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static {
     /// Stable queue name, e.g. `"cleanup"`; never change it once jobs exist.
     const QUEUE: &'static str;
+}
+
+/// A job numbered within its conversation when it is accepted (see `ingest::wait_for_turn`).
+pub trait Sequenced: Job {
+    /// The conversation the job belongs to.
+    fn conversation(&self) -> String;
+    /// Its arrival number within that conversation.
+    fn set_seq(&mut self, seq: u64);
 }
 
 /// The error a job handler returns; the job is retried a few times, then recorded as failed.

@@ -11,7 +11,7 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Job, JobError};
+use super::{Job, JobError, Sequenced};
 use crate::config::{SecretUrl, Settings};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -43,16 +43,18 @@ fn backoff() -> tower::retry::backoff::ExponentialBackoff {
 }
 
 // Lua scripts, hashed once (redis-rs sends their SHA and loads them on first use).
-/// Claim a delivery (KEYS[1], `SET NX EX`) and, the first time, count its conversation on
-/// (KEYS[2]); 0 for a repeat.
+/// For each pair of keys: claim a delivery (KEYS[i], `SET NX EX`) and, the first time, count
+/// its conversation on (KEYS[i+1]); the numbers, 0 for a repeat.
 static CLAIM_AND_NUMBER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then \
-         local n = redis.call('INCR', KEYS[2]) \
-         redis.call('EXPIRE', KEYS[2], ARGV[2]) \
-         return n \
+        "local out = {} \
+         for i = 1, #KEYS, 2 do \
+         if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[1]) then \
+         out[#out + 1] = redis.call('INCR', KEYS[i + 1]) \
+         redis.call('EXPIRE', KEYS[i + 1], ARGV[2]) \
+         else out[#out + 1] = 0 end \
          end \
-         return 0",
+         return out",
     )
 });
 
@@ -251,63 +253,121 @@ impl JobQueue {
         }
     }
 
-    /// Claim a delivery's `key` once and, the first time, take the next arrival number of its
-    /// conversation, in one atomic step (a Lua script on Redis, one transaction on SQLite):
-    /// `Some(seq)` for a new delivery, `None` for a repeat within `ttl`.
-    pub async fn claim_and_number(
+    /// Accept a batch of deliveries at once (a group commit): claim each key once and, for a
+    /// new one, give its job the next arrival number of its conversation and store the job. One
+    /// transaction on SQLite; on Redis one script (claims and numbers) and one batch push.
+    /// Returns `Some(seq)` per new delivery and `None` per repeat (within `ttl`, or earlier in
+    /// the batch). An error means no job of the batch was stored and no claim kept, so every
+    /// caller must answer that it failed.
+    pub async fn accept_many<J: Sequenced>(
         &self,
-        key: &str,
+        deliveries: Vec<(String, J)>,
         ttl: Duration,
-        conversation: &str,
-    ) -> Result<Option<u64>> {
-        let once = self.once_key(key);
-        let conv = self.conversation_key(conversation);
-        let numbered = match &self.backend {
+    ) -> Result<Vec<Option<u64>>> {
+        let queue = self.queue_name::<J>();
+        let task = |job: J| {
+            TaskBuilder::new(job)
+                .task_id(TaskId::from_ulid(next_job_id()))
+                .max_attempts(RETRIES)
+                .build()
+        };
+        let accepted = match &self.backend {
             Backend::Sqlite(pool) => {
                 self.purge_expired(pool).await;
                 let now = chrono::Utc::now().timestamp();
                 async {
-                    let mut txn = pool.begin().await?;
-                    let claimed = sea_orm::sqlx::query(
-                        CLAIM_SQL,
-                    )
-                    .bind(&once)
-                    .bind(now + ttl.as_secs() as i64)
-                    .execute(&mut *txn)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !claimed {
-                        return Ok(None);
+                    let mut txn = pool.begin().await.map_err(|e| e.to_string())?;
+                    let mut seqs = Vec::with_capacity(deliveries.len());
+                    let mut tasks: Vec<apalis_sqlite::SqliteTask> = Vec::new();
+                    for (key, mut job) in deliveries {
+                        let claimed = sea_orm::sqlx::query(CLAIM_SQL)
+                            .bind(self.once_key(&key))
+                            .bind(now + ttl.as_secs() as i64)
+                            .execute(&mut *txn)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .rows_affected()
+                            == 1;
+                        if !claimed {
+                            seqs.push(None);
+                            continue;
+                        }
+                        let seq = sea_orm::sqlx::query_scalar::<_, i64>(
+                            "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
+                             ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
+                        )
+                        .bind(self.conversation_key(&job.conversation()))
+                        .bind(now)
+                        .fetch_one(&mut *txn)
+                        .await
+                        .map_err(|e| e.to_string())? as u64;
+                        job.set_seq(seq);
+                        // Encoded as `SqliteStorage` encodes (JSON bytes).
+                        tasks.push(
+                            task(job)
+                                .try_map_args(|j| serde_json::to_vec(&j))
+                                .map_err(|e| e.to_string())?,
+                        );
+                        seqs.push(Some(seq));
                     }
-                    let seq = sea_orm::sqlx::query_scalar::<_, i64>(
-                        "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
-                         ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
-                    )
-                    .bind(&conv)
-                    .bind(now)
-                    .fetch_one(&mut *txn)
-                    .await?;
-                    txn.commit().await?;
-                    Ok(Some(seq as u64))
+                    apalis_sqlite::queries::push_tasks(&mut *txn, &queue, &tasks)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    txn.commit().await.map_err(|e| e.to_string())?;
+                    Ok(seqs)
                 }
                 .await
-                .map_err(|e: sea_orm::sqlx::Error| e.to_string())
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                CLAIM_AND_NUMBER
-                    .key(&once)
-                    .key(format!("{conv}:seq"))
+                let mut claim = CLAIM_AND_NUMBER.prepare_invoke();
+                for (key, job) in &deliveries {
+                    claim.key(self.once_key(key)).key(format!(
+                        "{}:seq",
+                        self.conversation_key(&job.conversation())
+                    ));
+                }
+                claim
                     .arg(ttl.as_secs().max(1))
-                    .arg(CONVERSATION_TTL.as_secs())
-                    .invoke_async::<u64>(&mut conn)
-                    .await
-                    .map(|n| (n > 0).then_some(n))
-                    .map_err(|e| e.to_string())
+                    .arg(CONVERSATION_TTL.as_secs());
+                async {
+                    let numbers: Vec<u64> = claim
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut claimed = Vec::new();
+                    let mut tasks = Vec::new();
+                    let seqs: Vec<Option<u64>> = deliveries
+                        .into_iter()
+                        .zip(numbers)
+                        .map(|((key, mut job), n)| {
+                            (n > 0).then(|| {
+                                job.set_seq(n);
+                                claimed.push(self.once_key(&key));
+                                tasks.push(task(job));
+                                n
+                            })
+                        })
+                        .collect();
+                    if tasks.is_empty() {
+                        return Ok(seqs);
+                    }
+                    let mut storage = RedisStorage::<J>::new(conn.clone())
+                        .with_config(redis_config(&queue, self.heartbeat));
+                    if let Err(e) = storage.push_all(futures::stream::iter(tasks)).await {
+                        // Not stored: the providers' retries must not be taken for repeats.
+                        let _ = redis::cmd("DEL")
+                            .arg(&claimed)
+                            .query_async::<i64>(&mut conn)
+                            .await;
+                        return Err(e.to_string());
+                    }
+                    Ok(seqs)
+                }
+                .await
             }
         };
-        numbered.map_err(|e| Error::Unavailable(format!("dedupe store: {e}")))
+        accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))
     }
 
     /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.

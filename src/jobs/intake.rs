@@ -1,0 +1,81 @@
+//! Group commit for webhook acknowledgements. Each accepted delivery must be claimed, numbered
+//! and stored before its 200; done one by one that is two writes per request, on one SQLite
+//! connection or two Redis round trips. Requests instead hand their delivery to one task that
+//! takes whatever has arrived (up to [`MAX_BATCH`]) and accepts it in one step
+//! ([`JobQueue::accept_many`]); each request gets its own answer. Nothing waits for a batch to
+//! fill: a lone request goes at once, and under load the batch is what arrived while the
+//! previous one was being written.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::JobQueue;
+use super::ingest::IngestJob;
+use crate::error::{Error, Result};
+
+/// Remember a provider's message id this long: longer than Meta's retries (up to 7 days).
+pub const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// Deliveries accepted in one step at most.
+pub const MAX_BATCH: usize = 256;
+/// Deliveries waiting for the writer at most; beyond this a request waits for room.
+const BACKLOG: usize = 4096;
+
+type Answer = oneshot::Sender<Result<Option<u64>>>;
+
+/// The intake of verified deliveries; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Intake {
+    tx: mpsc::Sender<(String, IngestJob, Answer)>,
+}
+
+impl Intake {
+    /// Start the writer task on the current runtime.
+    pub fn start(queue: JobQueue) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(String, IngestJob, Answer)>(BACKLOG);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let mut answers = Vec::with_capacity(batch.len());
+                let deliveries = batch
+                    .drain(..)
+                    .map(|(key, job, answer)| {
+                        answers.push(answer);
+                        (key, job)
+                    })
+                    .collect();
+                let size = answers.len();
+                match queue.accept_many(deliveries, DEDUPE_TTL).await {
+                    Ok(seqs) => {
+                        for (answer, seq) in answers.into_iter().zip(seqs) {
+                            let _ = answer.send(Ok(seq));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, size, "deliveries not accepted; answering 503");
+                        let message = match e {
+                            Error::Unavailable(m) => m,
+                            other => other.to_string(),
+                        };
+                        for answer in answers {
+                            let _ = answer.send(Err(Error::Unavailable(message.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Accept one delivery (claim `key`, number and store `job`): `Some(seq)` when it is new,
+    /// `None` for a repeat, an error when it was not stored.
+    pub async fn accept(&self, key: String, job: IngestJob) -> Result<Option<u64>> {
+        let stopped = || Error::Unavailable("the intake is shutting down".into());
+        let (answer, answered) = oneshot::channel();
+        self.tx
+            .send((key, job, answer))
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
