@@ -44,8 +44,35 @@ impl Drop for Server {
     }
 }
 
+/// With `DATABASE_URL`: the database this run created (a run must not find an earlier run's
+/// sessions and message ids, which it would rightly not answer again).
+static DATABASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Create a fresh database beside the one `DATABASE_URL` names; returns its URL and name.
+async fn fresh_database(url: &str) -> (String, String) {
+    use sea_orm::ConnectionTrait;
+    let name = format!("chatbot_bench_{}", std::process::id());
+    let admin = sea_orm::Database::connect(url)
+        .await
+        .expect("DATABASE_URL reachable");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = url.split('?').next().unwrap();
+    let server = &base[..base.rfind('/').expect("a database URL with a path")];
+    (format!("{server}/{name}"), name)
+}
+
 fn command(data_dir: &Path, mock: &str) -> Command {
     let mut cmd = Command::new(BIN);
+    if let Some(url) = DATABASE.get() {
+        cmd.env("DATABASE_URL", url);
+    }
     cmd.env("CHATBOT_DATA_DIR", data_dir)
         // Warnings, and the ready line that carries the address.
         .env("CHATBOT_LOG", "warn,chatbot::app=info")
@@ -234,6 +261,13 @@ fn main() {
 }
 
 async fn run(seconds: f64) {
+    let admin_url = std::env::var("DATABASE_URL").ok();
+    let mut created = None;
+    if let Some(url) = &admin_url {
+        let (fresh, name) = fresh_database(url).await;
+        DATABASE.set(fresh).unwrap();
+        created = Some(name);
+    }
     let dir = tempfile::tempdir().unwrap();
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let seeded = command(dir.path(), &mock.base_url())
@@ -335,6 +369,13 @@ async fn run(seconds: f64) {
     );
     drop(server);
     mock.stop();
+    if let (Some(url), Some(name)) = (admin_url, created) {
+        use sea_orm::ConnectionTrait;
+        let admin = sea_orm::Database::connect(&url).await.unwrap();
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
 }
 
 /// Send each delivery once, `CONNECTIONS` at a time; returns how many were acknowledged.
