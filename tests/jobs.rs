@@ -11,7 +11,7 @@ use chatbot::jobs::JobQueue;
 use chatbot::jobs::cleanup::CleanupJob;
 use chrono::Utc;
 use common::fixture;
-use common::{TestApp, Variant, eventually};
+use common::{TestApp, Variant, eventually, ingest_job};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 variants!(
@@ -134,25 +134,7 @@ async fn conversation_counters_and_send_slots(v: Variant) {
     // (a repeat within the batch included); "done" never moves backwards.
     let ttl = Duration::from_secs(60);
     let job = |business: &str, from: &str, id: &str| {
-        (
-            format!("meta:{id}"),
-            chatbot::jobs::ingest::IngestJob {
-                provider: "meta".into(),
-                business: business.into(),
-                from: from.into(),
-                message_id: id.into(),
-                kind: "text".into(),
-                said: chatbot::channels::whatsapp_cloud::Said {
-                    text: "hi".into(),
-                    choice: None,
-                    unsupported: None,
-                },
-                user_id: None,
-                profile_name: None,
-                received_at: chrono::Utc::now(),
-                seq: 0,
-            },
-        )
+        (format!("meta:{id}"), ingest_job(business, from, id))
     };
     let batch = vec![
         job("P1", "234801", "m0"),

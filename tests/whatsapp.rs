@@ -7,7 +7,7 @@ use std::time::Duration;
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use chatbot::demo::{self, DemoCredentials};
-use common::{Role, TestApp, TestEnv, Variant, eventually};
+use common::{Role, TestApp, TestEnv, Variant, eventually, ingest_job};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -43,26 +43,6 @@ fn parent_digits(demo: &chatbot::demo::DemoTenant) -> String {
         .phone
         .trim_start_matches('+')
         .to_string()
-}
-
-/// The ingest job the webhook queues for a text "hi" with this message id.
-fn ingest_job(business: &str, from: &str, message_id: &str) -> chatbot::jobs::ingest::IngestJob {
-    chatbot::jobs::ingest::IngestJob {
-        provider: "meta".into(),
-        business: business.into(),
-        from: from.into(),
-        message_id: message_id.into(),
-        kind: "text".into(),
-        said: chatbot::channels::whatsapp_cloud::Said {
-            text: "hi".into(),
-            choice: None,
-            unsupported: None,
-        },
-        user_id: None,
-        profile_name: None,
-        received_at: chrono::Utc::now(),
-        seq: 0,
-    }
 }
 
 fn payload(phone_number_id: &str, from_digits: &str, id: &str, message: Value) -> Value {

@@ -335,3 +335,27 @@ impl Role {
             .expect("role ran without error");
     }
 }
+
+/// The ingest job the webhook queues for a text "hi" with this message id.
+pub fn ingest_job(
+    business: &str,
+    from: &str,
+    message_id: &str,
+) -> chatbot::jobs::ingest::IngestJob {
+    chatbot::jobs::ingest::IngestJob {
+        provider: "meta".into(),
+        business: business.into(),
+        from: from.into(),
+        message_id: message_id.into(),
+        kind: "text".into(),
+        said: chatbot::channels::whatsapp_cloud::Said {
+            text: "hi".into(),
+            choice: None,
+            unsupported: None,
+        },
+        user_id: None,
+        profile_name: None,
+        received_at: chrono::Utc::now(),
+        seq: 0,
+    }
+}
