@@ -28,6 +28,8 @@ const CLAIM_SQL: &str = "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VA
 const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
+/// Rows in one multi-row statement of an accepted batch (well under SQLite's variable limit).
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// Exponential backoff with jitter between retries: 0.2 s, 0.4 s, 0.8 s... at most 30 s.
 fn backoff() -> tower::retry::backoff::ExponentialBackoff {
@@ -151,6 +153,9 @@ impl JobQueue {
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    // A local file: a ping before every use was one more trip to the
+                    // connection's thread per accepted batch.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(|e| {
@@ -274,49 +279,11 @@ impl JobQueue {
         let accepted = match &self.backend {
             Backend::Sqlite(pool) => {
                 self.purge_expired(pool).await;
-                let now = chrono::Utc::now().timestamp();
-                async {
-                    let mut txn = pool.begin().await.map_err(|e| e.to_string())?;
-                    let mut seqs = Vec::with_capacity(deliveries.len());
-                    let mut tasks: Vec<apalis_sqlite::SqliteTask> = Vec::new();
-                    for (key, mut job) in deliveries {
-                        let claimed = sea_orm::sqlx::query(CLAIM_SQL)
-                            .bind(self.once_key(&key))
-                            .bind(now + ttl.as_secs() as i64)
-                            .execute(&mut *txn)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .rows_affected()
-                            == 1;
-                        if !claimed {
-                            seqs.push(None);
-                            continue;
-                        }
-                        let seq = sea_orm::sqlx::query_scalar::<_, i64>(
-                            "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, 1, 0, ?2) \
-                             ON CONFLICT (key) DO UPDATE SET seq = seq + 1, touched_at = ?2 RETURNING seq",
-                        )
-                        .bind(self.conversation_key(&job.conversation()))
-                        .bind(now)
-                        .fetch_one(&mut *txn)
-                        .await
-                        .map_err(|e| e.to_string())? as u64;
-                        job.set_seq(seq);
-                        // Encoded as `SqliteStorage` encodes (JSON bytes).
-                        tasks.push(
-                            task(job)
-                                .try_map_args(|j| serde_json::to_vec(&j))
-                                .map_err(|e| e.to_string())?,
-                        );
-                        seqs.push(Some(seq));
-                    }
-                    apalis_sqlite::queries::push_tasks(&mut *txn, &queue, &tasks)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    txn.commit().await.map_err(|e| e.to_string())?;
-                    Ok(seqs)
-                }
-                .await
+                let tasks = deliveries
+                    .into_iter()
+                    .map(|(key, job)| (self.once_key(&key), task(job)))
+                    .collect();
+                self.accept_sqlite(pool, &queue, tasks, ttl).await
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -368,6 +335,151 @@ impl JobQueue {
             }
         };
         accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))
+    }
+
+    /// The SQLite side of [`Self::accept_many`]: one transaction of a few multi-row statements
+    /// (claims, conversation numbers, job rows) for the whole batch. Row by row, each delivery
+    /// cost three round trips to the connection's thread and the writer was the bottleneck.
+    async fn accept_sqlite<J: Sequenced>(
+        &self,
+        pool: &SqlitePool,
+        queue: &str,
+        deliveries: Vec<(String, Task<J>)>,
+        ttl: Duration,
+    ) -> std::result::Result<Vec<Option<u64>>, String> {
+        use sea_orm::sqlx::{QueryBuilder, Row, Sqlite};
+        let now = chrono::Utc::now().timestamp();
+        let err = |e: sea_orm::sqlx::Error| e.to_string();
+        let mut txn = pool.begin().await.map_err(err)?;
+
+        // Claims: the keys this statement inserts are the new deliveries; a key already there,
+        // or twice in the batch, is inserted once at most.
+        let mut claimed = std::collections::HashSet::new();
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO chatbot_once (key, expires_at) ",
+            );
+            insert.push_values(chunk, |mut row, (key, _)| {
+                row.push_bind(key.clone())
+                    .push_bind(now + ttl.as_secs() as i64);
+            });
+            insert.push(" RETURNING key");
+            let rows = insert
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *txn)
+                .await
+                .map_err(err)?;
+            claimed.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+        }
+        // The new deliveries in arrival order, each with its conversation's counter key.
+        let mut is_new = Vec::with_capacity(deliveries.len());
+        let new: Vec<(Task<J>, String)> = deliveries
+            .into_iter()
+            .filter_map(|(key, task)| {
+                is_new.push(claimed.remove(&key));
+                is_new[is_new.len() - 1].then_some(task)
+            })
+            .map(|task| {
+                let conversation = self.conversation_key(&task.args.conversation());
+                (task, conversation)
+            })
+            .collect();
+        let mut seqs_of_new = Vec::with_capacity(new.len());
+
+        // Conversation numbers: each conversation's counter goes up by its number of new
+        // deliveries in one upsert; the batch's messages of a conversation take the numbers
+        // just below the new value, in arrival order.
+        let mut counts: std::collections::HashMap<String, (i64, i64)> = Default::default();
+        for (_, conversation) in &new {
+            counts.entry(conversation.clone()).or_default().0 += 1;
+        }
+        let pending: Vec<(String, i64)> =
+            counts.iter().map(|(k, (n, _))| (k.clone(), *n)).collect();
+        for chunk in pending.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) ",
+            );
+            upsert.push_values(chunk, |mut row, (key, n)| {
+                row.push_bind(key.clone())
+                    .push_bind(*n)
+                    .push_bind(0i64)
+                    .push_bind(now);
+            });
+            upsert.push(
+                " ON CONFLICT (key) DO UPDATE SET seq = seq + excluded.seq, \
+                 touched_at = excluded.touched_at RETURNING key, seq",
+            );
+            let rows = upsert
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *txn)
+                .await
+                .map_err(err)?;
+            for row in rows {
+                let (key, last): (String, i64) = (row.get(0), row.get(1));
+                if let Some((n, next)) = counts.get_mut(key.as_str()) {
+                    *next = last - *n + 1;
+                }
+            }
+        }
+        let mut jobs = Vec::with_capacity(new.len());
+        for (task, conversation) in new {
+            let next = &mut counts
+                .get_mut(conversation.as_str())
+                .ok_or("a conversation without a number")?
+                .1;
+            let seq = *next as u64;
+            *next += 1;
+            let task = task
+                .map_args(|mut job| {
+                    job.set_seq(seq);
+                    job
+                })
+                // Encoded as `SqliteStorage` encodes (JSON bytes).
+                .try_map_args(|j| serde_json::to_vec(&j))
+                .map_err(|e| e.to_string())?;
+            seqs_of_new.push(seq);
+            jobs.push(task);
+        }
+
+        // Job rows, as apalis-sqlite's own `push_tasks` writes them (queries/task/sink.sql;
+        // its schema is pinned with apalis 1.0, and the end-to-end tests run these rows through
+        // apalis' workers). No idempotency key: the claims above do that job.
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+                 priority, metadata, idempotency_key) ",
+            );
+            insert.push_values(chunk, |mut row, task| {
+                let id = task
+                    .task_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_else(|| next_job_id().to_string());
+                let run_at = task.run_at().unwrap_or(now as u64) as i64;
+                row.push_bind(task.args.clone())
+                    .push_bind(id)
+                    .push_bind(queue.to_string())
+                    .push_unseparated(", 'Pending', 0")
+                    .push_bind(task.max_attempts().unwrap_or(RETRIES) as i64)
+                    .push_bind(run_at)
+                    .push_bind(task.priority().unwrap_or_default() as i64)
+                    .push_bind(serde_json::to_string(task.metadata()).unwrap_or_default())
+                    .push_unseparated(", NULL");
+            });
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *txn)
+                .await
+                .map_err(err)?;
+        }
+        txn.commit().await.map_err(err)?;
+        let mut seqs = seqs_of_new.into_iter();
+        Ok(is_new
+            .into_iter()
+            .map(|new| if new { seqs.next() } else { None })
+            .collect())
     }
 
     /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.
