@@ -10,7 +10,8 @@
 //! Webhook deliveries are real: signed, each with its own message id, parsed, deduplicated,
 //! numbered and queued. Phases 1-2 run against `serve --no-workers` (acknowledging only);
 //! phase 3 against `serve` with its workers. The embedded SQLite queue unless `REDIS_URL` is
-//! set (and `DATABASE_URL` for the data; give it an empty database).
+//! set (and `DATABASE_URL` for the data: the run makes a fresh database beside it and drops it
+//! afterwards, and deletes its queue keys from Redis).
 //!
 //!     cargo bench --bench webhook
 //!     BENCH_SECONDS=10 cargo bench --bench webhook
@@ -369,6 +370,9 @@ async fn run(seconds: f64) {
     );
     drop(server);
     mock.stop();
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        forget_queues(&url, &format!("bench-{}-*", std::process::id())).await;
+    }
     if let (Some(url), Some(name)) = (admin_url, created) {
         use sea_orm::ConnectionTrait;
         let admin = sea_orm::Database::connect(&url).await.unwrap();
@@ -403,4 +407,37 @@ async fn saturate_once(base: &str, deliveries: &[Delivery]) -> usize {
     });
     futures::future::join_all(loops).await;
     ok.load(Ordering::Relaxed)
+}
+
+/// Delete this run's queue keys from a shared Redis (a run leaves hundreds of thousands).
+async fn forget_queues(url: &str, pattern: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        eprintln!("cannot reach {url} to delete {pattern}");
+        return;
+    };
+    let mut cursor = 0u64;
+    loop {
+        let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> =
+                redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
 }
