@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{self, Application};
 use crate::config::Settings;
 use crate::crypto::SecretKey;
-use crate::{api, db, demo, telemetry};
+use crate::{admin, api, db, demo, telemetry};
 
 const ENV_HELP: &str = "\
 Configuration (defaults < --config file < environment):
@@ -91,11 +91,90 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "STATUS,...")]
         fail: Vec<u16>,
     },
+    /// Manage schools (tenants): create one, list them.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Manage a school's API keys (`X-API-KEY`): create (printed once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
         /// Write to this file instead of stdout (the committed copy is openapi/openapi.json).
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+/// `chatbot tenant ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Create a school. Its schema name is what API clients send as `X-Schema-Name`.
+    Create {
+        /// Schema name: a-z, 0-9, - and _, starting with a letter, e.g. `greenfield`.
+        #[arg(long = "schema")]
+        schema_name: String,
+        /// Display name, e.g. "Greenfield Academy".
+        #[arg(long)]
+        name: String,
+        /// IANA time zone of the school.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Language the bot answers in by default.
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// A domain that resolves to this school (repeat for several).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the schools.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `chatbot apikey ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApikeyAction {
+    /// Create a key and print it once: only its hash is stored.
+    Create {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// What the key is for, e.g. "results import".
+        #[arg(long)]
+        name: String,
+        /// Scopes (repeat, or comma-separated): admin, messages. `admin` is every scope.
+        #[arg(long = "scope", default_value = "admin")]
+        scopes: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a school's keys (prefixes, never the keys).
+    List {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once, by its id or its prefix.
+    Revoke {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id or prefix (as `apikey list` shows).
+        key: String,
     },
 }
 
@@ -163,6 +242,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
         Command::MockWhatsapp { listen, fail } => mock_whatsapp(listen, &fail).await,
+        Command::Tenant { action } => {
+            let database = db::connect_and_migrate(&settings.database_url()).await?;
+            tenant_command(&database, action).await
+        }
+        Command::Apikey { action } => {
+            let database = db::connect_and_migrate(&settings.database_url()).await?;
+            apikey_command(&database, action).await
+        }
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -172,6 +259,116 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn tenant_command(
+    database: &sea_orm::DatabaseConnection,
+    action: TenantAction,
+) -> anyhow::Result<()> {
+    match action {
+        TenantAction::Create {
+            schema_name,
+            name,
+            time_zone,
+            language,
+            domains,
+            json,
+        } => {
+            let row = admin::create_tenant(
+                database,
+                &schema_name,
+                &name,
+                &time_zone,
+                &language,
+                domains,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&row)?);
+            } else {
+                println!(
+                    "created school `{}` ({}); next: chatbot apikey create --tenant {} --name <what for>",
+                    row.schema_name, row.name, row.schema_name
+                );
+            }
+        }
+        TenantAction::List { json } => {
+            let rows = admin::list_tenants(database).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("SCHEMA\tNAME\tTIME ZONE\tLANGUAGE\tAPI KEYS\tDOMAINS");
+                for r in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        r.schema_name,
+                        r.name,
+                        r.time_zone,
+                        r.default_language,
+                        r.active_api_keys,
+                        r.domains.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apikey_command(
+    database: &sea_orm::DatabaseConnection,
+    action: ApikeyAction,
+) -> anyhow::Result<()> {
+    match action {
+        ApikeyAction::Create {
+            tenant,
+            name,
+            scopes,
+            json,
+        } => {
+            let created = admin::create_api_key(database, &tenant, &name, &scopes).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("{}", created.key);
+                eprintln!(
+                    "API key {} (id {}, scopes: {}) for `{}`: shown this once, only its hash is stored",
+                    created.row.prefix,
+                    created.row.id,
+                    created.row.scopes.join(" "),
+                    created.tenant
+                );
+            }
+        }
+        ApikeyAction::List { tenant, json } => {
+            let rows = admin::list_api_keys(database, &tenant).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("ID\tPREFIX\tNAME\tSCOPES\tCREATED\tREVOKED");
+                for k in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        k.id,
+                        k.prefix,
+                        k.name,
+                        k.scopes.join(" "),
+                        k.created_at.format("%Y-%m-%d %H:%M"),
+                        k.revoked_at
+                            .map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+                    );
+                }
+            }
+        }
+        ApikeyAction::Revoke { tenant, key } => {
+            let row = admin::revoke_api_key(database, &tenant, &key).await?;
+            println!(
+                "revoked API key {} (id {}) of `{tenant}`",
+                row.prefix, row.id
+            );
+        }
+    }
+    Ok(())
 }
 
 fn secret_key(settings: &Settings) -> anyhow::Result<SecretKey> {

@@ -1,5 +1,6 @@
 //! chatbot: a rules-first, multi-tenant WhatsApp and WebSocket chatbot for schools.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod channels;

@@ -28,6 +28,8 @@ fn every_command_has_help() {
         "migrate",
         "seed-demo",
         "openapi",
+        "tenant",
+        "apikey",
         "CHATBOT_LISTEN",
         "DATABASE_URL",
         "REDIS_URL",
@@ -39,6 +41,8 @@ fn every_command_has_help() {
         ("migrate", "migrations"),
         ("seed-demo", "--json"),
         ("openapi", "--output"),
+        ("tenant", "create"),
+        ("apikey", "revoke"),
     ] {
         let out = chatbot(dir.path()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
@@ -252,5 +256,79 @@ fn serve_demo_answers_and_stops_on_sigterm() {
     assert!(
         stdout.contains("Greenfield Academy") && stdout.contains("X-API-KEY"),
         "credentials printed:\n{stdout}"
+    );
+}
+
+#[test]
+fn operators_create_schools_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| chatbot(dir.path()).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+
+    let out = run(&[
+        "tenant",
+        "create",
+        "--schema",
+        "greenfield",
+        "--name",
+        "Greenfield Academy",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let school: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(school["schema_name"], "greenfield");
+    let again = run(&["tenant", "create", "--schema", "greenfield", "--name", "X"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let bad = run(&["tenant", "create", "--schema", "1st", "--name", "X"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("schema name"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let out = run(&[
+        "apikey",
+        "create",
+        "--tenant",
+        "greenfield",
+        "--name",
+        "ci",
+        "--scope",
+        "messages",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_string();
+    assert!(key.starts_with("cbk_") && key.len() == 36, "{key}");
+    assert!(text(&out.stderr).contains("shown this once"));
+
+    let out = run(&["apikey", "list", "--tenant", "greenfield", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(&key), "the key is never listed");
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prefix = keys[0]["prefix"].as_str().unwrap().to_string();
+    assert!(key.starts_with(&prefix));
+    assert!(keys[0]["revoked_at"].is_null());
+
+    let out = run(&["apikey", "revoke", "--tenant", "greenfield", &prefix]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["apikey", "list", "--tenant", "greenfield", "--json"]);
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(keys[0]["revoked_at"].is_string());
+
+    let out = run(&["tenant", "list"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("greenfield\tGreenfield Academy\tUTC\ten\t0"));
+    let out = run(&["apikey", "list", "--tenant", "nowhere"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nowhere"),
+        "{}",
+        text(&out.stderr)
     );
 }
