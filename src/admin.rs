@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, PaginatorTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub struct TenantRow {
     /// Domains that resolve to it.
     pub domains: Vec<String>,
     /// API keys not revoked.
-    pub active_api_keys: usize,
+    pub active_api_keys: u64,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -68,6 +68,23 @@ fn time_zone(name: &str) -> Result<String> {
     }
 }
 
+/// A name of 1 to `max` characters once trimmed; `what` names it in the error.
+fn bounded_name(name: &str, max: usize, what: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > max {
+        return Err(Error::invalid(
+            "invalid_name",
+            format!("{what} is 1 to {max} characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The school with this schema name.
+async fn school(db: &impl ConnectionTrait, schema_name: &str) -> Result<TenantCtx> {
+    tenancy::by_schema_name(db, &SchemaName::parse(schema_name)?).await
+}
+
 /// Create a school with its domains, all or nothing (a taken slug or domain is a conflict).
 pub async fn create_tenant(
     db: &DatabaseConnection,
@@ -77,16 +94,9 @@ pub async fn create_tenant(
     lang: &str,
     domains: Vec<String>,
 ) -> Result<TenantRow> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid(
-            "invalid_name",
-            "a school's name is 1 to 200 characters",
-        ));
-    }
     let new = NewTenant {
         schema_name: SchemaName::parse(schema_name)?,
-        name: name.to_string(),
+        name: bounded_name(name, 200, "a school's name")?,
         time_zone: time_zone(zone)?,
         default_language: language(lang)?,
         publish_position: false,
@@ -126,9 +136,8 @@ async fn describe(db: &impl ConnectionTrait, ctx: &TenantCtx) -> Result<TenantRo
     let active_api_keys = ctx
         .find::<api_key::Entity>()
         .filter(api_key::Column::RevokedAt.is_null())
-        .all(db)
-        .await?
-        .len();
+        .count(db)
+        .await?;
     Ok(TenantRow {
         schema_name: profile.schema_name,
         name: profile.name,
@@ -162,10 +171,10 @@ pub struct KeyRow {
 impl From<api_key::Model> for KeyRow {
     fn from(k: api_key::Model) -> Self {
         Self {
+            scopes: k.scope_list(),
             id: k.id,
             name: k.name,
             prefix: k.prefix,
-            scopes: k.scopes.split_whitespace().map(str::to_string).collect(),
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
@@ -192,14 +201,8 @@ pub async fn create_api_key(
     name: &str,
     scopes: &[String],
 ) -> Result<CreatedKey> {
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse(schema_name)?).await?;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid(
-            "invalid_name",
-            "an API key's name is 1 to 100 characters",
-        ));
-    }
+    let ctx = school(db, schema_name).await?;
+    let name = bounded_name(name, 100, "an API key's name")?;
     let mut granted: Vec<String> = Vec::new();
     for scope in scopes.iter().flat_map(|s| s.split([',', ' '])) {
         let scope = scope.trim();
@@ -223,7 +226,7 @@ pub async fn create_api_key(
     let key = generate_api_key();
     let model = api_key::ActiveModel {
         tenant_id: Set(ctx.id()),
-        name: Set(name.to_string()),
+        name: Set(name),
         prefix: Set(key.prefix.clone()),
         key_hash: Set(key.hash.clone()),
         scopes: Set(granted.join(" ")),
@@ -241,7 +244,7 @@ pub async fn create_api_key(
 
 /// The school's API keys, revoked ones included, oldest first.
 pub async fn list_api_keys(db: &impl ConnectionTrait, schema_name: &str) -> Result<Vec<KeyRow>> {
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse(schema_name)?).await?;
+    let ctx = school(db, schema_name).await?;
     Ok(ctx
         .find::<api_key::Entity>()
         .order_by_asc(api_key::Column::Id)
@@ -259,7 +262,7 @@ pub async fn revoke_api_key(
     schema_name: &str,
     which: &str,
 ) -> Result<KeyRow> {
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse(schema_name)?).await?;
+    let ctx = school(db, schema_name).await?;
     let which = which.trim();
     let query = ctx.find::<api_key::Entity>();
     let query = match which.parse::<i64>() {

@@ -377,8 +377,9 @@ impl JobQueue {
         let new: Vec<(Task<J>, String)> = deliveries
             .into_iter()
             .filter_map(|(key, task)| {
-                is_new.push(claimed.remove(&key));
-                is_new[is_new.len() - 1].then_some(task)
+                let fresh = claimed.remove(&key);
+                is_new.push(fresh);
+                fresh.then_some(task)
             })
             .map(|task| {
                 let conversation = self.conversation_key(&task.args.conversation());

@@ -156,8 +156,8 @@ pub async fn by_api_key(db: &impl ConnectionTrait, plaintext: &str) -> Result<Ap
     Ok(ApiKeyIdentity {
         tenant: by_pk(db, key.tenant_id).await?,
         key_id: key.id,
+        scopes: key.scope_list(),
         name: key.name,
-        scopes: key.scopes.split_whitespace().map(str::to_string).collect(),
     })
 }
 
