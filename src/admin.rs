@@ -15,8 +15,10 @@ use crate::entities::{api_key, tenant_domain};
 use crate::error::{Error, Result};
 use crate::tenancy::{self, NewTenant, TenantCtx};
 
-/// Scopes an API key can carry: `admin` is every scope.
-pub const SCOPES: &[&str] = &["admin", "messages"];
+/// Scopes an API key can carry, and the roles a JWT can name: `admin` is every scope (the
+/// school's settings: welcome message, imports); `staff` reads and edits school data (students,
+/// results, notices, reports, broadcasts); `messages` talks to the bot as a parent's phone.
+pub const SCOPES: &[&str] = &["admin", "staff", "messages"];
 
 /// A school as `tenant list` shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -39,6 +39,11 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         twilio,
         metrics: Default::default(),
         secrets_cache: Default::default(),
+        jwt: crate::api::jwt::JwtVerifier::from_settings(&settings)?.map(Arc::new),
+        api_limits: Arc::new(crate::api::limits::RateLimiter::new(
+            settings.api_rate_per_minute,
+            settings.api_rate_burst,
+        )),
         settings: Arc::new(settings),
     })
 }

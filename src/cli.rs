@@ -152,7 +152,7 @@ pub enum ApikeyAction {
         /// What the key is for, e.g. "results import".
         #[arg(long)]
         name: String,
-        /// Scopes (repeat, or comma-separated): admin, messages. `admin` is every scope.
+        /// Scopes (repeat, or comma-separated): admin (every scope), staff (school data), messages (talk to the bot).
         #[arg(long = "scope", default_value = "admin")]
         scopes: Vec<String>,
         /// Print one JSON object.

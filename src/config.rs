@@ -63,6 +63,22 @@ pub struct Settings {
     pub whatsapp_template: Option<String>,
     /// Language code of that template (`CHATBOT_WHATSAPP_TEMPLATE_LANGUAGE`).
     pub whatsapp_template_language: String,
+    /// The one JWT algorithm accepted (`CHATBOT_JWT_ALGORITHM`): HS256/384/512 with
+    /// `jwt_secret`, RS*/PS*/ES256/ES384/EdDSA with `jwt_public_key_file`.
+    pub jwt_algorithm: String,
+    /// Shared secret of HS* tokens (`CHATBOT_JWT_SECRET`); with no secret and no public key,
+    /// bearer tokens are refused and only API keys work.
+    pub jwt_secret: Option<SecretString>,
+    /// PEM public key file of RS*/PS*/ES*/EdDSA tokens (`CHATBOT_JWT_PUBLIC_KEY_FILE`).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` of tokens (`CHATBOT_JWT_ISSUER`); needed when JWT is on.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens (`CHATBOT_JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Sustained API requests per minute per credential (`CHATBOT_API_RATE_PER_MINUTE`).
+    pub api_rate_per_minute: u32,
+    /// Requests a credential may make at once above that pace (`CHATBOT_API_RATE_BURST`).
+    pub api_rate_burst: u32,
 }
 
 /// Log line format.
@@ -190,6 +206,13 @@ struct Layer {
     ingest_concurrency: Option<usize>,
     whatsapp_template: Option<String>,
     whatsapp_template_language: Option<String>,
+    jwt_algorithm: Option<String>,
+    jwt_secret: Option<String>,
+    jwt_public_key_file: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    api_rate_per_minute: Option<u32>,
+    api_rate_burst: Option<u32>,
 }
 
 impl Default for Settings {
@@ -215,6 +238,13 @@ impl Default for Settings {
             ingest_concurrency: 4,
             whatsapp_template: None,
             whatsapp_template_language: "en".to_string(),
+            jwt_algorithm: "HS256".to_string(),
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: "chatbot".to_string(),
+            api_rate_per_minute: 600,
+            api_rate_burst: 60,
         }
     }
 }
@@ -261,6 +291,20 @@ pub mod env {
     pub const WHATSAPP_TEMPLATE: &str = "CHATBOT_WHATSAPP_TEMPLATE";
     /// Its language.
     pub const WHATSAPP_TEMPLATE_LANGUAGE: &str = "CHATBOT_WHATSAPP_TEMPLATE_LANGUAGE";
+    /// JWT algorithm.
+    pub const JWT_ALGORITHM: &str = "CHATBOT_JWT_ALGORITHM";
+    /// JWT HMAC secret.
+    pub const JWT_SECRET: &str = "CHATBOT_JWT_SECRET";
+    /// JWT public key file.
+    pub const JWT_PUBLIC_KEY_FILE: &str = "CHATBOT_JWT_PUBLIC_KEY_FILE";
+    /// JWT issuer.
+    pub const JWT_ISSUER: &str = "CHATBOT_JWT_ISSUER";
+    /// JWT audience.
+    pub const JWT_AUDIENCE: &str = "CHATBOT_JWT_AUDIENCE";
+    /// API requests per minute per credential.
+    pub const API_RATE_PER_MINUTE: &str = "CHATBOT_API_RATE_PER_MINUTE";
+    /// API burst per credential.
+    pub const API_RATE_BURST: &str = "CHATBOT_API_RATE_BURST";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -335,6 +379,13 @@ impl Settings {
             ingest_concurrency: parse(env, env::INGEST_CONCURRENCY)?,
             whatsapp_template: text(env::WHATSAPP_TEMPLATE),
             whatsapp_template_language: text(env::WHATSAPP_TEMPLATE_LANGUAGE),
+            jwt_algorithm: text(env::JWT_ALGORITHM),
+            jwt_secret: text(env::JWT_SECRET),
+            jwt_public_key_file: text(env::JWT_PUBLIC_KEY_FILE).map(PathBuf::from),
+            jwt_issuer: text(env::JWT_ISSUER),
+            jwt_audience: text(env::JWT_AUDIENCE),
+            api_rate_per_minute: parse(env, env::API_RATE_PER_MINUTE)?,
+            api_rate_burst: parse(env, env::API_RATE_BURST)?,
         })
     }
 
@@ -360,6 +411,13 @@ impl Settings {
             ingest_concurrency,
             whatsapp_template,
             whatsapp_template_language,
+            jwt_algorithm,
+            jwt_secret,
+            jwt_public_key_file,
+            jwt_issuer,
+            jwt_audience,
+            api_rate_per_minute,
+            api_rate_burst,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -420,6 +478,27 @@ impl Settings {
         }
         if let Some(v) = whatsapp_template_language {
             self.whatsapp_template_language = v;
+        }
+        if let Some(v) = jwt_algorithm {
+            self.jwt_algorithm = v.trim().to_ascii_uppercase();
+        }
+        if let Some(v) = jwt_secret {
+            self.jwt_secret = Some(SecretString::from(v));
+        }
+        if let Some(v) = jwt_public_key_file {
+            self.jwt_public_key_file = Some(v);
+        }
+        if let Some(v) = jwt_issuer {
+            self.jwt_issuer = Some(v);
+        }
+        if let Some(v) = jwt_audience {
+            self.jwt_audience = v;
+        }
+        if let Some(v) = api_rate_per_minute {
+            self.api_rate_per_minute = v;
+        }
+        if let Some(v) = api_rate_burst {
+            self.api_rate_burst = v;
         }
     }
 
@@ -507,6 +586,20 @@ impl Settings {
             return Err(ConfigError::Env {
                 name: env::INGEST_CONCURRENCY,
                 message: "must be between 1 and 256".to_string(),
+            });
+        }
+        crate::api::jwt::check_settings(self)
+            .map_err(|(name, message)| ConfigError::Env { name, message })?;
+        if !(1..=1_000_000).contains(&self.api_rate_per_minute) {
+            return Err(ConfigError::Env {
+                name: env::API_RATE_PER_MINUTE,
+                message: "must be between 1 and 1000000 requests per minute".to_string(),
+            });
+        }
+        if !(1..=100_000).contains(&self.api_rate_burst) {
+            return Err(ConfigError::Env {
+                name: env::API_RATE_BURST,
+                message: "must be between 1 and 100000 requests".to_string(),
             });
         }
         let ns_ok = !self.queue_namespace.is_empty()
@@ -605,6 +698,44 @@ mod tests {
         assert!(e.to_string().contains("DATABASE_URL"), "{e}");
         let e = load(None, &[("CHATBOT_SECRET_KEY", "short")]).unwrap_err();
         assert!(e.to_string().contains("CHATBOT_SECRET_KEY"), "{e}");
+    }
+
+    #[test]
+    fn jwt_settings_are_checked_when_loaded() {
+        let secret = (
+            "CHATBOT_JWT_SECRET",
+            "jwt-secret-0123456789abcdef-0123456789",
+        );
+        let issuer = ("CHATBOT_JWT_ISSUER", "https://auth.example");
+        let s = load(None, &[secret, issuer]).unwrap();
+        assert_eq!(s.jwt_algorithm, "HS256");
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        for (vars, names) in [
+            (vec![secret], "CHATBOT_JWT_ISSUER"),
+            (
+                vec![("CHATBOT_JWT_SECRET", "short"), issuer],
+                "CHATBOT_JWT_SECRET",
+            ),
+            (
+                vec![secret, issuer, ("CHATBOT_JWT_ALGORITHM", "none")],
+                "CHATBOT_JWT_ALGORITHM",
+            ),
+            (
+                vec![secret, issuer, ("CHATBOT_JWT_ALGORITHM", "RS256")],
+                "CHATBOT_JWT_SECRET",
+            ),
+            (
+                vec![("CHATBOT_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem"), issuer],
+                "CHATBOT_JWT_PUBLIC_KEY_FILE",
+            ),
+            (
+                vec![("CHATBOT_API_RATE_PER_MINUTE", "0")],
+                "CHATBOT_API_RATE_PER_MINUTE",
+            ),
+        ] {
+            let e = load(None, &vars).unwrap_err();
+            assert!(e.to_string().contains(names), "{vars:?}: {e}");
+        }
     }
 
     #[test]

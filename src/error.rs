@@ -40,6 +40,12 @@ pub enum Error {
     /// Valid credentials that do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many requests from one credential; try again after this many seconds.
+    #[error("rate limit exceeded; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the next request is accepted.
+        retry_after_secs: u64,
+    },
     /// A dependency (database, queue) cannot take the work right now.
     #[error("{0}")]
     Unavailable(String),
@@ -71,6 +77,7 @@ impl Error {
             Self::Conflict(_) => "conflict",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal_error",
         }
@@ -84,6 +91,7 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +134,13 @@ impl poem::error::ResponseError for Error {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let body = self.body();
-        json_error(self.status(), &body.error, body.message)
+        let mut response = json_error(self.status(), &body.error, body.message);
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        response
     }
 }

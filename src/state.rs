@@ -35,4 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The schools' Meta app secrets, kept briefly so a webhook does not read them every time.
     pub secrets_cache: Arc<std::sync::Mutex<Option<SecretsSnapshot>>>,
+    /// Bearer token checks; `None` when no JWT key is configured.
+    pub jwt: Option<Arc<crate::api::jwt::JwtVerifier>>,
+    /// API requests per credential.
+    pub api_limits: Arc<crate::api::limits::RateLimiter>,
 }

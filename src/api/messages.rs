@@ -3,13 +3,14 @@
 
 use chrono::Utc;
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{Object, OpenApi, payload::Json};
 
 use super::ApiTags;
-use super::auth::ApiKeyAuth;
+use super::auth::Caller;
+use super::respond::ApiResult;
 use crate::conversation::{self, Inbound, Reply};
 use crate::domain::PhoneNumber;
-use crate::error::{Error, ErrorBody};
+use crate::error::Error;
 use crate::state::AppState;
 
 /// WhatsApp's limit on a text message.
@@ -67,33 +68,6 @@ pub struct MessageResult {
     pub effects: Vec<serde_json::Value>,
 }
 
-#[derive(ApiResponse)]
-enum MessageResponse {
-    /// The bot answered.
-    #[oai(status = 200)]
-    Ok(Json<MessageResult>),
-    /// Bad phone number, text too long, or bad channel name.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Missing or unknown API key.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// The key lacks the `messages` scope.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-}
-
-/// Client errors become documented responses; anything else keeps its status through the edge.
-fn reject(e: Error) -> poem::Result<MessageResponse> {
-    let body = Json(e.body());
-    match e.status().as_u16() {
-        400 => Ok(MessageResponse::BadRequest(body)),
-        401 => Ok(MessageResponse::Unauthorized(body)),
-        403 => Ok(MessageResponse::Forbidden(body)),
-        _ => Err(e.into()),
-    }
-}
-
 fn reply_out(reply: &Reply) -> ReplyOut {
     let plain = reply.to_plain();
     match reply {
@@ -137,33 +111,29 @@ impl MessagesApi {
     #[oai(path = "/messages/", method = "post", operation_id = "send_message")]
     async fn send(
         &self,
-        auth: ApiKeyAuth,
+        caller: Caller,
         state: Data<&AppState>,
         body: Json<InboundMessage>,
-    ) -> poem::Result<MessageResponse> {
-        let who = match auth.require("messages") {
-            Ok(who) => who,
-            Err(e) => return reject(e),
-        };
-        let phone = match PhoneNumber::parse(&body.phone) {
-            Ok(p) => p,
-            Err(e) => return reject(e),
-        };
+    ) -> ApiResult<Json<MessageResult>> {
+        let tenant = caller.require("messages")?;
+        let phone = PhoneNumber::parse(&body.phone)?;
         if body.text.chars().count() > MAX_TEXT {
-            return reject(Error::invalid(
+            return Err(Error::invalid(
                 "text_too_long",
                 format!("text is limited to {MAX_TEXT} characters"),
-            ));
+            )
+            .into());
         }
         let channel = body.channel.as_deref().unwrap_or("api");
         if channel.is_empty()
             || channel.len() > 16
             || !channel.chars().all(|c| c.is_ascii_lowercase() || c == '_')
         {
-            return reject(Error::invalid(
+            return Err(Error::invalid(
                 "invalid_channel",
                 "channel is 1-16 characters of a-z and _",
-            ));
+            )
+            .into());
         }
         let inbound = Inbound {
             text: body.text.clone(),
@@ -172,9 +142,8 @@ impl MessagesApi {
             provider_id: None,
         };
         let outcome =
-            conversation::converse(&state, &who.tenant, channel, &phone, &inbound, Utc::now())
-                .await?;
-        Ok(MessageResponse::Ok(Json(MessageResult {
+            conversation::converse(&state, tenant, channel, &phone, &inbound, Utc::now()).await?;
+        Ok(Json(MessageResult {
             replies: outcome.replies.iter().map(reply_out).collect(),
             state: outcome.session.state.name().to_string(),
             unhandled: outcome.unhandled,
@@ -183,6 +152,6 @@ impl MessagesApi {
                 .iter()
                 .map(|e| serde_json::to_value(e).unwrap_or_default())
                 .collect(),
-        })))
+        }))
     }
 }

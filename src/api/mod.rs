@@ -4,8 +4,14 @@
 //! can produce it anywhere.
 
 pub mod auth;
+pub mod jwt;
+pub mod limits;
 mod messages;
 mod meta;
+mod notices;
+pub mod respond;
+mod school;
+mod welcome;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -19,22 +25,40 @@ pub enum ApiTags {
     Service,
     /// Talking to the bot as a parent.
     Conversations,
+    /// A school's data: welcome message, students, sessions, notices.
+    School,
 }
 
 /// Every API of the service.
-pub type Apis = (meta::MetaApi, messages::MessagesApi);
+pub type Apis = (
+    meta::MetaApi,
+    messages::MessagesApi,
+    welcome::WelcomeApi,
+    school::SchoolApi,
+    notices::NoticesApi,
+);
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (meta::MetaApi, messages::MessagesApi),
+        (
+            meta::MetaApi,
+            messages::MessagesApi,
+            welcome::WelcomeApi,
+            school::SchoolApi,
+            notices::NoticesApi,
+        ),
         "chatbot",
         env!("CARGO_PKG_VERSION"),
     )
     .summary("Rules-first WhatsApp chatbot for schools")
     .description(
-        "School staff and integrators drive the chatbot through this API. Every response \
-             error has the shape `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.",
+        "School staff and integrators drive the chatbot through this API. Authenticate with \
+         `X-API-KEY` or `Authorization: Bearer <JWT>`; the school is the credential's, and an \
+         `X-Schema-Name` header or a school's own domain, when sent, must name the same school \
+         (another school: 403; an unknown one: 404). Requests are rate-limited per credential \
+         (429 with `Retry-After`). Every error has the shape \
+         `{\"error\": \"<stable_code>\", \"message\": \"...\"}`.",
     )
     .server(BASE_PATH)
 }
@@ -55,9 +79,49 @@ pub fn swagger_html() -> String {
         .replacen(&service.spec(), spec_json().trim_end(), 1)
 }
 
+/// The `X-Schema-Name` header is read by the credential check ([`auth::Caller`]), which
+/// poem-openapi documents only as security schemes: list it on every authenticated operation.
+fn document_schema_header(doc: &mut serde_json::Value) {
+    let parameter = serde_json::json!({
+        "name": auth::SCHEMA_HEADER,
+        "in": "header",
+        "required": false,
+        "description": "The school, by schema name. Optional: the credential names it; when \
+                        sent it must be the credential's school (403 otherwise, 404 when no \
+                        school has that name).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,62}$"}
+    });
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let secured = operation
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty());
+            if !secured {
+                continue;
+            }
+            let params = operation
+                .as_object_mut()
+                .expect("an operation is an object")
+                .entry("parameters")
+                .or_insert_with(|| serde_json::json!([]));
+            if let Some(params) = params.as_array_mut() {
+                params.push(parameter.clone());
+            }
+        }
+    }
+}
+
 fn with_trailing_slashes(spec: &str) -> String {
     let mut doc: serde_json::Value =
         serde_json::from_str(spec).expect("poem-openapi produces valid JSON");
+    document_schema_header(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         let renamed: serde_json::Map<String, serde_json::Value> = std::mem::take(paths)
             .into_iter()

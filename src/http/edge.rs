@@ -179,7 +179,33 @@ fn error_response(err: poem::Error) -> Response {
         return poem::error::ResponseError::as_response(e);
     }
     let status = err.status();
-    let code = match status {
+    // An API's own documented error response (`api::respond::ApiError`) passes as it is.
+    if err.is_from_response() {
+        let response = err.into_response();
+        if response
+            .content_type()
+            .is_some_and(|c| c.starts_with("application/json"))
+        {
+            return response;
+        }
+        let reason = status.canonical_reason().unwrap_or("request refused");
+        return json_error(status, status_code_name(status), reason);
+    }
+    let code = status_code_name(status);
+    let message = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "internal error; see the server log".to_string()
+    } else if status == StatusCode::NOT_FOUND {
+        "no such route".to_string()
+    } else {
+        err.to_string()
+    };
+    json_error(status, code, message)
+}
+
+/// The stable error code of a bare status.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
@@ -191,14 +217,5 @@ fn error_response(err: poem::Error) -> Response {
         StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         s if s.is_server_error() => "internal_error",
         _ => "error",
-    };
-    let message = if status.is_server_error() {
-        tracing::error!(error = %err, "unhandled error");
-        "internal error; see the server log".to_string()
-    } else if status == StatusCode::NOT_FOUND {
-        "no such route".to_string()
-    } else {
-        err.to_string()
-    };
-    json_error(status, code, message)
+    }
 }

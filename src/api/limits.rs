@@ -1,0 +1,76 @@
+//! Request rate limits per credential (an API key, or a token's subject): a steady pace with a
+//! burst allowance (GCRA), kept in this process. Several web processes each allow the pace.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Buckets kept before idle ones are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+/// A per-credential limiter; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Time one request "costs".
+    interval: Duration,
+    /// How far ahead of the pace a credential may run (burst - 1 intervals).
+    tolerance: Duration,
+    /// Per credential: the theoretical arrival time of its next request.
+    next: Mutex<HashMap<String, Instant>>,
+}
+
+impl RateLimiter {
+    /// `per_minute` requests a minute on average, up to `burst` at once.
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        let interval = Duration::from_secs(60) / per_minute.max(1);
+        Self {
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+            next: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one request of `who` at `now`: `Err(wait)` when it is over the limit (and is not
+    /// counted).
+    pub fn check(&self, who: &str, now: Instant) -> Result<(), Duration> {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.len() > PRUNE_ABOVE {
+            next.retain(|_, at| *at > now);
+        }
+        let tat = next.get(who).copied().unwrap_or(now).max(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            return Err(ahead - self.tolerance);
+        }
+        next.insert(who.to_string(), tat + self.interval);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_pace() {
+        let limiter = RateLimiter::new(60, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            limiter.check("a", t0).unwrap();
+        }
+        let wait = limiter.check("a", t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        // Another credential has its own allowance.
+        limiter.check("b", t0).unwrap();
+        // One interval later, one more request (and only one).
+        let t1 = t0 + Duration::from_secs(1);
+        limiter.check("a", t1).unwrap();
+        assert!(limiter.check("a", t1).is_err());
+        // Idle long enough, the whole burst is back.
+        let t2 = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            limiter.check("a", t2).unwrap();
+        }
+        assert!(limiter.check("a", t2).is_err());
+    }
+}
