@@ -15,6 +15,23 @@ pub struct ErrorBody {
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
+    /// For uploads checked row by row (CSV, JSON imports): every problem found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<RowError>>,
+}
+
+/// One problem of an upload, by row and column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Object)]
+pub struct RowError {
+    /// Row number: the line in a CSV file (the header is line 1), the index from 1 in JSON.
+    pub row: u64,
+    /// The column or field at fault, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// What can go wrong in the service.
@@ -30,6 +47,16 @@ pub enum Error {
         code: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// An upload with problems in some rows; nothing of it was written.
+    #[error("{message}")]
+    InvalidRows {
+        /// Stable error code, e.g. `invalid_rows`.
+        code: &'static str,
+        /// Summary.
+        message: String,
+        /// Every problem, by row and column.
+        errors: Vec<RowError>,
     },
     /// The request conflicts with existing data.
     #[error("{0}")]
@@ -73,7 +100,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
-            Self::Invalid { code, .. } => code,
+            Self::Invalid { code, .. } | Self::InvalidRows { code, .. } => code,
             Self::Conflict(_) => "conflict",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -87,7 +114,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } | Self::InvalidRows { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -108,6 +135,10 @@ impl Error {
         ErrorBody {
             error: self.code().to_string(),
             message,
+            errors: match self {
+                Self::InvalidRows { errors, .. } => Some(errors.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -117,6 +148,7 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     let body = ErrorBody {
         error: code.to_string(),
         message: message.into(),
+        errors: None,
     };
     poem::Response::builder()
         .status(status)
@@ -134,7 +166,10 @@ impl poem::error::ResponseError for Error {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let body = self.body();
-        let mut response = json_error(self.status(), &body.error, body.message);
+        let mut response = poem::Response::builder()
+            .status(self.status())
+            .content_type("application/json; charset=utf-8")
+            .body(serde_json::to_vec(&body).unwrap_or_default());
         if let Self::RateLimited { retry_after_secs } = self {
             response.headers_mut().insert(
                 poem::http::header::RETRY_AFTER,

@@ -73,6 +73,22 @@ impl Caller {
         }
     }
 
+    /// Refuse unless the caller has one of `scopes` (or `admin`).
+    pub fn require_any(&self, scopes: &[&str]) -> Result<&TenantCtx, Error> {
+        if self
+            .scopes
+            .iter()
+            .any(|s| s == "admin" || scopes.contains(&s.as_str()))
+        {
+            Ok(&self.tenant)
+        } else {
+            Err(Error::Forbidden(format!(
+                "this credential lacks the `{}` scope",
+                scopes.join("` or `")
+            )))
+        }
+    }
+
     /// The rate-limit bucket of the credential.
     fn bucket(&self) -> String {
         match &self.credential {

@@ -22,12 +22,27 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `per_minute` requests a minute on average, up to `burst` at once.
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        let interval = Duration::from_secs(60) / per_minute.max(1);
+        Self::every(Duration::from_secs(60) / per_minute.max(1), burst)
+    }
+
+    /// One request per `interval` on average, up to `burst` at once.
+    pub fn every(interval: Duration, burst: u32) -> Self {
         Self {
             interval,
             tolerance: interval * burst.max(1).saturating_sub(1),
             next: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Would a request of `who` at `now` be allowed? `Err(wait)` when not; nothing is counted.
+    pub fn peek(&self, who: &str, now: Instant) -> Result<(), Duration> {
+        let next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = next.get(who).copied().unwrap_or(now).max(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            return Err(ahead - self.tolerance);
+        }
+        Ok(())
     }
 
     /// Count one request of `who` at `now`: `Err(wait)` when it is over the limit (and is not
@@ -60,6 +75,9 @@ mod tests {
         }
         let wait = limiter.check("a", t0).unwrap_err();
         assert_eq!(wait, Duration::from_secs(1));
+        // Peeking counts nothing.
+        assert!(limiter.peek("a", t0).is_err());
+        assert!(limiter.peek("b", t0).is_ok());
         // Another credential has its own allowance.
         limiter.check("b", t0).unwrap();
         // One interval later, one more request (and only one).

@@ -10,6 +10,7 @@ mod messages;
 mod meta;
 mod notices;
 pub mod respond;
+mod results;
 mod school;
 mod welcome;
 
@@ -36,6 +37,7 @@ pub type Apis = (
     welcome::WelcomeApi,
     school::SchoolApi,
     notices::NoticesApi,
+    results::ResultsApi,
 );
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
@@ -47,6 +49,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             welcome::WelcomeApi,
             school::SchoolApi,
             notices::NoticesApi,
+            results::ResultsApi,
         ),
         "chatbot",
         env!("CARGO_PKG_VERSION"),

@@ -59,7 +59,7 @@ impl From<Error> for ApiError {
         }
         let body = Json(e.body());
         match e {
-            Error::Invalid { .. } => Self::BadRequest(body),
+            Error::Invalid { .. } | Error::InvalidRows { .. } => Self::BadRequest(body),
             Error::Unauthorized(_) => Self::Unauthorized(body),
             Error::Forbidden(_) => Self::Forbidden(body),
             Error::NotFound(_) => Self::NotFound(body),
@@ -130,6 +130,25 @@ where
     let (page, page_size, offset) = paging(page, page_size)?;
     let count = query.clone().count(db).await?;
     let rows = query.offset(offset).limit(page_size).all(db).await?;
+    Ok(Slice {
+        count,
+        page,
+        page_size,
+        rows,
+    })
+}
+
+/// Page `page` of `page_size` items of a list already in memory.
+pub fn slice_of<T>(
+    mut items: Vec<T>,
+    page: Option<u64>,
+    page_size: Option<u64>,
+) -> Result<Slice<T>, Error> {
+    let (page, page_size, offset) = paging(page, page_size)?;
+    let count = items.len() as u64;
+    let start = (offset.min(count)) as usize;
+    let end = (offset.saturating_add(page_size).min(count)) as usize;
+    let rows = items.drain(start..end).collect();
     Ok(Slice {
         count,
         page,

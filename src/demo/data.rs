@@ -120,15 +120,3 @@ pub const SUBJECTS: &[(&str, &str)] = &[
     ("AGR", "Agricultural Science"),
     ("CCA", "Cultural and Creative Arts"),
 ];
-
-/// Grade and remark for a total out of 100 (WAEC-style bands).
-pub fn grade(total: f64) -> (&'static str, &'static str) {
-    match total {
-        t if t >= 70.0 => ("A", "Excellent"),
-        t if t >= 60.0 => ("B", "Very good"),
-        t if t >= 50.0 => ("C", "Good"),
-        t if t >= 45.0 => ("D", "Fair"),
-        t if t >= 40.0 => ("E", "Pass"),
-        _ => ("F", "Fail"),
-    }
-}

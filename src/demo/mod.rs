@@ -698,7 +698,7 @@ async fn insert_school(
                 let ca = (target * 0.4).round().min(40.0);
                 let exam_score = (target - ca).round().clamp(0.0, 60.0);
                 let total = ca + exam_score;
-                let (grade, remark) = data::grade(total);
+                let (grade, remark) = crate::school::results::grade(total);
                 marks.push(mark::ActiveModel {
                     tenant_id: Set(tid),
                     exam_session_id: Set(exam.id),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use crate::entities::{exam_session, mark, student, subject};
@@ -63,7 +63,19 @@ pub async fn for_student(
     else {
         return Ok(None);
     };
-    if student.tenant_id != ctx.id() {
+    in_session(db, ctx, student, &session, publish_position).await
+}
+
+/// Results of `student` for `session`, released or not (staff see what they entered); `None`
+/// when either belongs to another tenant.
+pub async fn in_session(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    student: &student::Model,
+    session: &exam_session::Model,
+    publish_position: bool,
+) -> Result<Option<StudentResults>> {
+    if student.tenant_id != ctx.id() || session.tenant_id != ctx.id() {
         return Ok(None);
     }
     let marks = ctx
@@ -72,13 +84,84 @@ pub async fn for_student(
         .filter(mark::Column::StudentId.eq(student.id))
         .all(db)
         .await?;
-    let subjects: HashMap<i64, subject::Model> = ctx
+    let subjects = subjects_by_id(db, ctx).await?;
+    let position = match (publish_position, student.class_id) {
+        (true, Some(class_id)) => class_position(db, ctx, session.id, class_id, student.id).await?,
+        _ => None,
+    };
+    Ok(Some(summarise(session, &marks, &subjects, position)))
+}
+
+/// Results of every active student of a class for `session` (released or not: staff see what
+/// they entered), by name. Positions come from one pass over the class' marks.
+pub async fn for_class(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    session: &exam_session::Model,
+    class_id: i64,
+    publish_position: bool,
+) -> Result<Vec<(student::Model, StudentResults)>> {
+    // Positions rank the whole class, as `for_student` does; only enrolled students are listed.
+    let students = ctx
+        .find::<student::Entity>()
+        .filter(student::Column::ClassId.eq(class_id))
+        .order_by_asc(student::Column::LastName)
+        .order_by_asc(student::Column::FirstName)
+        .order_by_asc(student::Column::Id)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = students.iter().map(|s| s.id).collect();
+    let marks = ctx
+        .find::<mark::Entity>()
+        .filter(mark::Column::ExamSessionId.eq(session.id))
+        .filter(mark::Column::StudentId.is_in(ids))
+        .all(db)
+        .await?;
+    let subjects = subjects_by_id(db, ctx).await?;
+    let mut by_student: HashMap<i64, Vec<mark::Model>> = HashMap::new();
+    for m in marks {
+        by_student.entry(m.student_id).or_default().push(m);
+    }
+    let totals: Vec<f64> = by_student
+        .values()
+        .map(|ms| ms.iter().map(|m| m.total.unwrap_or(0.0)).sum())
+        .collect();
+    Ok(students
+        .into_iter()
+        .filter(|s| s.active)
+        .map(|student| {
+            let marks = by_student.remove(&student.id).unwrap_or_default();
+            let position = (publish_position && !marks.is_empty()).then(|| {
+                let mine: f64 = marks.iter().map(|m| m.total.unwrap_or(0.0)).sum();
+                let better = totals.iter().filter(|t| **t > mine).count() as u32;
+                (better + 1, totals.len() as u32)
+            });
+            let results = summarise(session, &marks, &subjects, position);
+            (student, results)
+        })
+        .collect())
+}
+
+async fn subjects_by_id(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+) -> Result<HashMap<i64, subject::Model>> {
+    Ok(ctx
         .find::<subject::Entity>()
         .all(db)
         .await?
         .into_iter()
         .map(|s| (s.id, s))
-        .collect();
+        .collect())
+}
+
+/// One student's lines (by subject name), total and average.
+fn summarise(
+    session: &exam_session::Model,
+    marks: &[mark::Model],
+    subjects: &HashMap<i64, subject::Model>,
+    position: Option<(u32, u32)>,
+) -> StudentResults {
     let mut lines: Vec<SubjectResult> = marks
         .iter()
         .filter_map(|m| {
@@ -98,18 +181,26 @@ pub async fn for_student(
     let totals: Vec<f64> = lines.iter().filter_map(|l| l.total).collect();
     let total: f64 = totals.iter().sum();
     let average = (!totals.is_empty()).then(|| round2(total / totals.len() as f64));
-    let position = match (publish_position, student.class_id) {
-        (true, Some(class_id)) => class_position(db, ctx, session.id, class_id, student.id).await?,
-        _ => None,
-    };
-    Ok(Some(StudentResults {
+    StudentResults {
         exam_session_id: session.id,
-        exam_session: session.name,
+        exam_session: session.name.clone(),
         subjects: lines,
         total: round2(total),
         average,
         position,
-    }))
+    }
+}
+
+/// Grade and remark for a total out of 100 (WAEC-style bands), for marks entered without one.
+pub fn grade(total: f64) -> (&'static str, &'static str) {
+    match total {
+        t if t >= 70.0 => ("A", "Excellent"),
+        t if t >= 60.0 => ("B", "Very good"),
+        t if t >= 50.0 => ("C", "Good"),
+        t if t >= 45.0 => ("D", "Fair"),
+        t if t >= 40.0 => ("E", "Pass"),
+        _ => ("F", "Fail"),
+    }
 }
 
 /// Rank by total score within the class (ties share a rank), and the number of ranked students.
