@@ -6,6 +6,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_conversation_routes;
 mod m20261122_000003_message_payload;
 mod m20261122_000004_shared_numbers;
+mod m20261123_000001_background_jobs;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_conversation_routes::Migration),
             Box::new(m20261122_000003_message_payload::Migration),
             Box::new(m20261122_000004_shared_numbers::Migration),
+            Box::new(m20261123_000001_background_jobs::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 //! can produce it anywhere.
 
 pub mod auth;
+mod jobs;
 pub mod jwt;
 pub mod limits;
 mod messages;
@@ -38,6 +39,7 @@ pub type Apis = (
     school::SchoolApi,
     notices::NoticesApi,
     results::ResultsApi,
+    jobs::JobsApi,
 );
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
@@ -50,6 +52,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             school::SchoolApi,
             notices::NoticesApi,
             results::ResultsApi,
+            jobs::JobsApi,
         ),
         "chatbot",
         env!("CARGO_PKG_VERSION"),

@@ -6,6 +6,7 @@
 pub mod academic_session;
 pub mod api_key;
 pub mod attendance;
+pub mod background_job;
 pub mod chat_session;
 pub mod class;
 pub mod conversation_route;
@@ -44,6 +45,7 @@ macro_rules! tenant_owned {
 
 tenant_owned!(
     academic_session,
+    background_job,
     api_key,
     attendance,
     chat_session,

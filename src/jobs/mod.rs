@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod intake;
 mod queue;
 pub mod send;
+pub mod work;
 
 pub use queue::{JobFuture, JobId, JobQueue, QueueBackendKind};
 
@@ -76,11 +77,14 @@ pub fn register_all(
         concurrency,
         generation,
     );
-    state.queue.register::<send::SendJob>(
+    let monitor = state.queue.register::<send::SendJob>(
         monitor,
         state.clone(),
         send::handle,
         concurrency,
         generation,
-    )
+    );
+    state
+        .queue
+        .register::<work::WorkJob>(monitor, state.clone(), work::handle, 2, generation)
 }

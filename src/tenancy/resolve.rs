@@ -201,3 +201,40 @@ pub async fn meta_verify_token_known(db: &impl ConnectionTrait, token: &str) -> 
         .await?
         .is_some())
 }
+
+/// The number a school's own messages (broadcasts) go out from: its own Meta number with an
+/// access token, else its own Twilio number with credentials, else a shared (platform) number
+/// of any school it is served on. `None` when it has no way to send.
+pub async fn sending_number(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+) -> Result<Option<(Provider, whatsapp_number::Model)>> {
+    let own = whatsapp_number::Entity::find()
+        .filter(whatsapp_number::Column::TenantId.eq(ctx.id()))
+        .order_by_asc(whatsapp_number::Column::Id)
+        .all(db)
+        .await?;
+    let usable = |n: &whatsapp_number::Model| match Provider::named(&n.provider) {
+        Provider::Meta => n.phone_number_id.is_some() && n.access_token.is_some(),
+        Provider::Twilio => n.account_sid.is_some() && n.auth_token.is_some(),
+    };
+    let pick = |rows: Vec<whatsapp_number::Model>| {
+        let meta = rows
+            .iter()
+            .find(|n| n.provider == Provider::Meta.as_str() && usable(n));
+        let twilio = rows
+            .iter()
+            .find(|n| n.provider == Provider::Twilio.as_str() && usable(n));
+        meta.or(twilio)
+            .map(|n| (Provider::named(&n.provider), n.clone()))
+    };
+    if let Some(found) = pick(own.into_iter().filter(|n| !n.shared).collect()) {
+        return Ok(Some(found));
+    }
+    let shared = whatsapp_number::Entity::find()
+        .filter(whatsapp_number::Column::Shared.eq(true))
+        .order_by_asc(whatsapp_number::Column::Id)
+        .all(db)
+        .await?;
+    Ok(pick(shared))
+}

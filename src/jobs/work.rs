@@ -1,0 +1,354 @@
+//! Work the REST API accepts and a worker finishes: report batches and deletions, notice
+//! broadcasts. The request is a `background_jobs` row of its school (status and progress are
+//! read there); the queued job only names it, so a retry finds what was already done.
+
+use std::collections::BTreeSet;
+
+use apalis::prelude::Data;
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
+
+use super::send::SendJob;
+use super::{Job, JobFuture};
+use crate::conversation::Reply;
+use crate::domain::{PhoneNumber, SchemaName};
+use crate::entities::{
+    background_job, class, message_log, notice, report, student, student_mapping, whatsapp_contact,
+};
+use crate::error::{Error, Result};
+use crate::school::notices::audience;
+use crate::state::AppState;
+use crate::tenancy::{self, Provider, TenantCtx};
+
+/// Kinds of work, as stored in `background_jobs.kind`.
+pub mod kind {
+    /// One PDF per student of a class.
+    pub const GENERATE_REPORTS: &str = "generate_reports";
+    /// A class or form into one combined PDF and per-student files.
+    pub const BATCH_REPORTS: &str = "batch_reports";
+    /// Delete generated reports.
+    pub const DELETE_REPORTS: &str = "delete_reports";
+    /// Send a notice to the school's registered numbers.
+    pub const BROADCAST: &str = "broadcast";
+}
+
+/// Statuses of a `background_jobs` row.
+pub mod status {
+    /// Accepted, not started.
+    pub const QUEUED: &str = "queued";
+    /// A worker is on it.
+    pub const RUNNING: &str = "running";
+    /// Finished.
+    pub const DONE: &str = "done";
+    /// Finished without doing what was asked; `error` says why.
+    pub const FAILED: &str = "failed";
+}
+
+/// The `reply_to` of every message of broadcast `job_id`, followed by the recipient.
+pub fn broadcast_key_prefix(job_id: i64) -> String {
+    format!("broadcast:{job_id}:")
+}
+
+/// Run the `background_jobs` row `job_id` of school `tenant`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkJob {
+    /// The school's schema name.
+    pub tenant: String,
+    /// Its `background_jobs` row.
+    pub job_id: i64,
+}
+
+impl Job for WorkJob {
+    const QUEUE: &'static str = "work";
+}
+
+/// Worker entry point.
+pub fn handle(job: WorkJob, state: Data<AppState>) -> JobFuture {
+    let state = (*state).clone();
+    let span = tracing::info_span!("work", tenant = %job.tenant, job_id = job.job_id);
+    super::measured(
+        state.clone(),
+        WorkJob::QUEUE,
+        tracing::Instrument::instrument(async move { run(&state, &job).await }, span),
+    )
+}
+
+/// A job's end that is not worth retrying: the reason it could not be done.
+type Outcome = std::result::Result<serde_json::Value, String>;
+
+async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
+    let ctx = match SchemaName::parse(&job.tenant) {
+        Ok(name) => tenancy::by_schema_name(&state.db, &name).await?,
+        Err(e) => {
+            tracing::warn!(error = %e, "work for an unusable school name dropped");
+            return Ok(());
+        }
+    };
+    let Some(row) = ctx
+        .find::<background_job::Entity>()
+        .filter(background_job::Column::Id.eq(job.job_id))
+        .one(&state.db)
+        .await?
+    else {
+        tracing::warn!("work whose row is gone (school deleted?); dropped");
+        return Ok(());
+    };
+    if row.status == status::DONE || row.status == status::FAILED {
+        return Ok(());
+    }
+    let mut active: background_job::ActiveModel = row.clone().into();
+    active.status = Set(status::RUNNING.into());
+    active.updated_at = Set(Utc::now());
+    let row = active.update(&state.db).await?;
+    // Database or queue failures propagate: the job is retried and carries on.
+    let outcome = match row.kind.as_str() {
+        kind::GENERATE_REPORTS | kind::BATCH_REPORTS => Err(
+            "rendering_unavailable: report-card PDFs are not rendered yet; the request is \
+             recorded and can be read here"
+                .to_string(),
+        ),
+        kind::DELETE_REPORTS => delete_reports(state, &ctx, &row).await?,
+        kind::BROADCAST => broadcast(state, &ctx, &row).await?,
+        other => Err(format!("unknown kind of work `{other}`")),
+    };
+    let now = Utc::now();
+    let mut active: background_job::ActiveModel = row.into();
+    match outcome {
+        Ok(result) => {
+            active.status = Set(status::DONE.into());
+            active.result = Set(Some(result));
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "work failed");
+            active.status = Set(status::FAILED.into());
+            active.error = Set(Some(reason));
+        }
+    }
+    active.updated_at = Set(now);
+    active.finished_at = Set(Some(now));
+    active.update(&state.db).await?;
+    Ok(())
+}
+
+/// What `delete-reports/` may name: report ids, a class, or an age.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteReports {
+    /// These reports.
+    pub ids: Option<Vec<i64>>,
+    /// The reports of this class' students (and the class' batch files).
+    pub class_id: Option<i64>,
+    /// Reports created more than this many days ago.
+    pub older_than_days: Option<u32>,
+}
+
+async fn delete_reports(
+    state: &AppState,
+    ctx: &TenantCtx,
+    row: &background_job::Model,
+) -> Result<Outcome> {
+    let Ok(params) = serde_json::from_value::<DeleteReports>(row.params.clone()) else {
+        return Ok(Err("unreadable parameters".into()));
+    };
+    let mut query = ctx.find::<report::Entity>();
+    if let Some(ids) = &params.ids {
+        query = query.filter(report::Column::Id.is_in(ids.clone()));
+    }
+    if let Some(class_id) = params.class_id {
+        let pupils = ctx
+            .find::<student::Entity>()
+            .select_only()
+            .column(student::Column::Id)
+            .filter(student::Column::ClassId.eq(class_id))
+            .into_tuple::<i64>()
+            .all(&state.db)
+            .await?;
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(report::Column::ClassId.eq(class_id))
+                .add(report::Column::StudentId.is_in(pupils)),
+        );
+    }
+    if let Some(days) = params.older_than_days {
+        query = query
+            .filter(report::Column::CreatedAt.lt(Utc::now() - chrono::Duration::days(days.into())));
+    }
+    let doomed = query.all(&state.db).await?;
+    // Files first: a row without its file is harmless, a file without its row is a leak.
+    let reports_dir = state.settings.data_dir.join("reports");
+    for r in &doomed {
+        if let Some(path) = &r.file_path {
+            let path = reports_dir.join(path);
+            if path.starts_with(&reports_dir)
+                && let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "cannot delete {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let ids: Vec<i64> = doomed.iter().map(|r| r.id).collect();
+    let deleted = ctx
+        .delete_many::<report::Entity>()
+        .filter(report::Column::Id.is_in(ids))
+        .exec(&state.db)
+        .await?
+        .rows_affected;
+    Ok(Ok(serde_json::json!({"deleted": deleted})))
+}
+
+/// The registered numbers a notice reaches: for the whole school every opted-in WhatsApp
+/// contact; for a form or a class the opted-in contacts linked to its enrolled students.
+pub async fn recipients(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    notice: &notice::Model,
+) -> Result<Vec<String>> {
+    let contacts: BTreeSet<String> = ctx
+        .find::<whatsapp_contact::Entity>()
+        .select_only()
+        .column(whatsapp_contact::Column::Phone)
+        .filter(whatsapp_contact::Column::OptedIn.eq(true))
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let classes: Vec<i64> = match notice.audience.as_str() {
+        audience::FORM => {
+            ctx.find::<class::Entity>()
+                .select_only()
+                .column(class::Column::Id)
+                .filter(class::Column::Form.eq(notice.audience_form.clone().unwrap_or_default()))
+                .into_tuple()
+                .all(db)
+                .await?
+        }
+        audience::CLASS => notice.audience_class_id.into_iter().collect(),
+        _ => return Ok(contacts.into_iter().collect()),
+    };
+    let pupils: Vec<i64> = ctx
+        .find::<student::Entity>()
+        .select_only()
+        .column(student::Column::Id)
+        .filter(student::Column::ClassId.is_in(classes))
+        .filter(student::Column::Active.eq(true))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let linked: BTreeSet<String> = ctx
+        .find::<student_mapping::Entity>()
+        .select_only()
+        .column(student_mapping::Column::Phone)
+        .filter(student_mapping::Column::StudentId.is_in(pupils))
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(linked.intersection(&contacts).cloned().collect())
+}
+
+async fn broadcast(
+    state: &AppState,
+    ctx: &TenantCtx,
+    row: &background_job::Model,
+) -> Result<Outcome> {
+    let Some(notice_id) = row.params.get("notice_id").and_then(|v| v.as_i64()) else {
+        return Ok(Err("unreadable parameters".into()));
+    };
+    let Some(notice) = ctx
+        .find::<notice::Entity>()
+        .filter(notice::Column::Id.eq(notice_id))
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(Err(format!(
+            "notice {notice_id} was deleted before it was sent"
+        )));
+    };
+    let Some((provider, number)) = tenancy::sending_number(&state.db, ctx).await? else {
+        return Ok(Err(
+            "this school has no WhatsApp number with sending credentials".into(),
+        ));
+    };
+    let business = match provider {
+        Provider::Meta => number.phone_number_id.clone().unwrap_or_default(),
+        Provider::Twilio => number.phone_number.clone(),
+    };
+    let phones = recipients(&state.db, ctx, &notice).await?;
+    let mut active: background_job::ActiveModel = row.clone().into();
+    active.total = Set(phones.len() as i64);
+    active.updated_at = Set(Utc::now());
+    active.update(&state.db).await?;
+
+    // A retry finds the recipients already queued (their log rows) and queues the rest; the
+    // sender's per-message claims keep a recipient queued twice from getting it twice.
+    let prefix = broadcast_key_prefix(row.id);
+    let queued: BTreeSet<String> = ctx
+        .find::<message_log::Entity>()
+        .select_only()
+        .column(message_log::Column::UserId)
+        .filter(message_log::Column::ReplyTo.starts_with(&prefix))
+        .into_tuple::<String>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .collect();
+    let reply = Reply::Text {
+        text: format!("*{}*\n\n{}", notice.title, notice.body),
+    };
+    let now = Utc::now();
+    for phone in &phones {
+        let Ok(parsed) = PhoneNumber::parse(phone) else {
+            tracing::warn!(%phone, "unusable contact number skipped");
+            continue;
+        };
+        let key = format!("{prefix}{}", parsed.as_str());
+        if !queued.contains(parsed.as_str()) {
+            message_log::ActiveModel {
+                tenant_id: Set(ctx.id()),
+                channel: Set("whatsapp".into()),
+                direction: Set("out".into()),
+                user_id: Set(parsed.as_str().to_string()),
+                reply_to: Set(Some(key.clone())),
+                kind: Set("text".into()),
+                body: Set(reply.to_plain()),
+                status: Set("queued".into()),
+                payload: Set(serde_json::to_value(&reply).ok()),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&state.db)
+            .await?;
+        }
+        state
+            .queue
+            .push(SendJob {
+                provider: provider.as_str().to_string(),
+                business: business.clone(),
+                to: parsed.digits().to_string(),
+                replies: vec![reply.clone()],
+                reply_to: key,
+                conversation: None,
+                seq: 0,
+                tenant: Some(ctx.schema_name().to_string()),
+                inbound_at: None,
+            })
+            .await?;
+    }
+    tracing::info!(
+        notice = notice.id,
+        recipients = phones.len(),
+        "broadcast queued"
+    );
+    Ok(Ok(serde_json::json!({
+        "notice_id": notice.id,
+        "recipients": phones.len(),
+        "provider": provider.as_str(),
+    })))
+}

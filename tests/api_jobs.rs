@@ -1,0 +1,354 @@
+//! Work the REST API hands to workers, over a real queue: report jobs (recorded, and failing
+//! plainly until rendering ships), report deletion, and notice broadcasts that reach the mock
+//! Graph API through the sender, each recipient's delivery readable.
+
+mod common;
+
+use std::time::Duration;
+
+use chatbot::channels::mock_graph::MockGraph;
+use chatbot::entities::{report, whatsapp_contact, whatsapp_number};
+use common::fixture::{self, SHARED_PHONE, School};
+use common::{TestApp, TestEnv, Variant, eventually};
+use reqwest::{Method, StatusCode};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
+use serde_json::{Value, json};
+
+variants!(
+    report_jobs_are_recorded_and_followed,
+    notices_broadcast_to_registered_numbers
+);
+
+const BASE: &str = "/api/v1/chatbot";
+
+async fn send(
+    app: &TestApp,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .request(method, app.url(&format!("{BASE}{path}")))
+        .header("X-API-KEY", key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn schools(app: &TestApp) -> (School, School) {
+    let (db, key) = (&app.state.db, &app.state.secret);
+    (
+        fixture::school(db, key, "alpha", 1).await,
+        fixture::school(db, key, "beta", 2).await,
+    )
+}
+
+/// Wait until job `id` is finished; its final state.
+async fn finished(app: &TestApp, key: &str, id: i64) -> Value {
+    eventually(
+        &format!("job {id} finished"),
+        Duration::from_secs(30),
+        || async {
+            let (_, job) = send(app, key, Method::GET, &format!("/jobs/{id}/"), None).await;
+            matches!(job["status"].as_str(), Some("done" | "failed")).then_some(job)
+        },
+    )
+    .await
+}
+
+async fn report_jobs_are_recorded_and_followed(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let (a, b) = schools(&app).await;
+    let (status, job) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/generate-reports/",
+        Some(json!({"class_id": a.class_id, "exam_session_id": a.exam_id})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("generate_reports"), Some("queued"))
+    );
+    let id = job["id"].as_i64().unwrap();
+    let done = finished(&app, &a.api_key, id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rendering_unavailable"),
+        "{done}"
+    );
+    // Another school cannot read it; another school's class or session is not found.
+    let (status, _) = send(&app, &b.api_key, Method::GET, &format!("/jobs/{id}/"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for body in [
+        json!({"class_id": b.class_id, "exam_session_id": a.exam_id}),
+        json!({"class_id": a.class_id, "exam_session_id": b.exam_id}),
+    ] {
+        let (status, _) = send(
+            &app,
+            &a.api_key,
+            Method::POST,
+            "/generate-reports/",
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, job) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/batch-reports/",
+        Some(json!({"exam_session_id": a.exam_id, "form": "JSS 1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let (status, body) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/batch-reports/",
+        Some(json!({"exam_session_id": a.exam_id})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_filter"))
+    );
+
+    // Deleting by age removes this school's reports only.
+    for bad in [
+        json!({}),
+        json!({"ids": [], }),
+        json!({"ids": [1], "class_id": a.class_id}),
+    ] {
+        let (status, _) = send(
+            &app,
+            &a.api_key,
+            Method::POST,
+            "/delete-reports/",
+            Some(bad),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let (status, job) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/delete-reports/",
+        Some(json!({"older_than_days": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (done["status"].as_str(), done["result"]["deleted"].as_u64()),
+        (Some("done"), Some(1)),
+        "{done}"
+    );
+    let left = |s: &School| s.ctx.find::<report::Entity>().all(&app.state.db);
+    assert!(left(&a).await.unwrap().is_empty());
+    assert_eq!(
+        left(&b).await.unwrap().len(),
+        1,
+        "the other school's report was deleted"
+    );
+    app.stop().await.unwrap();
+}
+
+async fn notices_broadcast_to_registered_numbers(v: Variant) {
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.whatsapp_template = Some("school_notice".into());
+    let app = env.start().await;
+    let (a, b) = schools(&app).await;
+    let db = &app.state.db;
+    let now = chrono::Utc::now();
+    // Alpha can send; beta has the same shared parent but is not part of this.
+    let number = a
+        .ctx
+        .find::<whatsapp_number::Entity>()
+        .filter(whatsapp_number::Column::Provider.eq("meta"))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut number: whatsapp_number::ActiveModel = number.into();
+    number.access_token = Set(Some("alpha-token".into()));
+    number.update(db).await.unwrap();
+    // A registered parent with no linked child, and one who opted out.
+    for (phone, opted_in) in [("+2348000000111", true), ("+2348000000222", false)] {
+        whatsapp_contact::ActiveModel {
+            tenant_id: Set(a.ctx.id()),
+            phone: Set(phone.into()),
+            opted_in: Set(opted_in),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+    }
+    let notice = |audience: Value| {
+        let mut body = json!({"title": "Sports day", "body": "Friday at 9"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(audience.as_object().unwrap().clone());
+        body
+    };
+
+    // A class notice reaches the parent linked to that class: inside the 24-hour window
+    // (the fixture's parent wrote just now), as the notice's text.
+    let (_, created) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/notices/",
+        Some(notice(
+            json!({"audience": "class", "audience_class_id": a.class_id}),
+        )),
+    )
+    .await;
+    let (status, job) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        &format!("/notices/{}/broadcast/", created["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let class_job = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (class_job["status"].as_str(), class_job["total"].as_i64()),
+        (Some("done"), Some(1)),
+        "{class_job}"
+    );
+
+    // A whole-school notice reaches every opted-in contact; outside the window, the template.
+    let (_, created) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        "/notices/",
+        Some(notice(json!({"title": "Closed Monday"}))),
+    )
+    .await;
+    let (_, job) = send(
+        &app,
+        &a.api_key,
+        Method::POST,
+        &format!("/notices/{}/broadcast/", created["id"]),
+        None,
+    )
+    .await;
+    let school_id = job["id"].as_i64().unwrap();
+    let school_job = finished(&app, &a.api_key, school_id).await;
+    assert_eq!(school_job["total"], 2, "{school_job}");
+
+    let received = eventually(
+        "3 messages at the Graph API",
+        Duration::from_secs(30),
+        || async {
+            let got = mock.received();
+            (got.len() >= 3).then_some(got)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        mock.received().len(),
+        3,
+        "nobody got a notice twice, nobody else got one"
+    );
+    let shared_digits = SHARED_PHONE.trim_start_matches('+');
+    let mut texts: Vec<(String, String)> = received
+        .iter()
+        .map(|r| {
+            assert_eq!(r.phone_number_id, a.phone_number_id);
+            let kind = r.body["type"].as_str().unwrap().to_string();
+            let what = if kind == "template" {
+                r.body["template"]["name"].as_str().unwrap().to_string()
+            } else {
+                r.text()
+            };
+            (r.to(), what)
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            ("2348000000111".to_string(), "school_notice".to_string()),
+            (
+                shared_digits.to_string(),
+                "*Closed Monday*\n\nFriday at 9".to_string()
+            ),
+            (
+                shared_digits.to_string(),
+                "*Sports day*\n\nFriday at 9".to_string()
+            ),
+        ]
+    );
+
+    // Each recipient's status, once the sends are recorded.
+    let path = format!("/jobs/{school_id}/recipients/");
+    let page = eventually(
+        "recipients marked sent",
+        Duration::from_secs(30),
+        || async {
+            let (_, page) = send(&app, &a.api_key, Method::GET, &path, None).await;
+            page["results"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["status"] == "sent"))
+                .then_some(page)
+        },
+    )
+    .await;
+    let phones: Vec<&str> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["phone"].as_str().unwrap())
+        .collect();
+    assert_eq!(phones, ["+2348000000111", SHARED_PHONE]);
+    let (_, job) = send(
+        &app,
+        &a.api_key,
+        Method::GET,
+        &format!("/jobs/{school_id}/"),
+        None,
+    )
+    .await;
+    assert_eq!(job["progress"], json!({"sent": 2}), "{job}");
+
+    // The other school can neither read these nor broadcast alpha's notices.
+    let (status, _) = send(&app, &b.api_key, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(
+        &app,
+        &b.api_key,
+        Method::POST,
+        &format!("/notices/{}/broadcast/", created["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    mock.stop();
+    app.stop().await.unwrap();
+}
