@@ -175,6 +175,14 @@ impl JobQueue {
                     "CREATE INDEX IF NOT EXISTS chatbot_once_expires ON chatbot_once (expires_at)",
                     "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
+                    // apalis' `Jobs` has 13 indexes, each one more B-tree write per accepted
+                    // job. These four only repeat another one's leading columns (the unique
+                    // `id`, `idx_jobs_job_type_covering`, `idx_jobs_status_run_at`), which
+                    // serves every lookup they would, so they cost writes and buy nothing.
+                    "DROP INDEX IF EXISTS TIdx",
+                    "DROP INDEX IF EXISTS JTIdx",
+                    "DROP INDEX IF EXISTS SIdx",
+                    "DROP INDEX IF EXISTS idx_jobs_job_type_status_run_at",
                 ] {
                     sea_orm::sqlx::query(ddl)
                         .execute(&pool)
