@@ -4,6 +4,7 @@
 //! can produce it anywhere.
 
 pub mod auth;
+mod imports;
 mod jobs;
 pub mod jwt;
 pub mod limits;
@@ -40,6 +41,7 @@ pub type Apis = (
     notices::NoticesApi,
     results::ResultsApi,
     jobs::JobsApi,
+    imports::ImportsApi,
 );
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
@@ -53,6 +55,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             notices::NoticesApi,
             results::ResultsApi,
             jobs::JobsApi,
+            imports::ImportsApi,
         ),
         "chatbot",
         env!("CARGO_PKG_VERSION"),

@@ -179,7 +179,8 @@ fn summarise(
         .collect();
     lines.sort_by(|a, b| a.subject.cmp(&b.subject));
     let totals: Vec<f64> = lines.iter().filter_map(|l| l.total).collect();
-    let total: f64 = totals.iter().sum();
+    // Not `sum()`: an empty float sum is -0.0, which would show as "-0".
+    let total: f64 = totals.iter().fold(0.0, |a, b| a + b);
     let average = (!totals.is_empty()).then(|| round2(total / totals.len() as f64));
     StudentResults {
         exam_session_id: session.id,

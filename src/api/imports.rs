@@ -1,0 +1,614 @@
+//! `imports/{kind}/`: a school loads its own data, CSV or JSON, without touching the database.
+//! Rows are upserted by natural keys (a class by name, a student by student ID, a contact by
+//! phone, a link by phone + student ID). Every row is checked first; any problem and nothing
+//! is written, and the 400 lists each one by row and column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{NaiveDate, Utc};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiRequest, Enum, Object, OpenApi};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set, TransactionTrait};
+
+use super::ApiTags;
+use super::auth::Caller;
+use super::respond::ApiResult;
+use crate::domain::{PhoneNumber, Pin, StudentId};
+use crate::entities::{class, student, student_mapping, whatsapp_contact};
+use crate::error::{Error, RowError};
+use crate::state::AppState;
+use crate::tenancy::TenantCtx;
+
+/// Most rows in one import.
+const MAX_ROWS: usize = 5_000;
+/// Most problems listed (the message says how many there were).
+const MAX_ERRORS: usize = 200;
+
+/// What an import loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ImportKind {
+    /// `name`, `form`, `level` (key: `name`).
+    Classes,
+    /// `student_id`, `first_name`, `last_name`, `other_names`, `class` (a class name),
+    /// `pin` (4-8 digits, stored hashed; required for a new student), `active`, `gender`,
+    /// `date_of_birth` (YYYY-MM-DD) (key: `student_id`).
+    Students,
+    /// `phone`, `name`, `opted_in` (key: `phone`).
+    Contacts,
+    /// `phone`, `student_id`, `relationship`: which parent phone may see which student
+    /// (key: both). The phone becomes a registered contact if it is not one.
+    Mappings,
+}
+
+/// The rows, as CSV (a header line, then one line per row) or a JSON array of objects.
+#[derive(ApiRequest)]
+enum ImportBody {
+    /// CSV with a header line.
+    #[oai(content_type = "text/csv")]
+    Csv(PlainText<String>),
+    /// An array of objects with the same fields.
+    Json(Json<Vec<BTreeMap<String, serde_json::Value>>>),
+}
+
+/// What an import changed.
+#[derive(Debug, Object)]
+pub struct ImportOut {
+    /// Rows read.
+    pub rows: u64,
+    /// Rows that made new records.
+    pub created: u64,
+    /// Rows that changed existing records.
+    pub updated: u64,
+}
+
+type Row = BTreeMap<String, String>;
+
+fn rows_of(body: ImportBody) -> Result<Vec<(u64, Row)>, Error> {
+    let mut rows = Vec::new();
+    match body {
+        ImportBody::Csv(PlainText(text)) => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+            let header: Vec<String> = reader
+                .headers()
+                .map_err(|e| Error::invalid("invalid_csv", format!("unreadable header: {e}")))?
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            for (i, record) in reader.records().enumerate() {
+                let record = record
+                    .map_err(|e| Error::invalid("invalid_csv", format!("line {}: {e}", i + 2)))?;
+                if record.iter().all(str::is_empty) {
+                    continue;
+                }
+                let row = header
+                    .iter()
+                    .cloned()
+                    .zip(record.iter().map(str::to_string))
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                rows.push((i as u64 + 2, row));
+            }
+        }
+        ImportBody::Json(Json(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let row = item
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::Null => return None,
+                            serde_json::Value::String(s) => s.trim().to_string(),
+                            other => other.to_string(),
+                        };
+                        (!v.is_empty()).then(|| (k.to_ascii_lowercase(), v))
+                    })
+                    .collect();
+                rows.push((i as u64 + 1, row));
+            }
+        }
+    }
+    if rows.len() > MAX_ROWS {
+        return Err(Error::invalid(
+            "too_many_rows",
+            format!("at most {MAX_ROWS} rows per import; split the file"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Collects a row's problems as it is read.
+struct Checker {
+    errors: Vec<RowError>,
+}
+
+impl Checker {
+    fn fail(&mut self, row: u64, column: &str, message: impl Into<String>) {
+        self.errors.push(RowError {
+            row,
+            column: Some(column.to_string()),
+            message: message.into(),
+        });
+    }
+
+    /// A required text field of 1 to `max` characters.
+    fn text(&mut self, line: u64, row: &Row, column: &str, max: usize) -> Option<String> {
+        match row.get(column) {
+            None => {
+                self.fail(line, column, "required");
+                None
+            }
+            Some(v) if v.chars().count() > max => {
+                self.fail(line, column, format!("at most {max} characters"));
+                None
+            }
+            Some(v) => Some(v.clone()),
+        }
+    }
+
+    fn optional(&mut self, line: u64, row: &Row, column: &str, max: usize) -> Option<String> {
+        row.contains_key(column)
+            .then(|| self.text(line, row, column, max))
+            .flatten()
+    }
+
+    fn boolean(&mut self, line: u64, row: &Row, column: &str) -> Option<bool> {
+        let v = row.get(column)?;
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "y" => Some(true),
+            "false" | "no" | "0" | "n" => Some(false),
+            _ => {
+                self.fail(line, column, format!("`{v}` is not true/false"));
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(
+        &mut self,
+        line: u64,
+        row: &Row,
+        column: &str,
+        parse: impl FnOnce(&str) -> Result<T, Error>,
+    ) -> Option<T> {
+        let Some(v) = row.get(column) else {
+            self.fail(line, column, "required");
+            return None;
+        };
+        match parse(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.fail(line, column, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Report a key seen twice in the file.
+    fn unique(&mut self, seen: &mut HashSet<String>, line: u64, column: &str, key: &str) -> bool {
+        if seen.insert(key.to_string()) {
+            true
+        } else {
+            self.fail(
+                line,
+                column,
+                format!("`{key}` appears twice in this import"),
+            );
+            false
+        }
+    }
+}
+
+/// Counts of an import's writes.
+#[derive(Default)]
+struct Written {
+    created: u64,
+    updated: u64,
+}
+
+async fn import_classes(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let existing: HashMap<String, class::Model> = ctx
+        .find::<class::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let name = check.text(*line, row, "name", 64);
+        let form = check.text(*line, row, "form", 64);
+        let level = check.parsed(*line, row, "level", |v| {
+            v.parse::<i16>()
+                .ok()
+                .filter(|l| (0..=100).contains(l))
+                .ok_or_else(|| Error::invalid("invalid_level", "a whole number 0-100"))
+        });
+        if let (Some(name), Some(form), Some(level)) = (name, form, level)
+            && check.unique(&mut seen, *line, "name", &name)
+        {
+            plan.push((name, form, level));
+        }
+    }
+    let mut written = Written::default();
+    if !check.errors.is_empty() {
+        return Ok(written);
+    }
+    let now = Utc::now();
+    for (name, form, level) in plan {
+        match existing.get(&name) {
+            Some(c) if c.form == form && c.level == level => {}
+            Some(c) => {
+                let mut active: class::ActiveModel = c.clone().into();
+                active.form = Set(form);
+                active.level = Set(level);
+                active.update(txn).await?;
+                written.updated += 1;
+            }
+            None => {
+                class::ActiveModel {
+                    tenant_id: Set(ctx.id()),
+                    name: Set(name),
+                    form: Set(form),
+                    level: Set(level),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                written.created += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
+async fn import_students(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let classes: HashMap<String, i64> = ctx
+        .find::<class::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.name, c.id))
+        .collect();
+    let existing: HashMap<String, student::Model> = ctx
+        .find::<student::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.student_id.clone(), s))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let line = *line;
+        let id = check.parsed(line, row, "student_id", StudentId::parse);
+        let first = check.text(line, row, "first_name", 100);
+        let last = check.text(line, row, "last_name", 100);
+        let other = check.optional(line, row, "other_names", 100);
+        let gender = check.optional(line, row, "gender", 16);
+        let active = check.boolean(line, row, "active");
+        let class_id = match row.get("class") {
+            None => None,
+            Some(name) => match classes.get(name) {
+                Some(id) => Some(*id),
+                None => {
+                    check.fail(line, "class", format!("no class `{name}` in this school"));
+                    None
+                }
+            },
+        };
+        let birth = row.get("date_of_birth").and_then(|v| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| check.fail(line, "date_of_birth", "a date YYYY-MM-DD"))
+                .ok()
+        });
+        let pin = if row.contains_key("pin") {
+            check.parsed(line, row, "pin", Pin::parse)
+        } else {
+            None
+        };
+        let Some(id) = id else { continue };
+        if !check.unique(&mut seen, line, "student_id", id.as_str()) {
+            continue;
+        }
+        if pin.is_none() && !row.contains_key("pin") && !existing.contains_key(id.as_str()) {
+            check.fail(line, "pin", "required for a new student");
+            continue;
+        }
+        if let (Some(first), Some(last)) = (first, last) {
+            plan.push((id, first, last, other, gender, active, class_id, birth, pin));
+        }
+    }
+    let mut written = Written::default();
+    if !check.errors.is_empty() {
+        return Ok(written);
+    }
+    let now = Utc::now();
+    for (id, first, last, other, gender, active, class_id, birth, pin) in plan {
+        let pin_hash = pin.map(|p| state.secret.hash_pin(p.as_str()));
+        match existing.get(id.as_str()) {
+            Some(s) => {
+                let mut m: student::ActiveModel = s.clone().into();
+                m.first_name = Set(first);
+                m.last_name = Set(last);
+                m.other_names = Set(other);
+                m.gender = Set(gender);
+                m.date_of_birth = Set(birth);
+                m.class_id = Set(class_id);
+                if let Some(active) = active {
+                    m.active = Set(active);
+                }
+                if let Some(hash) = pin_hash {
+                    m.pin_hash = Set(hash);
+                }
+                m.updated_at = Set(now);
+                m.update(txn).await?;
+                written.updated += 1;
+            }
+            None => {
+                student::ActiveModel {
+                    tenant_id: Set(ctx.id()),
+                    student_id: Set(id.as_str().to_string()),
+                    pin_hash: Set(pin_hash.unwrap_or_default()),
+                    first_name: Set(first),
+                    last_name: Set(last),
+                    other_names: Set(other),
+                    gender: Set(gender),
+                    date_of_birth: Set(birth),
+                    class_id: Set(class_id),
+                    active: Set(active.unwrap_or(true)),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                written.created += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Add or update contacts; `(phone, name, opted_in)`, `None` leaving a value as it is.
+async fn upsert_contacts(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    contacts: Vec<(PhoneNumber, Option<String>, Option<bool>)>,
+    written: &mut Written,
+) -> Result<(), Error> {
+    let existing: HashMap<String, whatsapp_contact::Model> = ctx
+        .find::<whatsapp_contact::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.phone.clone(), c))
+        .collect();
+    let now = Utc::now();
+    for (phone, name, opted_in) in contacts {
+        match existing.get(phone.as_str()) {
+            Some(c) => {
+                if name.is_none() && opted_in.is_none() {
+                    continue;
+                }
+                let mut m: whatsapp_contact::ActiveModel = c.clone().into();
+                if let Some(name) = name {
+                    m.name = Set(Some(name));
+                }
+                if let Some(opted_in) = opted_in {
+                    m.opted_in = Set(opted_in);
+                }
+                m.update(txn).await?;
+                written.updated += 1;
+            }
+            None => {
+                whatsapp_contact::ActiveModel {
+                    tenant_id: Set(ctx.id()),
+                    phone: Set(phone.as_str().to_string()),
+                    name: Set(name),
+                    opted_in: Set(opted_in.unwrap_or(true)),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                written.created += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn import_contacts(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let phone = check.parsed(*line, row, "phone", PhoneNumber::parse);
+        let name = check.optional(*line, row, "name", 100);
+        let opted_in = check.boolean(*line, row, "opted_in");
+        if let Some(phone) = phone
+            && check.unique(&mut seen, *line, "phone", phone.as_str())
+        {
+            plan.push((phone, name, opted_in.or(Some(true))));
+        }
+    }
+    let mut written = Written::default();
+    if check.errors.is_empty() {
+        upsert_contacts(txn, ctx, plan, &mut written).await?;
+    }
+    Ok(written)
+}
+
+async fn import_mappings(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let students: HashMap<String, i64> = ctx
+        .find::<student::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.student_id, s.id))
+        .collect();
+    let existing: HashMap<(String, i64), student_mapping::Model> = ctx
+        .find::<student_mapping::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|m| ((m.phone.clone(), m.student_id), m))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let line = *line;
+        let phone = check.parsed(line, row, "phone", PhoneNumber::parse);
+        let id = check.parsed(line, row, "student_id", StudentId::parse);
+        let relationship = check.optional(line, row, "relationship", 32);
+        let pk = id.as_ref().and_then(|id| {
+            let found = students.get(id.as_str()).copied();
+            if found.is_none() {
+                check.fail(
+                    line,
+                    "student_id",
+                    format!("no student `{id}` in this school"),
+                );
+            }
+            found
+        });
+        if let (Some(phone), Some(pk)) = (phone, pk)
+            && check.unique(
+                &mut seen,
+                line,
+                "student_id",
+                &format!("{} {pk}", phone.as_str()),
+            )
+        {
+            plan.push((phone, pk, relationship));
+        }
+    }
+    let mut written = Written::default();
+    if !check.errors.is_empty() {
+        return Ok(written);
+    }
+    // Each linked phone is a registered contact of the school.
+    let phones: Vec<_> = plan
+        .iter()
+        .map(|(p, _, _)| p.as_str().to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .filter_map(|p| PhoneNumber::parse(&p).ok())
+        .map(|p| (p, None, None))
+        .collect();
+    let mut contacts = Written::default();
+    upsert_contacts(txn, ctx, phones, &mut contacts).await?;
+    let now = Utc::now();
+    for (phone, pk, relationship) in plan {
+        match existing.get(&(phone.as_str().to_string(), pk)) {
+            Some(m) if m.relationship == relationship || relationship.is_none() => {}
+            Some(m) => {
+                let mut active: student_mapping::ActiveModel = m.clone().into();
+                active.relationship = Set(relationship);
+                active.update(txn).await?;
+                written.updated += 1;
+            }
+            None => {
+                student_mapping::ActiveModel {
+                    tenant_id: Set(ctx.id()),
+                    phone: Set(phone.as_str().to_string()),
+                    student_id: Set(pk),
+                    relationship: Set(relationship),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                written.created += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Imports.
+pub struct ImportsApi;
+
+#[OpenApi(tag = "ApiTags::School")]
+impl ImportsApi {
+    /// Load classes, students, WhatsApp contacts or parent-student links, as CSV (header
+    /// line first) or a JSON array of objects, upserting by natural key. All or nothing: any
+    /// invalid row and nothing is written; the 400 lists every problem by row (CSV line, or
+    /// array index from 1) and column. Unknown columns are ignored.
+    #[oai(
+        path = "/imports/:kind/",
+        method = "post",
+        operation_id = "import_rows"
+    )]
+    async fn import(
+        &self,
+        caller: Caller,
+        state: Data<&AppState>,
+        /// What the rows are.
+        kind: Path<ImportKind>,
+        body: ImportBody,
+    ) -> ApiResult<Json<ImportOut>> {
+        let ctx = caller.require("admin")?;
+        let rows = rows_of(body)?;
+        let mut check = Checker { errors: Vec::new() };
+        let txn = state.db.begin().await?;
+        let written = match kind.0 {
+            ImportKind::Classes => import_classes(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Students => import_students(&state, &txn, ctx, &rows, &mut check).await?,
+            ImportKind::Contacts => import_contacts(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Mappings => import_mappings(&txn, ctx, &rows, &mut check).await?,
+        };
+        if !check.errors.is_empty() {
+            txn.rollback().await?;
+            let n = check.errors.len();
+            let mut errors = check.errors;
+            errors.truncate(MAX_ERRORS);
+            return Err(Error::InvalidRows {
+                code: "invalid_rows",
+                message: format!("{n} problem(s) in the import; nothing was written"),
+                errors,
+            }
+            .into());
+        }
+        txn.commit().await?;
+        tracing::info!(
+            school = ctx.schema_name(),
+            kind = ?kind.0,
+            rows = rows.len(),
+            created = written.created,
+            updated = written.updated,
+            "import"
+        );
+        Ok(Json(ImportOut {
+            rows: rows.len() as u64,
+            created: written.created,
+            updated: written.updated,
+        }))
+    }
+}
