@@ -216,7 +216,7 @@ async fn hmac_tokens_are_checked_claim_by_claim(v: Variant) {
             ],
         )
         .await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "not both",
     );
     app.stop().await.unwrap();

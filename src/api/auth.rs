@@ -124,9 +124,9 @@ async fn identify(state: &AppState, req: &Request) -> Result<Caller, Error> {
         .filter(|k| !k.is_empty());
     let bearer = bearer_token(req)?;
     match (api_key, bearer) {
-        (Some(_), Some(_)) => Err(Error::invalid(
-            "ambiguous_credentials",
-            "send either X-API-KEY or Authorization: Bearer, not both",
+        // Refused as unauthenticated: which of two credentials would the request act as?
+        (Some(_), Some(_)) => Err(Error::Unauthorized(
+            "send either X-API-KEY or Authorization: Bearer, not both".into(),
         )),
         (None, None) => Err(Error::Unauthorized(
             "authentication required: send X-API-KEY or Authorization: Bearer <JWT>".into(),

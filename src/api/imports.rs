@@ -55,6 +55,7 @@ enum ImportBody {
 
 /// What an import changed.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportOut {
     /// Rows read.
     pub rows: u64,

@@ -26,6 +26,7 @@ const MAX_IDS: usize = 1_000;
 
 /// A job and how far it has got.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobOut {
     /// Job id, for `jobs/{id}/`.
     pub id: i64,
@@ -55,6 +56,7 @@ pub struct JobOut {
 
 /// One recipient of a broadcast.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecipientOut {
     /// Phone (E.164).
     pub phone: String,
@@ -90,8 +92,10 @@ pub struct BatchReportsIn {
     /// The exam session.
     pub exam_session_id: i64,
     /// A class...
+    #[oai(nullable)]
     pub class_id: Option<i64>,
     /// ...or a form (e.g. `JSS 1`).
+    #[oai(nullable)]
     pub form: Option<String>,
 }
 
@@ -99,10 +103,13 @@ pub struct BatchReportsIn {
 #[derive(Debug, Object)]
 pub struct DeleteReportsIn {
     /// These reports (at most 1000).
+    #[oai(nullable)]
     pub ids: Option<Vec<i64>>,
     /// The reports of this class.
+    #[oai(nullable)]
     pub class_id: Option<i64>,
     /// Reports created more than this many days ago.
+    #[oai(nullable)]
     pub older_than_days: Option<u32>,
 }
 
@@ -392,8 +399,10 @@ impl JobsApi {
         state: Data<&AppState>,
         id: Path<i64>,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u64>>,
         /// Items per page, 1 to 100 (default 25).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<Page<RecipientOut>>> {
         let ctx = caller.require("staff")?;

@@ -25,13 +25,16 @@ pub struct InboundMessage {
     #[oai(default)]
     pub text: String,
     /// Id of a tapped button or list row from a previous reply (`choices[].id`).
+    #[oai(nullable)]
     pub choice: Option<String>,
     /// Conversation channel; sessions are kept per channel. Default `api`.
+    #[oai(nullable)]
     pub channel: Option<String>,
 }
 
 /// One choice of a reply.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChoiceOut {
     /// Send it back as `choice` to pick it.
     pub id: String,
@@ -41,6 +44,7 @@ pub struct ChoiceOut {
 
 /// One outbound message.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReplyOut {
     /// `text`, `choices` or `document`.
     #[oai(rename = "type")]
@@ -57,6 +61,7 @@ pub struct ReplyOut {
 
 /// The bot's answer to one message.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessageResult {
     /// Replies, in order.
     pub replies: Vec<ReplyOut>,

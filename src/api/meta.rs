@@ -6,6 +6,7 @@ use super::ApiTags;
 
 /// Service name and versions.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VersionInfo {
     /// Always `chatbot`.
     pub service: String,

@@ -54,6 +54,7 @@ impl Audience {
 
 /// A notice as stored.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NoticeOut {
     /// Id.
     pub id: i64,
@@ -102,14 +103,19 @@ pub struct NoticeIn {
     /// Text: 1 to 4096 characters.
     pub body: String,
     /// Who it is for (default `school`).
+    #[oai(nullable)]
     pub audience: Option<Audience>,
     /// Required for `form` notices: a form of the school's classes.
+    #[oai(nullable)]
     pub audience_form: Option<String>,
     /// Required for `class` notices: a class of the school.
+    #[oai(nullable)]
     pub audience_class_id: Option<i64>,
     /// Shown from (default: now).
+    #[oai(nullable)]
     pub publish_at: Option<DateTime<Utc>>,
     /// Shown until (default: never expires); after `publish_at`.
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -234,8 +240,10 @@ impl NoticesApi {
         /// Also notices not yet published or already expired.
         include_inactive: Query<Option<bool>>,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u64>>,
         /// Items per page, 1 to 100 (default 25).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<Page<NoticeOut>>> {
         let ctx = caller.require("staff")?;

@@ -84,6 +84,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// One page of a list.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Page<T: ParseFromJSON + ToJSON> {
     /// Items in the whole list.
     pub count: u64,

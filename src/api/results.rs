@@ -34,6 +34,7 @@ const MAX_SCORE: f64 = 100.0;
 
 /// One subject's line.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SubjectResultOut {
     /// Subject code.
     pub code: String,
@@ -53,6 +54,7 @@ pub struct SubjectResultOut {
 
 /// A student's results for one exam session.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ResultsOut {
     /// The student.
     pub student: StudentOut,
@@ -103,10 +105,13 @@ pub struct ChatbotResultsRequest {
     /// The school's student ID.
     pub student_id: String,
     /// The student's PIN (4-8 digits). Wrong PINs are limited per student as in the chat.
+    #[oai(nullable)]
     pub pin: Option<String>,
     /// Or a parent's phone linked to the student.
+    #[oai(nullable)]
     pub phone: Option<String>,
     /// A released exam session (default: the latest released one).
+    #[oai(nullable)]
     pub exam_session_id: Option<i64>,
 }
 
@@ -133,6 +138,7 @@ enum CsvTemplate {
 
 /// What an upload wrote.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UploadOut {
     /// Students in the file.
     pub students: u64,
@@ -445,8 +451,10 @@ impl ResultsApi {
         /// Or one student, by the school's student ID.
         student_id: Query<Option<String>>,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u64>>,
         /// Items per page, 1 to 100 (default 25).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<Page<ResultsOut>>> {
         let ctx = caller.require("staff")?;

@@ -22,6 +22,7 @@ use crate::tenancy::TenantCtx;
 
 /// A student, without anything secret (the PIN is never returned).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct StudentOut {
     /// Internal id.
     pub id: i64,
@@ -47,6 +48,7 @@ pub struct StudentOut {
 
 /// An academic session (school year).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AcademicSessionOut {
     /// Id.
     pub id: i64,
@@ -62,6 +64,7 @@ pub struct AcademicSessionOut {
 
 /// An exam session whose results parents can see.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExamSessionOut {
     /// Id, for `results/` and `get-chatbot/`.
     pub id: i64,
@@ -132,8 +135,10 @@ impl SchoolApi {
         /// Only students of this class.
         class_id: Query<Option<i64>>,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u64>>,
         /// Items per page, 1 to 100 (default 25).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<Page<StudentOut>>> {
         let ctx = caller.require("staff")?;

@@ -19,6 +19,7 @@ const MAX_BODY: usize = 4096;
 
 /// A welcome message as stored.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WelcomeMessageOut {
     /// Id, for the item paths.
     pub id: i64,
