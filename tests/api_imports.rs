@@ -4,13 +4,17 @@
 
 mod common;
 
-use chatbot::entities::{class, student, whatsapp_contact};
+use chatbot::entities::{attendance, class, mark, student, whatsapp_contact};
 use common::fixture::{self, School};
 use common::{TestApp, Variant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-variants!(imports_upsert_by_natural_key, bad_imports_write_nothing);
+variants!(
+    imports_upsert_by_natural_key,
+    bad_imports_write_nothing,
+    marks_and_attendance_import,
+);
 
 const BASE: &str = "/api/v1/chatbot";
 
@@ -254,5 +258,99 @@ async fn bad_imports_write_nothing(v: Variant) {
         a.ctx.find::<class::Entity>().all(db).await.unwrap().len(),
         1
     );
+    app.stop().await.unwrap();
+}
+
+async fn marks_and_attendance_import(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let (a, b) = schools(&app).await;
+    let db = &app.state.db;
+    // Marks: the existing maths mark replaced, graded on the new total.
+    let (status, body) = json_rows(
+        &app,
+        &a.api_key,
+        "marks",
+        json!([{"student_id": fixture::STUDENT_ID, "exam_session_id": a.exam_id, "subject": "MTH", "ca": 35, "exam": 50}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let marks = a.ctx.find::<mark::Entity>().all(db).await.unwrap();
+    let m = marks
+        .iter()
+        .find(|m| m.exam_session_id == a.exam_id)
+        .unwrap();
+    assert_eq!((m.total, m.grade.as_deref()), (Some(85.0), Some("A")));
+    // Another school's session, an unknown subject, an impossible score: nothing written.
+    let (status, body) = csv(
+        &app,
+        &a.api_key,
+        "marks",
+        &format!(
+            "student_id,exam_session_id,subject,ca,exam\n\
+             STU/001,{},MTH,10,10\n\
+             STU/001,{},XYZ,10,10\n\
+             STU/001,{},MTH,70,40\n",
+            b.exam_id, a.exam_id, a.unreleased_exam_id
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let columns: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["exam_session_id", "subject", "exam"], "{body}");
+    let beta_marks = b.ctx.find::<mark::Entity>().all(db).await.unwrap();
+    assert!(beta_marks.iter().all(|m| m.total == Some(b.maths_total)));
+
+    // Attendance: a new day and a changed one; days outside every term refused.
+    let before = a
+        .ctx
+        .find::<attendance::Entity>()
+        .all(db)
+        .await
+        .unwrap()
+        .len();
+    let (status, body) = csv(
+        &app,
+        &a.api_key,
+        "attendance",
+        "student_id,date,status\nSTU/001,2025-10-01,late\nSTU/001,2025-09-08,present\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["created"].as_u64(), body["updated"].as_u64()),
+        (Some(1), Some(1)),
+        "{body}"
+    );
+    assert_eq!(
+        a.ctx
+            .find::<attendance::Entity>()
+            .all(db)
+            .await
+            .unwrap()
+            .len(),
+        before + 1
+    );
+    let (status, body) = csv(
+        &app,
+        &a.api_key,
+        "attendance",
+        "student_id,date,status\nSTU/001,2026-08-01,present\nSTU/001,2025-10-02,asleep\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let columns: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["date", "status"], "{body}");
     app.stop().await.unwrap();
 }

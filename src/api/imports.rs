@@ -16,7 +16,9 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::respond::ApiResult;
 use crate::domain::{PhoneNumber, Pin, StudentId};
-use crate::entities::{class, student, student_mapping, whatsapp_contact};
+use crate::entities::{
+    attendance, class, exam_session, student, student_mapping, subject, term, whatsapp_contact,
+};
 use crate::error::{Error, RowError};
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
@@ -41,6 +43,12 @@ pub enum ImportKind {
     /// `phone`, `student_id`, `relationship`: which parent phone may see which student
     /// (key: both). The phone becomes a registered contact if it is not one.
     Mappings,
+    /// `student_id`, `exam_session_id`, `subject` (a subject code), `ca`, `exam` (0-100
+    /// each, CA + exam at most 100; totalled and graded) (key: the first three).
+    Marks,
+    /// `student_id`, `date` (YYYY-MM-DD, within one of the school's terms), `status`
+    /// (`present`, `absent` or `late`) (key: student and date).
+    Attendance,
 }
 
 /// The rows, as CSV (a header line, then one line per row) or a JSON array of objects.
@@ -553,12 +561,229 @@ async fn import_mappings(
     Ok(written)
 }
 
+/// Student ids of the school by the school's student ID.
+async fn student_keys(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+) -> Result<HashMap<String, i64>, Error> {
+    Ok(ctx
+        .find::<student::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.student_id, s.id))
+        .collect())
+}
+
+/// The student a row names, or a problem at `student_id`.
+fn known_student(
+    check: &mut Checker,
+    students: &HashMap<String, i64>,
+    line: u64,
+    row: &Row,
+) -> Option<i64> {
+    let id = check.parsed(line, row, "student_id", StudentId::parse)?;
+    let found = students.get(id.as_str()).copied();
+    if found.is_none() {
+        check.fail(
+            line,
+            "student_id",
+            format!("no student `{id}` in this school"),
+        );
+    }
+    found
+}
+
+fn score(check: &mut Checker, line: u64, row: &Row, column: &str) -> Option<Option<f64>> {
+    let Some(v) = row.get(column) else {
+        return Some(None);
+    };
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=100.0).contains(&x) => Some(Some(x)),
+        _ => {
+            check.fail(line, column, format!("`{v}` is not a score from 0 to 100"));
+            None
+        }
+    }
+}
+
+async fn import_marks(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let students = student_keys(txn, ctx).await?;
+    let sessions: HashSet<i64> = ctx
+        .find::<exam_session::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let subjects: HashMap<String, i64> = ctx
+        .find::<subject::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.code, s.id))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let line = *line;
+        let student = known_student(check, &students, line, row);
+        let session = check.parsed(line, row, "exam_session_id", |v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|id| sessions.contains(id))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "invalid_session",
+                        format!("no exam session `{v}` in this school"),
+                    )
+                })
+        });
+        let subject = check.parsed(line, row, "subject", |v| {
+            subjects.get(v).copied().ok_or_else(|| {
+                Error::invalid(
+                    "invalid_subject",
+                    format!("no subject with code `{v}` in this school"),
+                )
+            })
+        });
+        let (ca, exam) = (
+            score(check, line, row, "ca"),
+            score(check, line, row, "exam"),
+        );
+        let (Some(student), Some(session), Some(subject), Some(ca), Some(exam)) =
+            (student, session, subject, ca, exam)
+        else {
+            continue;
+        };
+        if ca.is_none() && exam.is_none() {
+            check.fail(line, "ca", "give ca, exam or both");
+            continue;
+        }
+        if ca.unwrap_or(0.0) + exam.unwrap_or(0.0) > 100.0 {
+            check.fail(line, "exam", "CA + exam is over 100");
+            continue;
+        }
+        if check.unique(
+            &mut seen,
+            line,
+            "subject",
+            &format!("{student} {session} {subject}"),
+        ) {
+            plan.push(crate::school::results::MarkRow {
+                exam_session_id: session,
+                student_id: student,
+                subject_id: subject,
+                ca,
+                exam,
+            });
+        }
+    }
+    let mut written = Written::default();
+    if check.errors.is_empty() {
+        crate::school::results::write_marks(txn, ctx, &plan).await?;
+        // An upsert does not say which rows were new; every row counts as written.
+        written.updated = plan.len() as u64;
+    }
+    Ok(written)
+}
+
+async fn import_attendance(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let students = student_keys(txn, ctx).await?;
+    let terms = ctx.find::<term::Entity>().all(txn).await?;
+    let existing: HashMap<(i64, NaiveDate), attendance::Model> = ctx
+        .find::<attendance::Entity>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|a| ((a.student_id, a.date), a))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (line, row) in rows {
+        let line = *line;
+        let student = known_student(check, &students, line, row);
+        let date = check.parsed(line, row, "date", |v| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| Error::invalid("invalid_date", "a date YYYY-MM-DD"))
+        });
+        let term = date.and_then(|d| {
+            let found = terms
+                .iter()
+                .find(|t| t.starts_on <= d && d <= t.ends_on)
+                .map(|t| t.id);
+            if found.is_none() {
+                check.fail(
+                    line,
+                    "date",
+                    format!("{d} is in none of this school's terms"),
+                );
+            }
+            found
+        });
+        let status = check.parsed(line, row, "status", |v| {
+            let v = v.to_ascii_lowercase();
+            ["present", "absent", "late"]
+                .contains(&v.as_str())
+                .then_some(v)
+                .ok_or_else(|| Error::invalid("invalid_status", "present, absent or late"))
+        });
+        if let (Some(student), Some(date), Some(term), Some(status)) = (student, date, term, status)
+            && check.unique(&mut seen, line, "date", &format!("{student} {date}"))
+        {
+            plan.push((student, date, term, status));
+        }
+    }
+    let mut written = Written::default();
+    if !check.errors.is_empty() {
+        return Ok(written);
+    }
+    let now = Utc::now();
+    for (student, date, term, status) in plan {
+        match existing.get(&(student, date)) {
+            Some(a) if a.status == status => {}
+            Some(a) => {
+                let mut m: attendance::ActiveModel = a.clone().into();
+                m.status = Set(status);
+                m.term_id = Set(term);
+                m.update(txn).await?;
+                written.updated += 1;
+            }
+            None => {
+                attendance::ActiveModel {
+                    tenant_id: Set(ctx.id()),
+                    student_id: Set(student),
+                    term_id: Set(term),
+                    date: Set(date),
+                    status: Set(status),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                written.created += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
 /// Imports.
 pub struct ImportsApi;
 
 #[OpenApi(tag = "ApiTags::School")]
 impl ImportsApi {
-    /// Load classes, students, WhatsApp contacts or parent-student links, as CSV (header
+    /// Load classes, students, WhatsApp contacts, parent-student links, marks or attendance, as CSV (header
     /// line first) or a JSON array of objects, upserting by natural key. All or nothing: any
     /// invalid row and nothing is written; the 400 lists every problem by row (CSV line, or
     /// array index from 1) and column. Unknown columns are ignored.
@@ -584,6 +809,8 @@ impl ImportsApi {
             ImportKind::Students => import_students(&state, &txn, ctx, &rows, &mut check).await?,
             ImportKind::Contacts => import_contacts(&txn, ctx, &rows, &mut check).await?,
             ImportKind::Mappings => import_mappings(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Marks => import_marks(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Attendance => import_attendance(&txn, ctx, &rows, &mut check).await?,
         };
         if !check.errors.is_empty() {
             txn.rollback().await?;

@@ -5,20 +5,18 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use chrono::Utc;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{EntityTrait, Set, TransactionTrait};
+use sea_orm::TransactionTrait;
 
 use super::ApiTags;
 use super::auth::Caller;
 use super::respond::{ApiError, ApiResult, Page};
 use super::school::{StudentOut, student_rows};
 use crate::domain::{PhoneNumber, Pin, StudentId};
-use crate::entities::{exam_session, mark, student, subject};
+use crate::entities::{exam_session, student, subject};
 use crate::error::{Error, RowError};
 use crate::school::results::{self, StudentResults};
 use crate::school::{calendar, students};
@@ -604,50 +602,19 @@ impl ResultsApi {
                 .into());
             }
         };
-        let now = Utc::now();
         let written = marks.len() as u64;
         let txn = state.db.begin().await.map_err(ApiError::from)?;
-        for chunk in marks.chunks(200) {
-            let models = chunk.iter().map(|(student_id, subject_id, ca, exam)| {
-                let total =
-                    (ca.unwrap_or(0.0) * 100.0 + exam.unwrap_or(0.0) * 100.0).round() / 100.0;
-                let (grade, remark) = results::grade(total);
-                mark::ActiveModel {
-                    tenant_id: Set(ctx.id()),
-                    exam_session_id: Set(session.id),
-                    student_id: Set(*student_id),
-                    subject_id: Set(*subject_id),
-                    ca_score: Set(*ca),
-                    exam_score: Set(*exam),
-                    total: Set(Some(total)),
-                    grade: Set(Some(grade.to_string())),
-                    remark: Set(Some(remark.to_string())),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    ..Default::default()
-                }
-            });
-            mark::Entity::insert_many(models)
-                .on_conflict(
-                    OnConflict::columns([
-                        mark::Column::TenantId,
-                        mark::Column::ExamSessionId,
-                        mark::Column::StudentId,
-                        mark::Column::SubjectId,
-                    ])
-                    .update_columns([
-                        mark::Column::CaScore,
-                        mark::Column::ExamScore,
-                        mark::Column::Total,
-                        mark::Column::Grade,
-                        mark::Column::Remark,
-                        mark::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        let rows = marks
+            .iter()
+            .map(|(student_id, subject_id, ca, exam)| results::MarkRow {
+                exam_session_id: session.id,
+                student_id: *student_id,
+                subject_id: *subject_id,
+                ca: *ca,
+                exam: *exam,
+            })
+            .collect::<Vec<_>>();
+        results::write_marks(&txn, ctx, &rows).await?;
         txn.commit().await?;
         tracing::info!(
             school = ctx.schema_name(),

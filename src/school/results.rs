@@ -240,3 +240,71 @@ async fn class_position(
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+/// One mark to write: CA and exam parts, the total and grade derived from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkRow {
+    /// Exam session.
+    pub exam_session_id: i64,
+    /// Student (primary key).
+    pub student_id: i64,
+    /// Subject (primary key).
+    pub subject_id: i64,
+    /// Continuous assessment.
+    pub ca: Option<f64>,
+    /// Exam.
+    pub exam: Option<f64>,
+}
+
+/// Create or replace marks of `ctx`'s school (keyed by exam session, student and subject),
+/// totalled and graded (WAEC bands). The caller has checked that the ids are the school's.
+pub async fn write_marks(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    rows: &[MarkRow],
+) -> Result<()> {
+    use sea_orm::sea_query::OnConflict;
+    use sea_orm::{EntityTrait, Set};
+    let now = chrono::Utc::now();
+    for chunk in rows.chunks(200) {
+        let models = chunk.iter().map(|m| {
+            let total = round2(m.ca.unwrap_or(0.0) + m.exam.unwrap_or(0.0));
+            let (grade, remark) = grade(total);
+            mark::ActiveModel {
+                tenant_id: Set(ctx.id()),
+                exam_session_id: Set(m.exam_session_id),
+                student_id: Set(m.student_id),
+                subject_id: Set(m.subject_id),
+                ca_score: Set(m.ca),
+                exam_score: Set(m.exam),
+                total: Set(Some(total)),
+                grade: Set(Some(grade.to_string())),
+                remark: Set(Some(remark.to_string())),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+        });
+        mark::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::columns([
+                    mark::Column::TenantId,
+                    mark::Column::ExamSessionId,
+                    mark::Column::StudentId,
+                    mark::Column::SubjectId,
+                ])
+                .update_columns([
+                    mark::Column::CaScore,
+                    mark::Column::ExamScore,
+                    mark::Column::Total,
+                    mark::Column::Grade,
+                    mark::Column::Remark,
+                    mark::Column::UpdatedAt,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
