@@ -107,6 +107,12 @@ async fn errors_share_one_shape(v: Variant) {
             "method_not_allowed",
         ),
         (
+            reqwest::Method::PATCH,
+            "/api/v1/chatbot/notices/12/",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
             reqwest::Method::POST,
             "/healthz",
             StatusCode::METHOD_NOT_ALLOWED,
@@ -127,6 +133,15 @@ async fn errors_share_one_shape(v: Variant) {
                 .unwrap()
                 .starts_with("application/json")
         );
+        if path.starts_with("/api/") && status == StatusCode::METHOD_NOT_ALLOWED {
+            let allow = r.headers()["allow"].to_str().unwrap();
+            let expected = if path.contains("notices") {
+                "GET, PUT, DELETE"
+            } else {
+                "GET"
+            };
+            assert_eq!(allow, expected, "405s name the methods the spec documents");
+        }
         let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_eq!(id.len(), 36, "a generated request id is a UUID");
         let body: Value = r.json().await.unwrap();

@@ -80,6 +80,23 @@ pub fn spec_json() -> String {
     with_trailing_slashes(&service().spec())
 }
 
+/// Every documented path (with [`BASE_PATH`], `{id}` templates) and its methods, upper case.
+pub fn documented_methods() -> Vec<(String, Vec<String>)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&spec_json()).expect("the spec is valid JSON");
+    let mut out = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for (path, item) in paths {
+            let methods = item
+                .as_object()
+                .map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect())
+                .unwrap_or_default();
+            out.push((format!("{BASE_PATH}{path}"), methods));
+        }
+    }
+    out
+}
+
 /// The Swagger UI page, showing the same document as [`spec_json`].
 pub fn swagger_html() -> String {
     let service = service();

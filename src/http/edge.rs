@@ -12,16 +12,54 @@ use crate::error::{Error, json_error};
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// Path templates (segments; `{...}` matches any one) and the methods each allows.
+type AllowTable = std::sync::Arc<Vec<(Vec<String>, String)>>;
+
 /// Edge middleware; see the module docs.
 pub struct Edge {
     body_limit: usize,
+    allow: AllowTable,
 }
 
 impl Edge {
     /// Limit request bodies to `body_limit` bytes.
     pub fn new(body_limit: usize) -> Self {
-        Self { body_limit }
+        Self {
+            body_limit,
+            allow: Default::default(),
+        }
     }
+
+    /// Answer `405`s with the `Allow` header these paths (`/a/{id}/b/` templates) document.
+    pub fn allowing(mut self, paths: Vec<(String, Vec<String>)>) -> Self {
+        let table = paths
+            .into_iter()
+            .map(|(path, methods)| (segments(&path), methods.join(", ")))
+            .collect();
+        self.allow = std::sync::Arc::new(table);
+        self
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn allowed<'a>(table: &'a [(Vec<String>, String)], path: &str) -> Option<&'a str> {
+    let parts = segments(path);
+    table
+        .iter()
+        .find(|(template, _)| {
+            template.len() == parts.len()
+                && template
+                    .iter()
+                    .zip(&parts)
+                    .all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
+        })
+        .map(|(_, methods)| methods.as_str())
 }
 
 impl<E: Endpoint> Middleware<E> for Edge {
@@ -31,6 +69,7 @@ impl<E: Endpoint> Middleware<E> for Edge {
         EdgeEndpoint {
             inner,
             body_limit: self.body_limit,
+            allow: self.allow.clone(),
         }
     }
 }
@@ -39,6 +78,7 @@ impl<E: Endpoint> Middleware<E> for Edge {
 pub struct EdgeEndpoint<E> {
     inner: E,
     body_limit: usize,
+    allow: AllowTable,
 }
 
 fn request_id(req: &Request) -> String {
@@ -140,6 +180,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             method = %req.method(),
             path = %req.uri().path(),
         );
+        let path = req.uri().path().to_string();
         async move {
             let started = Instant::now();
             let mut response = match self.limit_body(&mut req).await {
@@ -151,6 +192,12 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             };
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert(REQUEST_ID, value);
+            }
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                && let Some(methods) = allowed(&self.allow, &path)
+                && let Ok(value) = HeaderValue::from_str(methods)
+            {
+                response.headers_mut().insert(header::ALLOW, value);
             }
             if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 // The rest of the body may never be read: the connection is not reusable, and

@@ -41,7 +41,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         // Seed clients call `welcome-messages/`; poem-openapi routes `welcome-messages`.
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(Edge::new(body_limit))
+        .with(Edge::new(body_limit).allowing(api::documented_methods()))
 }
 
 #[derive(Clone)]
