@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 variants!(
     report_jobs_are_recorded_and_followed,
-    notices_broadcast_to_registered_numbers
+    notices_broadcast_to_registered_numbers,
+    a_class_of_the_demo_school_gets_its_notice_at_the_configured_rate,
 );
 
 const BASE: &str = "/api/v1/chatbot";
@@ -349,6 +350,107 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    mock.stop();
+    app.stop().await.unwrap();
+}
+
+async fn a_class_of_the_demo_school_gets_its_notice_at_the_configured_rate(v: Variant) {
+    use chatbot::entities::{class, student, student_mapping};
+    use std::collections::{BTreeMap, BTreeSet};
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.whatsapp_template = Some("school_notice".into());
+    env.settings.send_rate_per_second = 5;
+    let app = env.start().await;
+    let creds = chatbot::demo::seed(&app.state.db, &app.state.secret)
+        .await
+        .unwrap();
+    let demo = &creds.tenants[0];
+    let db = &app.state.db;
+    let ctx = chatbot::tenancy::by_schema_name(
+        db,
+        &chatbot::domain::SchemaName::parse(&demo.schema_name).unwrap(),
+    )
+    .await
+    .unwrap();
+    // Who should get it, worked out here from the tables: per class, the opted-in contacts
+    // linked to its enrolled students.
+    let opted_in: BTreeSet<String> = ctx
+        .find::<whatsapp_contact::Entity>()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.opted_in)
+        .map(|c| c.phone)
+        .collect();
+    let students = ctx.find::<student::Entity>().all(db).await.unwrap();
+    let mut by_class: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for m in ctx.find::<student_mapping::Entity>().all(db).await.unwrap() {
+        let s = students.iter().find(|s| s.id == m.student_id).unwrap();
+        if let (Some(class_id), true, true) = (s.class_id, s.active, opted_in.contains(&m.phone)) {
+            by_class
+                .entry(class_id)
+                .or_default()
+                .insert(m.phone.clone());
+        }
+    }
+    let (class_id, expected) = by_class.into_iter().max_by_key(|(_, p)| p.len()).unwrap();
+    assert!(
+        expected.len() >= 2,
+        "the demo has a class with several registered parents"
+    );
+    let class = ctx
+        .find::<class::Entity>()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == class_id)
+        .unwrap();
+
+    let key = &demo.api_key;
+    let (status, created) = send(&app, key, Method::POST, "/notices/", Some(json!({"title": format!("{} trip", class.name), "body": "Bring water", "audience": "class", "audience_class_id": class_id}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let asked = std::time::Instant::now();
+    let (status, job) = send(
+        &app,
+        key,
+        Method::POST,
+        &format!("/notices/{}/broadcast/", created["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let n = expected.len();
+    let received = eventually(
+        &format!("{n} notices at the Graph API"),
+        Duration::from_secs(60),
+        || async {
+            let got = mock.received();
+            (got.len() >= n).then_some(got)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        mock.received().len(),
+        n,
+        "someone else got it, or someone got it twice"
+    );
+    let got: BTreeSet<String> = received.iter().map(|r| format!("+{}", r.to())).collect();
+    assert_eq!(got, expected);
+    // Paced: sends take consecutive slots of 1/5 s from when the broadcast was asked for, so
+    // the last cannot arrive before (n - 1) slots have passed, however fast the machine.
+    let last = received.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        last.duration_since(asked) >= Duration::from_millis(200) * (n as u32 - 1),
+        "{n} sends within {:?}",
+        last.duration_since(asked)
+    );
     mock.stop();
     app.stop().await.unwrap();
 }

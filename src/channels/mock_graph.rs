@@ -23,6 +23,8 @@ pub struct Received {
     pub authorization: Option<String>,
     /// JSON body (Meta), or the form parameters as a JSON object (Twilio).
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -107,6 +109,7 @@ async fn messages(
     Json(body): Json<Value>,
 ) -> Response {
     let received = Received {
+        at: std::time::Instant::now(),
         provider: "meta",
         phone_number_id: id,
         authorization: req.header("authorization").map(str::to_string),
@@ -139,6 +142,7 @@ async fn twilio_messages(
         .collect();
     let sid = sid.trim_end_matches(".json").to_string();
     let received = Received {
+        at: std::time::Instant::now(),
         provider: "twilio",
         phone_number_id: sid.clone(),
         authorization: req.header("authorization").map(str::to_string),
