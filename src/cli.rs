@@ -91,6 +91,17 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "STATUS,...")]
         fail: Vec<u16>,
     },
+    /// Run a mock OpenAI-compatible LLM server (chat completions, plain and streamed) that
+    /// answers from a YAML script of rules, can inject faults, and prints every request (point
+    /// the LLM base URL at it; the script format is in src/llm/mock.rs).
+    MockLlm {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: std::net::SocketAddr,
+        /// The YAML script; without it every request gets a fixed sentence.
+        #[arg(long, value_name = "FILE")]
+        script: Option<std::path::PathBuf>,
+    },
     /// Manage schools (tenants): create one, list them.
     Tenant {
         #[command(subcommand)]
@@ -242,6 +253,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
         Command::MockWhatsapp { listen, fail } => mock_whatsapp(listen, &fail).await,
+        Command::MockLlm { listen, script } => mock_llm(listen, script.as_deref()).await,
         Command::Tenant { action } => {
             let database = db::connect_and_migrate(&settings.database_url()).await?;
             tenant_command(&database, action).await
@@ -485,6 +497,46 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
         stdout.write_all(out.as_bytes()).await?;
     }
     stdout.write_all(b"\n").await?;
+    Ok(())
+}
+
+async fn mock_llm(
+    listen: std::net::SocketAddr,
+    script: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::llm::mock::{MockLlm, Script};
+    let script = match script {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            Script::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("invalid script {}: {e}", path.display()))?
+        }
+        None => Script::default(),
+    };
+    let mock = MockLlm::start(listen, script).await?;
+    eprintln!(
+        "mock LLM on {base} (POST {base}/chat/completions; recorded requests at \
+         http://{listen}/mock/requests)",
+        base = mock.base_url(),
+    );
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let stop = app::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let requests = mock.requests();
+                for r in &requests[shown..] {
+                    println!("{} {}", r.rule.as_deref().unwrap_or("default"), r.body);
+                }
+                shown = requests.len();
+            }
+        }
+    }
+    mock.stop();
     Ok(())
 }
 

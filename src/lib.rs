@@ -15,6 +15,7 @@ pub mod entities;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod llm;
 pub mod metrics;
 pub mod school;
 pub mod state;
