@@ -500,6 +500,27 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
     Ok(())
 }
 
+/// Print the lines `all()` has added since the last look, every 200 ms, until SIGINT/SIGTERM
+/// (what the mock servers received so far, one line each).
+async fn print_until_stopped(all: impl Fn() -> Vec<String>) {
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let stop = app::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let lines = all();
+                for line in &lines[shown..] {
+                    println!("{line}");
+                }
+                shown = lines.len();
+            }
+        }
+    }
+}
+
 async fn mock_llm(
     listen: std::net::SocketAddr,
     script: Option<&std::path::Path>,
@@ -520,22 +541,13 @@ async fn mock_llm(
          http://{listen}/mock/requests)",
         base = mock.base_url(),
     );
-    let mut shown = 0;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    let stop = app::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tick.tick() => {
-                let requests = mock.requests();
-                for r in &requests[shown..] {
-                    println!("{} {}", r.rule.as_deref().unwrap_or("default"), r.body);
-                }
-                shown = requests.len();
-            }
-        }
-    }
+    print_until_stopped(|| {
+        mock.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.rule.as_deref().unwrap_or("default"), r.body))
+            .collect()
+    })
+    .await;
     mock.stop();
     Ok(())
 }
@@ -548,22 +560,13 @@ async fn mock_whatsapp(listen: std::net::SocketAddr, fail: &[u16]) -> anyhow::Re
          CHATBOT_WHATSAPP_API_BASE={base} CHATBOT_TWILIO_API_BASE={base}",
         base = mock.base_url(),
     );
-    let mut shown = 0;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    let stop = app::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tick.tick() => {
-                let received = mock.received();
-                for r in &received[shown..] {
-                    println!("{} {} {}", r.provider, r.phone_number_id, r.body);
-                }
-                shown = received.len();
-            }
-        }
-    }
+    print_until_stopped(|| {
+        mock.received()
+            .iter()
+            .map(|r| format!("{} {} {}", r.provider, r.phone_number_id, r.body))
+            .collect()
+    })
+    .await;
     mock.stop();
     Ok(())
 }

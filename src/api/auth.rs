@@ -64,13 +64,7 @@ pub struct Caller {
 impl Caller {
     /// Refuse unless the caller has `scope` (or `admin`, which is every scope).
     pub fn require(&self, scope: &str) -> Result<&TenantCtx, Error> {
-        if self.scopes.iter().any(|s| s == scope || s == "admin") {
-            Ok(&self.tenant)
-        } else {
-            Err(Error::Forbidden(format!(
-                "this credential lacks the `{scope}` scope"
-            )))
-        }
+        self.require_any(&[scope])
     }
 
     /// Refuse unless the caller has one of `scopes` (or `admin`).

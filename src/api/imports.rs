@@ -475,13 +475,7 @@ async fn import_mappings(
     rows: &[(u64, Row)],
     check: &mut Checker,
 ) -> Result<Written, Error> {
-    let students: HashMap<String, i64> = ctx
-        .find::<student::Entity>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|s| (s.student_id, s.id))
-        .collect();
+    let students = student_keys(txn, ctx).await?;
     let existing: HashMap<(String, i64), student_mapping::Model> = ctx
         .find::<student_mapping::Entity>()
         .all(txn)
@@ -494,19 +488,8 @@ async fn import_mappings(
     for (line, row) in rows {
         let line = *line;
         let phone = check.parsed(line, row, "phone", PhoneNumber::parse);
-        let id = check.parsed(line, row, "student_id", StudentId::parse);
+        let pk = known_student(check, &students, line, row);
         let relationship = check.optional(line, row, "relationship", 32);
-        let pk = id.as_ref().and_then(|id| {
-            let found = students.get(id.as_str()).copied();
-            if found.is_none() {
-                check.fail(
-                    line,
-                    "student_id",
-                    format!("no student `{id}` in this school"),
-                );
-            }
-            found
-        });
         if let (Some(phone), Some(pk)) = (phone, pk)
             && check.unique(
                 &mut seen,
@@ -598,13 +581,9 @@ fn score(check: &mut Checker, line: u64, row: &Row, column: &str) -> Option<Opti
     let Some(v) = row.get(column) else {
         return Some(None);
     };
-    match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && (0.0..=100.0).contains(&x) => Some(Some(x)),
-        _ => {
-            check.fail(line, column, format!("`{v}` is not a score from 0 to 100"));
-            None
-        }
-    }
+    crate::school::results::parse_score(v)
+        .map_err(|message| check.fail(line, column, message))
+        .ok()
 }
 
 async fn import_marks(
@@ -665,8 +644,9 @@ async fn import_marks(
             check.fail(line, "ca", "give ca, exam or both");
             continue;
         }
-        if ca.unwrap_or(0.0) + exam.unwrap_or(0.0) > 100.0 {
-            check.fail(line, "exam", "CA + exam is over 100");
+        let max = crate::school::results::MAX_SCORE;
+        if ca.unwrap_or(0.0) + exam.unwrap_or(0.0) > max {
+            check.fail(line, "exam", format!("CA + exam is over {max}"));
             continue;
         }
         if check.unique(

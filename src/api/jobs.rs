@@ -14,10 +14,11 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, QuerySelec
 use super::ApiTags;
 use super::auth::Caller;
 use super::respond::{ApiResult, Page, fetch_page};
+use super::school::{class_of, exam_session_of};
 use crate::entities::{background_job, message_log, notice};
 use crate::error::Error;
 use crate::jobs::work::{self, DeleteReports, WorkJob, kind, status};
-use crate::school::{calendar, students};
+use crate::school::students;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
 
@@ -214,20 +215,6 @@ async fn find_job(
         .ok_or_else(|| Error::NotFound(format!("no job {id} in this school")))
 }
 
-async fn check_session(state: &AppState, ctx: &TenantCtx, id: i64) -> Result<(), Error> {
-    calendar::exam_session(&state.db, ctx, id)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| Error::NotFound(format!("no exam session {id} in this school")))
-}
-
-async fn check_class(state: &AppState, ctx: &TenantCtx, id: i64) -> Result<(), Error> {
-    students::class(&state.db, ctx, id)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| Error::NotFound(format!("no class {id} in this school")))
-}
-
 /// Jobs.
 pub struct JobsApi;
 
@@ -247,8 +234,8 @@ impl JobsApi {
         body: Json<GenerateReportsIn>,
     ) -> ApiResult<Accepted> {
         let ctx = caller.require("staff")?;
-        check_class(&state, ctx, body.class_id).await?;
-        check_session(&state, ctx, body.exam_session_id).await?;
+        class_of(&state, ctx, body.class_id).await?;
+        exam_session_of(&state, ctx, body.exam_session_id).await?;
         let params = serde_json::json!({
             "class_id": body.class_id,
             "exam_session_id": body.exam_session_id,
@@ -270,14 +257,16 @@ impl JobsApi {
         body: Json<BatchReportsIn>,
     ) -> ApiResult<Accepted> {
         let ctx = caller.require("staff")?;
-        check_session(&state, ctx, body.exam_session_id).await?;
+        exam_session_of(&state, ctx, body.exam_session_id).await?;
         let form = body
             .form
             .as_deref()
             .map(str::trim)
             .filter(|f| !f.is_empty());
         match (body.class_id, form) {
-            (Some(class_id), None) => check_class(&state, ctx, class_id).await?,
+            (Some(class_id), None) => {
+                class_of(&state, ctx, class_id).await?;
+            }
             (None, Some(form)) => {
                 let known = students::classes(&state.db, ctx)
                     .await?
@@ -338,7 +327,7 @@ impl JobsApi {
             .into());
         }
         if let Some(class_id) = body.class_id {
-            check_class(&state, ctx, class_id).await?;
+            class_of(&state, ctx, class_id).await?;
         }
         let params = DeleteReports {
             ids: body.ids.clone(),

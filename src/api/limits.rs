@@ -37,12 +37,23 @@ impl RateLimiter {
     /// Would a request of `who` at `now` be allowed? `Err(wait)` when not; nothing is counted.
     pub fn peek(&self, who: &str, now: Instant) -> Result<(), Duration> {
         let next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        self.admit(&next, who, now).map(|_| ())
+    }
+
+    /// The arrival time `who`'s next request would take if admitted at `now`, or how long
+    /// until one is.
+    fn admit(
+        &self,
+        next: &HashMap<String, Instant>,
+        who: &str,
+        now: Instant,
+    ) -> Result<Instant, Duration> {
         let tat = next.get(who).copied().unwrap_or(now).max(now);
         let ahead = tat - now;
         if ahead > self.tolerance {
             return Err(ahead - self.tolerance);
         }
-        Ok(())
+        Ok(tat + self.interval)
     }
 
     /// Count one request of `who` at `now`: `Err(wait)` when it is over the limit (and is not
@@ -52,12 +63,8 @@ impl RateLimiter {
         if next.len() > PRUNE_ABOVE {
             next.retain(|_, at| *at > now);
         }
-        let tat = next.get(who).copied().unwrap_or(now).max(now);
-        let ahead = tat - now;
-        if ahead > self.tolerance {
-            return Err(ahead - self.tolerance);
-        }
-        next.insert(who.to_string(), tat + self.interval);
+        let tat = self.admit(&next, who, now)?;
+        next.insert(who.to_string(), tat);
         Ok(())
     }
 }

@@ -14,9 +14,9 @@ use sea_orm::TransactionTrait;
 use super::ApiTags;
 use super::auth::Caller;
 use super::respond::{ApiError, ApiResult, Page};
-use super::school::{StudentOut, student_rows};
+use super::school::{StudentOut, class_of, exam_session_of, student_rows};
 use crate::domain::{PhoneNumber, Pin, StudentId};
-use crate::entities::{exam_session, student, subject};
+use crate::entities::{student, subject};
 use crate::error::{Error, RowError};
 use crate::school::results::{self, StudentResults};
 use crate::school::{calendar, students};
@@ -27,8 +27,6 @@ use crate::tenancy::TenantCtx;
 const MAX_ROWS: usize = 2_000;
 /// Most problems listed for one upload (the count says how many there were).
 const MAX_ERRORS: usize = 200;
-/// Highest score of a part, and of a total.
-const MAX_SCORE: f64 = 100.0;
 
 /// One subject's line.
 #[derive(Debug, Object)]
@@ -204,37 +202,6 @@ async fn subject_columns(
     Ok((subjects, columns))
 }
 
-async fn session_and_class(
-    state: &AppState,
-    ctx: &TenantCtx,
-    exam_session_id: i64,
-    class_id: i64,
-) -> Result<(exam_session::Model, crate::entities::class::Model), Error> {
-    let session = calendar::exam_session(&state.db, ctx, exam_session_id)
-        .await?
-        .ok_or_else(|| {
-            Error::NotFound(format!("no exam session {exam_session_id} in this school"))
-        })?;
-    let class = students::class(&state.db, ctx, class_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no class {class_id} in this school")))?;
-    Ok((session, class))
-}
-
-fn score(cell: &str) -> Result<Option<f64>, String> {
-    let cell = cell.trim();
-    if cell.is_empty() {
-        return Ok(None);
-    }
-    let value: f64 = cell
-        .parse()
-        .map_err(|_| format!("`{cell}` is not a number"))?;
-    if !value.is_finite() || !(0.0..=MAX_SCORE).contains(&value) {
-        return Err(format!("{cell} is outside 0-{MAX_SCORE}"));
-    }
-    Ok(Some(value))
-}
-
 /// One mark of an upload: student, subject, CA, exam.
 type UploadedMark = (i64, i64, Option<f64>, Option<f64>);
 
@@ -351,7 +318,7 @@ fn parse_upload(
             let Some((subject_id, exam)) = column else {
                 continue;
             };
-            match score(cell) {
+            match results::parse_score(cell) {
                 Ok(value) => {
                     let entry = parts.entry(*subject_id).or_default();
                     if *exam {
@@ -367,7 +334,7 @@ fn parse_upload(
             if ca.is_none() && exam.is_none() {
                 continue;
             }
-            if ca.unwrap_or(0.0) + exam.unwrap_or(0.0) > MAX_SCORE {
+            if ca.unwrap_or(0.0) + exam.unwrap_or(0.0) > results::MAX_SCORE {
                 let code = subjects
                     .iter()
                     .find(|s| s.id == subject_id)
@@ -375,7 +342,7 @@ fn parse_upload(
                 push(
                     line,
                     code.as_deref(),
-                    format!("CA + exam is over {MAX_SCORE}"),
+                    format!("CA + exam is over {}", results::MAX_SCORE),
                 );
                 continue;
             }
@@ -456,23 +423,12 @@ impl ResultsApi {
         page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<Page<ResultsOut>>> {
         let ctx = caller.require("staff")?;
-        let session = calendar::exam_session(&state.db, ctx, exam_session_id.0)
-            .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no exam session {} in this school",
-                    exam_session_id.0
-                ))
-            })?;
+        let session = exam_session_of(&state, ctx, exam_session_id.0).await?;
         let publish = ctx.profile(&state.db).await?.publish_position;
         let rows: Vec<(student::Model, StudentResults)> =
             match (class_id.0, student_id.0.as_deref()) {
                 (Some(class_id), None) => {
-                    students::class(&state.db, ctx, class_id)
-                        .await?
-                        .ok_or_else(|| {
-                            Error::NotFound(format!("no class {class_id} in this school"))
-                        })?;
+                    class_of(&state, ctx, class_id).await?;
                     results::for_class(&state.db, ctx, &session, class_id, publish).await?
                 }
                 (None, Some(sid)) => {
@@ -523,8 +479,8 @@ impl ResultsApi {
         exam_session_id: Query<i64>,
     ) -> ApiResult<CsvTemplate> {
         let ctx = caller.require("staff")?;
-        let (session, class) =
-            session_and_class(&state, ctx, exam_session_id.0, class_id.0).await?;
+        let session = exam_session_of(&state, ctx, exam_session_id.0).await?;
+        let class = class_of(&state, ctx, class_id.0).await?;
         let (subjects, columns) = subject_columns(&state, ctx).await?;
         let roster = students::in_class(&state.db, ctx, class.id).await?;
         let entered = results::for_class(&state.db, ctx, &session, class.id, false).await?;
@@ -581,8 +537,8 @@ impl ResultsApi {
     ) -> ApiResult<Json<UploadOut>> {
         let ctx = caller.require("staff")?;
         let CsvUpload::Csv(PlainText(text)) = body;
-        let (session, class) =
-            session_and_class(&state, ctx, exam_session_id.0, class_id.0).await?;
+        let session = exam_session_of(&state, ctx, exam_session_id.0).await?;
+        let class = class_of(&state, ctx, class_id.0).await?;
         let (subjects, _) = subject_columns(&state, ctx).await?;
         let roster: HashMap<String, student::Model> = students::in_class(&state.db, ctx, class.id)
             .await?

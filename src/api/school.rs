@@ -80,6 +80,28 @@ pub struct ExamSessionOut {
     pub released_at: Option<DateTime<Utc>>,
 }
 
+/// The school's exam session `id` (released or not), or a 404.
+pub(crate) async fn exam_session_of(
+    state: &AppState,
+    ctx: &TenantCtx,
+    id: i64,
+) -> Result<crate::entities::exam_session::Model, Error> {
+    calendar::exam_session(&state.db, ctx, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no exam session {id} in this school")))
+}
+
+/// The school's class `id`, or a 404.
+pub(crate) async fn class_of(
+    state: &AppState,
+    ctx: &TenantCtx,
+    id: i64,
+) -> Result<class::Model, Error> {
+    students::class(&state.db, ctx, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no class {id} in this school")))
+}
+
 /// Output rows for `rows`, with their classes looked up once.
 pub(crate) async fn student_rows(
     state: &AppState,

@@ -192,6 +192,24 @@ fn summarise(
     }
 }
 
+/// Highest score of a part (CA, exam), and of their total.
+pub const MAX_SCORE: f64 = 100.0;
+
+/// A score cell of an upload: empty is `None`; otherwise a number from 0 to [`MAX_SCORE`].
+pub fn parse_score(cell: &str) -> std::result::Result<Option<f64>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let value: f64 = cell
+        .parse()
+        .map_err(|_| format!("`{cell}` is not a number"))?;
+    if !value.is_finite() || !(0.0..=MAX_SCORE).contains(&value) {
+        return Err(format!("{cell} is outside 0-{MAX_SCORE}"));
+    }
+    Ok(Some(value))
+}
+
 /// Grade and remark for a total out of 100 (WAEC-style bands), for marks entered without one.
 pub fn grade(total: f64) -> (&'static str, &'static str) {
     match total {
