@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::fixture::{self, School};
 use common::{TestApp, TestEnv, Variant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
@@ -51,13 +50,6 @@ fn b64(v: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-async fn schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    let a = fixture::school(db, key, "alpha", 1).await;
-    let b = fixture::school(db, key, "beta", 2).await;
-    (a, b)
-}
-
 async fn call(app: &TestApp, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut request = app.http.get(app.url(PATH));
     for (name, value) in headers {
@@ -89,7 +81,7 @@ async fn hmac_tokens_are_checked_claim_by_claim(v: Variant) {
     env.settings.jwt_secret = Some(SECRET.to_string().into());
     env.settings.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
-    let (a, _b) = schools(&app).await;
+    let (a, _b) = app.two_schools().await;
     let good = claims("alpha");
 
     let (status, body) = bearer(&app, &hs(Algorithm::HS256, &good, SECRET.as_bytes())).await;
@@ -236,7 +228,7 @@ async fn rsa_tokens_refuse_algorithm_confusion(v: Variant) {
     env.settings.jwt_public_key_file = Some(RSA_PUBLIC_FILE.into());
     env.settings.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
-    let _ = schools(&app).await;
+    let _ = app.two_schools().await;
     let good = claims("alpha");
     let private = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
 
@@ -268,7 +260,7 @@ async fn tenant_context_must_agree_with_the_credential(v: Variant) {
     env.settings.jwt_secret = Some(SECRET.to_string().into());
     env.settings.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let token = format!(
         "Bearer {}",
         hs(Algorithm::HS256, &claims("alpha"), SECRET.as_bytes())
@@ -327,7 +319,7 @@ async fn each_credential_is_rate_limited(v: Variant) {
     env.settings.api_rate_per_minute = 1;
     env.settings.api_rate_burst = 3;
     let app = env.start().await;
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     for _ in 0..3 {
         let (status, body) = call(&app, &[("X-API-KEY", &a.api_key)]).await;
         assert_eq!(status, StatusCode::OK, "{body}");

@@ -5,7 +5,7 @@
 mod common;
 
 use chatbot::entities::{attendance, class, mark, student, whatsapp_contact};
-use common::fixture::{self, School};
+use common::fixture;
 use common::{TestApp, Variant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,14 +17,6 @@ variants!(
 );
 
 const BASE: &str = "/api/v1/chatbot";
-
-async fn schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    (
-        fixture::school(db, key, "alpha", 1).await,
-        fixture::school(db, key, "beta", 2).await,
-    )
-}
 
 async fn csv(app: &TestApp, key: &str, kind: &str, text: &str) -> (StatusCode, Value) {
     let r = app
@@ -55,7 +47,7 @@ async fn imports_upsert_by_natural_key(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let db = &app.state.db;
 
     let (status, body) = csv(
@@ -175,7 +167,7 @@ async fn bad_imports_write_nothing(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let db = &app.state.db;
     // A class only beta has, and a student only beta has.
     csv(
@@ -265,7 +257,7 @@ async fn marks_and_attendance_import(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let db = &app.state.db;
     // Marks: the existing maths mark replaced, graded on the new total.
     let (status, body) = json_rows(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::entities::{report, whatsapp_contact, whatsapp_number};
-use common::fixture::{self, SHARED_PHONE, School};
+use common::fixture::{SHARED_PHONE, School};
 use common::{TestApp, TestEnv, Variant, eventually};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
@@ -20,41 +20,15 @@ variants!(
     a_class_of_the_demo_school_gets_its_notice_at_the_configured_rate,
 );
 
-const BASE: &str = "/api/v1/chatbot";
-
-async fn send(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .http
-        .request(method, app.url(&format!("{BASE}{path}")))
-        .header("X-API-KEY", key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    (
-        fixture::school(db, key, "alpha", 1).await,
-        fixture::school(db, key, "beta", 2).await,
-    )
-}
-
 /// Wait until job `id` is finished; its final state.
 async fn finished(app: &TestApp, key: &str, id: i64) -> Value {
     eventually(
         &format!("job {id} finished"),
         Duration::from_secs(30),
         || async {
-            let (_, job) = send(app, key, Method::GET, &format!("/jobs/{id}/"), None).await;
+            let (_, job) = app
+                .api(key, Method::GET, &format!("/jobs/{id}/"), None)
+                .await;
             matches!(job["status"].as_str(), Some("done" | "failed")).then_some(job)
         },
     )
@@ -65,15 +39,15 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
-    let (status, job) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/generate-reports/",
-        Some(json!({"class_id": a.class_id, "exam_session_id": a.exam_id})),
-    )
-    .await;
+    let (a, b) = app.two_schools().await;
+    let (status, job) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/generate-reports/",
+            Some(json!({"class_id": a.class_id, "exam_session_id": a.exam_id})),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     assert_eq!(
         (job["kind"].as_str(), job["status"].as_str()),
@@ -90,39 +64,36 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
         "{done}"
     );
     // Another school cannot read it; another school's class or session is not found.
-    let (status, _) = send(&app, &b.api_key, Method::GET, &format!("/jobs/{id}/"), None).await;
+    let (status, _) = app
+        .api(&b.api_key, Method::GET, &format!("/jobs/{id}/"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     for body in [
         json!({"class_id": b.class_id, "exam_session_id": a.exam_id}),
         json!({"class_id": a.class_id, "exam_session_id": b.exam_id}),
     ] {
-        let (status, _) = send(
-            &app,
-            &a.api_key,
-            Method::POST,
-            "/generate-reports/",
-            Some(body),
-        )
-        .await;
+        let (status, _) = app
+            .api(&a.api_key, Method::POST, "/generate-reports/", Some(body))
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
-    let (status, job) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/batch-reports/",
-        Some(json!({"exam_session_id": a.exam_id, "form": "JSS 1"})),
-    )
-    .await;
+    let (status, job) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/batch-reports/",
+            Some(json!({"exam_session_id": a.exam_id, "form": "JSS 1"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let (status, body) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/batch-reports/",
-        Some(json!({"exam_session_id": a.exam_id})),
-    )
-    .await;
+    let (status, body) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/batch-reports/",
+            Some(json!({"exam_session_id": a.exam_id})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_filter"))
@@ -134,24 +105,19 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
         json!({"ids": [], }),
         json!({"ids": [1], "class_id": a.class_id}),
     ] {
-        let (status, _) = send(
-            &app,
+        let (status, _) = app
+            .api(&a.api_key, Method::POST, "/delete-reports/", Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let (status, job) = app
+        .api(
             &a.api_key,
             Method::POST,
             "/delete-reports/",
-            Some(bad),
+            Some(json!({"older_than_days": 0})),
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-    }
-    let (status, job) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/delete-reports/",
-        Some(json!({"older_than_days": 0})),
-    )
-    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let done = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
     assert_eq!(
@@ -177,7 +143,7 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
     env.settings.whatsapp_api_base = mock.base_url();
     env.settings.whatsapp_template = Some("school_notice".into());
     let app = env.start().await;
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let db = &app.state.db;
     let now = chrono::Utc::now();
     // Alpha can send; beta has the same shared parent but is not part of this.
@@ -215,24 +181,24 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
 
     // A class notice reaches the parent linked to that class: inside the 24-hour window
     // (the fixture's parent wrote just now), as the notice's text.
-    let (_, created) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/notices/",
-        Some(notice(
-            json!({"audience": "class", "audience_class_id": a.class_id}),
-        )),
-    )
-    .await;
-    let (status, job) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        &format!("/notices/{}/broadcast/", created["id"]),
-        None,
-    )
-    .await;
+    let (_, created) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/notices/",
+            Some(notice(
+                json!({"audience": "class", "audience_class_id": a.class_id}),
+            )),
+        )
+        .await;
+    let (status, job) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            &format!("/notices/{}/broadcast/", created["id"]),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let class_job = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
     assert_eq!(
@@ -242,22 +208,22 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
     );
 
     // A whole-school notice reaches every opted-in contact; outside the window, the template.
-    let (_, created) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/notices/",
-        Some(notice(json!({"title": "Closed Monday"}))),
-    )
-    .await;
-    let (_, job) = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        &format!("/notices/{}/broadcast/", created["id"]),
-        None,
-    )
-    .await;
+    let (_, created) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/notices/",
+            Some(notice(json!({"title": "Closed Monday"}))),
+        )
+        .await;
+    let (_, job) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            &format!("/notices/{}/broadcast/", created["id"]),
+            None,
+        )
+        .await;
     let school_id = job["id"].as_i64().unwrap();
     let school_job = finished(&app, &a.api_key, school_id).await;
     assert_eq!(school_job["total"], 2, "{school_job}");
@@ -313,7 +279,7 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         "recipients marked sent",
         Duration::from_secs(30),
         || async {
-            let (_, page) = send(&app, &a.api_key, Method::GET, &path, None).await;
+            let (_, page) = app.api(&a.api_key, Method::GET, &path, None).await;
             page["results"]
                 .as_array()
                 .is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["status"] == "sent"))
@@ -328,27 +294,27 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         .map(|r| r["phone"].as_str().unwrap())
         .collect();
     assert_eq!(phones, ["+2348000000111", SHARED_PHONE]);
-    let (_, job) = send(
-        &app,
-        &a.api_key,
-        Method::GET,
-        &format!("/jobs/{school_id}/"),
-        None,
-    )
-    .await;
+    let (_, job) = app
+        .api(
+            &a.api_key,
+            Method::GET,
+            &format!("/jobs/{school_id}/"),
+            None,
+        )
+        .await;
     assert_eq!(job["progress"], json!({"sent": 2}), "{job}");
 
     // The other school can neither read these nor broadcast alpha's notices.
-    let (status, _) = send(&app, &b.api_key, Method::GET, &path, None).await;
+    let (status, _) = app.api(&b.api_key, Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = send(
-        &app,
-        &b.api_key,
-        Method::POST,
-        &format!("/notices/{}/broadcast/", created["id"]),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api(
+            &b.api_key,
+            Method::POST,
+            &format!("/notices/{}/broadcast/", created["id"]),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     mock.stop();
     app.stop().await.unwrap();
@@ -413,17 +379,17 @@ async fn a_class_of_the_demo_school_gets_its_notice_at_the_configured_rate(v: Va
         .unwrap();
 
     let key = &demo.api_key;
-    let (status, created) = send(&app, key, Method::POST, "/notices/", Some(json!({"title": format!("{} trip", class.name), "body": "Bring water", "audience": "class", "audience_class_id": class_id}))).await;
+    let (status, created) = app.api(key, Method::POST, "/notices/", Some(json!({"title": format!("{} trip", class.name), "body": "Bring water", "audience": "class", "audience_class_id": class_id}))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let asked = std::time::Instant::now();
-    let (status, job) = send(
-        &app,
-        key,
-        Method::POST,
-        &format!("/notices/{}/broadcast/", created["id"]),
-        None,
-    )
-    .await;
+    let (status, job) = app
+        .api(
+            key,
+            Method::POST,
+            &format!("/notices/{}/broadcast/", created["id"]),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let n = expected.len();
     let received = eventually(

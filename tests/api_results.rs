@@ -5,7 +5,7 @@
 mod common;
 
 use chatbot::entities::{mark, student};
-use common::fixture::{self, SHARED_PHONE, School};
+use common::fixture::{self, SHARED_PHONE};
 use common::{TestApp, TestEnv, Variant};
 use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, Set};
@@ -17,14 +17,6 @@ variants!(
 );
 
 const BASE: &str = "/api/v1/chatbot";
-
-async fn schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    (
-        fixture::school(db, key, "alpha", 1).await,
-        fixture::school(db, key, "beta", 2).await,
-    )
-}
 
 async fn get_chatbot(app: &TestApp, key: &str, body: Value) -> (StatusCode, Value) {
     let r = app
@@ -68,7 +60,7 @@ async fn a_parent_sees_released_results_with_proof(v: Variant) {
     };
     env.settings.pin_max_failures = 3;
     let app = env.start().await;
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
 
     // ID + PIN: the latest released session by default.
     let (status, body) = get_chatbot(
@@ -165,7 +157,7 @@ async fn staff_read_a_class_and_fill_in_the_template(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let db = &app.state.db;
     let now = chrono::Utc::now();
     // A classmate with no marks yet, whose name needs quoting in CSV.

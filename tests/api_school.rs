@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::fixture::{self, SHARED_PHONE, School};
+use common::fixture::{self, SHARED_PHONE};
 use common::{TestApp, Variant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -18,34 +18,6 @@ variants!(
 );
 
 const BASE: &str = "/api/v1/chatbot";
-
-async fn send(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .http
-        .request(method, app.url(&format!("{BASE}{path}")))
-        .header("X-API-KEY", key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    (
-        fixture::school(db, key, "alpha", 1).await,
-        fixture::school(db, key, "beta", 2).await,
-    )
-}
 
 #[track_caller]
 fn ok(got: &(StatusCode, Value), status: StatusCode) -> Value {
@@ -64,41 +36,42 @@ async fn one_welcome_message_per_school(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let list = ok(
-        &send(&app, &a.api_key, Method::GET, "/welcome-messages/", None).await,
+        &app.api(&a.api_key, Method::GET, "/welcome-messages/", None)
+            .await,
         StatusCode::OK,
     );
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["body"], a.welcome.as_str());
     let a_id = list[0]["id"].as_i64().unwrap();
     let b_list = ok(
-        &send(&app, &b.api_key, Method::GET, "/welcome-messages/", None).await,
+        &app.api(&b.api_key, Method::GET, "/welcome-messages/", None)
+            .await,
         StatusCode::OK,
     );
     let b_id = b_list[0]["id"].as_i64().unwrap();
 
     // A second one is a conflict, and changes nothing.
-    let second = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/welcome-messages/",
-        Some(json!({"body": "Hello again"})),
-    )
-    .await;
+    let second = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/welcome-messages/",
+            Some(json!({"body": "Hello again"})),
+        )
+        .await;
     error(&second, StatusCode::CONFLICT, "conflict");
 
     // Another school's message, by id: not found, for reading, changing and deleting alike.
     let b_path = format!("/welcome-messages/{b_id}/");
     error(
-        &send(&app, &a.api_key, Method::GET, &b_path, None).await,
+        &app.api(&a.api_key, Method::GET, &b_path, None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     error(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::PUT,
             &b_path,
@@ -109,12 +82,12 @@ async fn one_welcome_message_per_school(v: Variant) {
         "not_found",
     );
     error(
-        &send(&app, &a.api_key, Method::DELETE, &b_path, None).await,
+        &app.api(&a.api_key, Method::DELETE, &b_path, None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     let b_still = ok(
-        &send(&app, &b.api_key, Method::GET, &b_path, None).await,
+        &app.api(&b.api_key, Method::GET, &b_path, None).await,
         StatusCode::OK,
     );
     assert_eq!(b_still["body"], b.welcome.as_str());
@@ -122,8 +95,7 @@ async fn one_welcome_message_per_school(v: Variant) {
     // Edit, delete, create again.
     let a_path = format!("/welcome-messages/{a_id}/");
     let edited = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::PUT,
             &a_path,
@@ -139,17 +111,17 @@ async fn one_welcome_message_per_school(v: Variant) {
         .unwrap();
     assert_eq!(stored.body, "Bienvenue, Ọ̀kọ̀!");
     ok(
-        &send(&app, &a.api_key, Method::DELETE, &a_path, None).await,
+        &app.api(&a.api_key, Method::DELETE, &a_path, None).await,
         StatusCode::NO_CONTENT,
     );
     let empty = ok(
-        &send(&app, &a.api_key, Method::GET, "/welcome-messages/", None).await,
+        &app.api(&a.api_key, Method::GET, "/welcome-messages/", None)
+            .await,
         StatusCode::OK,
     );
     assert_eq!(empty, json!([]));
     let created = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::POST,
             "/welcome-messages/",
@@ -164,7 +136,7 @@ async fn one_welcome_message_per_school(v: Variant) {
     for body in [json!({"body": "   "}), json!({"body": "x".repeat(4097)})] {
         let path = format!("/welcome-messages/{}/", created["id"]);
         error(
-            &send(&app, &a.api_key, Method::PUT, &path, Some(body)).await,
+            &app.api(&a.api_key, Method::PUT, &path, Some(body)).await,
             StatusCode::BAD_REQUEST,
             "invalid_body",
         );
@@ -182,7 +154,8 @@ async fn one_welcome_message_per_school(v: Variant) {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
     let after = ok(
-        &send(&app, &a.api_key, Method::GET, "/welcome-messages/", None).await,
+        &app.api(&a.api_key, Method::GET, "/welcome-messages/", None)
+            .await,
         StatusCode::OK,
     );
     assert_eq!(after[0]["body"], "Hi");
@@ -193,12 +166,12 @@ async fn reads_stay_in_the_school(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     for (me, other) in [(&a, &b), (&b, &a)] {
         // The parent verification list: the shared phone is linked in both schools.
         let path = format!("/students/?phone={}", SHARED_PHONE.replace('+', "%2B"));
         let page = ok(
-            &send(&app, &me.api_key, Method::GET, &path, None).await,
+            &app.api(&me.api_key, Method::GET, &path, None).await,
             StatusCode::OK,
         );
         assert_eq!(page["count"], 1, "{page}");
@@ -212,14 +185,13 @@ async fn reads_stay_in_the_school(v: Variant) {
         // A class of the other school has no students here.
         let path = format!("/students/?class_id={}", other.class_id);
         let page = ok(
-            &send(&app, &me.api_key, Method::GET, &path, None).await,
+            &app.api(&me.api_key, Method::GET, &path, None).await,
             StatusCode::OK,
         );
         assert_eq!(page["count"], 0, "{page}");
         // An unlinked phone: nobody.
         let page = ok(
-            &send(
-                &app,
+            &app.api(
                 &me.api_key,
                 Method::GET,
                 "/students/?phone=%2B2348000000999",
@@ -231,7 +203,8 @@ async fn reads_stay_in_the_school(v: Variant) {
         assert_eq!(page["count"], 0);
 
         let sessions = ok(
-            &send(&app, &me.api_key, Method::GET, "/academic-sessions/", None).await,
+            &app.api(&me.api_key, Method::GET, "/academic-sessions/", None)
+                .await,
             StatusCode::OK,
         );
         assert_eq!(sessions.as_array().unwrap().len(), 1);
@@ -240,14 +213,8 @@ async fn reads_stay_in_the_school(v: Variant) {
 
         // Released exam sessions only: the fixture's mid-term test is not released.
         let exams = ok(
-            &send(
-                &app,
-                &me.api_key,
-                Method::GET,
-                "/released-exam-sessions/",
-                None,
-            )
-            .await,
+            &app.api(&me.api_key, Method::GET, "/released-exam-sessions/", None)
+                .await,
             StatusCode::OK,
         );
         let ids: Vec<i64> = exams
@@ -261,7 +228,7 @@ async fn reads_stay_in_the_school(v: Variant) {
         assert_eq!(exams[0]["term"], "First Term");
 
         let notices = ok(
-            &send(&app, &me.api_key, Method::GET, "/notices/", None).await,
+            &app.api(&me.api_key, Method::GET, "/notices/", None).await,
             StatusCode::OK,
         );
         let titles: Vec<&str> = notices["results"]
@@ -280,12 +247,10 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, b) = schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let later = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
     let created = ok(
-        &send(
-            &app,
-            &a.api_key,
+        &app.api(&a.api_key,
             Method::POST,
             "/notices/",
             Some(json!({"title": "Sports day", "body": "Friday, 9am", "audience": "class", "audience_class_id": a.class_id})),
@@ -296,9 +261,7 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     assert_eq!(created["audience"], "class");
     let id = created["id"].as_i64().unwrap();
     let scheduled = ok(
-        &send(
-            &app,
-            &a.api_key,
+        &app.api(&a.api_key,
             Method::POST,
             "/notices/",
             Some(json!({"title": "Next term", "body": "Starts soon", "audience": "form", "audience_form": "JSS 1", "publish_at": later})),
@@ -308,13 +271,12 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     );
     // Current notices: the new one, not the scheduled one; every one with include_inactive.
     let current = ok(
-        &send(&app, &a.api_key, Method::GET, "/notices/", None).await,
+        &app.api(&a.api_key, Method::GET, "/notices/", None).await,
         StatusCode::OK,
     );
     assert_eq!(current["count"], 2, "{current}");
     let all = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::GET,
             "/notices/?include_inactive=true",
@@ -330,8 +292,7 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     );
     // Pages.
     let page = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::GET,
             "/notices/?include_inactive=true&page=2&page_size=2",
@@ -346,8 +307,7 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     // Edit it; the other school cannot see, change or delete it.
     let path = format!("/notices/{id}/");
     let edited = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::PUT,
             &path,
@@ -360,14 +320,13 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     assert_eq!(edited["audience"], "school");
     for method in [Method::GET, Method::DELETE] {
         error(
-            &send(&app, &b.api_key, method, &path, None).await,
+            &app.api(&b.api_key, method, &path, None).await,
             StatusCode::NOT_FOUND,
             "not_found",
         );
     }
     error(
-        &send(
-            &app,
+        &app.api(
             &b.api_key,
             Method::PUT,
             &path,
@@ -378,7 +337,7 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
         "not_found",
     );
     let still = ok(
-        &send(&app, &a.api_key, Method::GET, &path, None).await,
+        &app.api(&a.api_key, Method::GET, &path, None).await,
         StatusCode::OK,
     );
     assert_eq!(still["title"], "Sports day (moved)");
@@ -392,19 +351,20 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
         json!({"title": "t", "body": "b", "publish_at": later, "expires_at": chrono::Utc::now().to_rfc3339()}),
     ] {
         error(
-            &send(&app, &a.api_key, Method::POST, "/notices/", Some(bad)).await,
+            &app.api(&a.api_key, Method::POST, "/notices/", Some(bad))
+                .await,
             StatusCode::BAD_REQUEST,
             "invalid_notice",
         );
     }
-    let bad_audience = send(
-        &app,
-        &a.api_key,
-        Method::POST,
-        "/notices/",
-        Some(json!({"title": "t", "body": "b", "audience": "planet"})),
-    )
-    .await;
+    let bad_audience = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/notices/",
+            Some(json!({"title": "t", "body": "b", "audience": "planet"})),
+        )
+        .await;
     assert_eq!(
         bad_audience.0,
         StatusCode::BAD_REQUEST,
@@ -412,8 +372,7 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
         bad_audience.1
     );
     let count = ok(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::GET,
             "/notices/?include_inactive=true",
@@ -425,11 +384,11 @@ async fn notices_are_created_edited_and_checked(v: Variant) {
     assert_eq!(count["count"], 3, "refused notices were stored");
 
     ok(
-        &send(&app, &a.api_key, Method::DELETE, &path, None).await,
+        &app.api(&a.api_key, Method::DELETE, &path, None).await,
         StatusCode::NO_CONTENT,
     );
     error(
-        &send(&app, &a.api_key, Method::GET, &path, None).await,
+        &app.api(&a.api_key, Method::GET, &path, None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -440,7 +399,7 @@ async fn scopes_and_bad_input(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
-    let (a, _b) = schools(&app).await;
+    let (a, _b) = app.two_schools().await;
     let db = &app.state.db;
     let staff = chatbot::admin::create_api_key(db, "alpha", "office", &["staff".into()])
         .await
@@ -452,12 +411,12 @@ async fn scopes_and_bad_input(v: Variant) {
         .key;
     // Staff read and edit school data, but the welcome message is the school admin's.
     ok(
-        &send(&app, &staff, Method::GET, "/welcome-messages/", None).await,
+        &app.api(&staff, Method::GET, "/welcome-messages/", None)
+            .await,
         StatusCode::OK,
     );
     error(
-        &send(
-            &app,
+        &app.api(
             &staff,
             Method::POST,
             "/welcome-messages/",
@@ -468,7 +427,7 @@ async fn scopes_and_bad_input(v: Variant) {
         "forbidden",
     );
     ok(
-        &send(&app, &staff, Method::GET, "/notices/", None).await,
+        &app.api(&staff, Method::GET, "/notices/", None).await,
         StatusCode::OK,
     );
     // A `messages` key talks to the bot and nothing else.
@@ -479,7 +438,7 @@ async fn scopes_and_bad_input(v: Variant) {
         "/welcome-messages/",
     ] {
         error(
-            &send(&app, &messages, Method::GET, path, None).await,
+            &app.api(&messages, Method::GET, path, None).await,
             StatusCode::FORBIDDEN,
             "forbidden",
         );
@@ -490,12 +449,11 @@ async fn scopes_and_bad_input(v: Variant) {
         "/students/?page_size=101",
         "/notices/?page=0",
     ] {
-        let got = send(&app, &a.api_key, Method::GET, path, None).await;
+        let got = app.api(&a.api_key, Method::GET, path, None).await;
         assert_eq!(got.0, StatusCode::BAD_REQUEST, "{path}: {}", got.1);
     }
     error(
-        &send(
-            &app,
+        &app.api(
             &a.api_key,
             Method::GET,
             "/students/?phone=not-a-phone",
@@ -505,14 +463,9 @@ async fn scopes_and_bad_input(v: Variant) {
         StatusCode::BAD_REQUEST,
         "invalid_phone",
     );
-    let got = send(
-        &app,
-        &a.api_key,
-        Method::GET,
-        "/students/?class_id=abc",
-        None,
-    )
-    .await;
+    let got = app
+        .api(&a.api_key, Method::GET, "/students/?class_id=abc", None)
+        .await;
     assert_eq!(got.0, StatusCode::BAD_REQUEST, "{}", got.1);
     assert!(got.1["error"].is_string(), "{}", got.1);
     app.stop().await.unwrap();

@@ -10,7 +10,7 @@ use chatbot::jobs::cleanup::delete_expired_sessions;
 use chatbot::school::{attendance, calendar, notices, results, students, welcome};
 use chatbot::tenancy::{self, Provider, TenantCtx};
 use chrono::Utc;
-use common::fixture::{self, SHARED_PHONE, STUDENT_ID, School};
+use common::fixture::{SHARED_PHONE, STUDENT_ID};
 use common::{TestApp, Variant};
 use sea_orm::{DatabaseConnection, EntityTrait, ModelTrait, PaginatorTrait, Value};
 
@@ -22,20 +22,12 @@ variants!(
     one_welcome_message_per_tenant,
 );
 
-async fn two_schools(app: &TestApp) -> (School, School) {
-    let (db, key) = (&app.state.db, &app.state.secret);
-    (
-        fixture::school(db, key, "alpha", 1).await,
-        fixture::school(db, key, "beta", 2).await,
-    )
-}
-
 async fn resolution_rules_find_the_right_school(v: Variant) {
     let Some(app) = TestApp::spawn(v).await else {
         return;
     };
     let db = &app.state.db;
-    let (a, b) = two_schools(&app).await;
+    let (a, b) = app.two_schools().await;
     for s in [&a, &b] {
         let name = SchemaName::parse(s.ctx.schema_name()).unwrap();
         assert_eq!(tenancy::by_schema_name(db, &name).await.unwrap(), s.ctx);
@@ -147,7 +139,7 @@ async fn query_paths_never_cross_tenants(v: Variant) {
         return;
     };
     let (db, key) = (&app.state.db, &app.state.secret);
-    let (a, b) = two_schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let sid = StudentId::parse("stu / 001").unwrap();
     assert_eq!(sid.as_str(), STUDENT_ID);
     let shared = PhoneNumber::parse(SHARED_PHONE).unwrap();
@@ -373,7 +365,7 @@ async fn every_table_is_scoped(v: Variant) {
         return;
     };
     let db = &app.state.db;
-    let (a, b) = two_schools(&app).await;
+    let (a, b) = app.two_schools().await;
     for ctx in [&a.ctx, &b.ctx] {
         use entities::*;
         sweep::<academic_session::Entity>(db, ctx, "academic_sessions").await;
@@ -403,7 +395,7 @@ async fn deleting_a_tenant_removes_only_its_rows(v: Variant) {
         return;
     };
     let db = &app.state.db;
-    let (a, b) = two_schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let before = entities::mark::Entity::find().count(db).await.unwrap();
     tenancy::delete(db, a.ctx.clone()).await.unwrap();
     assert_eq!(
@@ -446,7 +438,7 @@ async fn one_welcome_message_per_tenant(v: Variant) {
         return;
     };
     let db = &app.state.db;
-    let (a, b) = two_schools(&app).await;
+    let (a, b) = app.two_schools().await;
     let second = |tenant_id: i64| entities::welcome_message::ActiveModel {
         tenant_id: Set(tenant_id),
         body: Set("another".into()),

@@ -198,6 +198,40 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The two schools most tests compare (fixture `alpha`, n = 1, and `beta`, n = 2), which
+    /// share natural keys so a missing tenant filter shows.
+    #[allow(dead_code)]
+    pub async fn two_schools(&self) -> (fixture::School, fixture::School) {
+        let (db, key) = (&self.state.db, &self.state.secret);
+        (
+            fixture::school(db, key, "alpha", 1).await,
+            fixture::school(db, key, "beta", 2).await,
+        )
+    }
+
+    /// Call the REST API at `path` (under `/api/v1/chatbot`) with an API key and an optional
+    /// JSON body: the status and the JSON answer (`null` when it is not JSON).
+    #[allow(dead_code)]
+    pub async fn api(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(&format!("/api/v1/chatbot{path}")))
+            .header("X-API-KEY", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
     /// Fresh engines and a running app; `None` when the variant is skipped.
     pub async fn spawn(variant: Variant) -> Option<Self> {
         Some(TestEnv::new(variant).await?.start().await)
