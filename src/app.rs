@@ -30,6 +30,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     )?;
     let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
     let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
+    let llm = crate::llm::Llm::from_settings(&settings, &secret)?.map(Arc::new);
     Ok(AppState {
         db,
         intake: crate::jobs::intake::Intake::start(queue.clone()),
@@ -40,6 +41,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         metrics: Default::default(),
         secrets_cache: Default::default(),
         jwt: crate::api::jwt::JwtVerifier::from_settings(&settings)?.map(Arc::new),
+        llm,
         api_limits: Arc::new(crate::api::limits::RateLimiter::new(
             settings.api_rate_per_minute,
             settings.api_rate_burst,

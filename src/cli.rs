@@ -102,6 +102,58 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         script: Option<std::path::PathBuf>,
     },
+    /// Run eval suites (YAML conversations in evals/) through the real engine and LLM path,
+    /// against the mock model (each suite's script) or a real endpoint (--base-url), on a fresh
+    /// embedded database with the demo schools. Prints a Markdown summary; exit code 0 when
+    /// every case passes, 1 on failures (with --fail-on-regression: on regressions against the
+    /// baseline), 2 when the harness cannot run.
+    Eval {
+        /// Suite files or folders.
+        #[arg(default_value = "evals")]
+        paths: Vec<std::path::PathBuf>,
+        /// Only cases whose `suite/case` name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Cases run at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Runs of each case (a fresh conversation each); the report gives each case's flip rate.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// A prompt or model variant, run side by side with the others:
+        /// `NAME[:prompts=DIR][,model=MODEL]` (repeatable; default: one `default` variant with
+        /// the embedded prompts).
+        #[arg(long = "variant", value_name = "SPEC")]
+        variants: Vec<crate::eval::Variant>,
+        /// An OpenAI-compatible endpoint to evaluate instead of the mock (key: CHATBOT_LLM_API_KEY).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Model name [default: mock-1 with the mock, else CHATBOT_LLM_MODEL].
+        #[arg(long)]
+        model: Option<String>,
+        /// Answer repeated requests from this folder (keyed by the rendered request).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<std::path::PathBuf>,
+        /// Baseline to compare with: a case that passes there and fails now is a regression.
+        #[arg(long, value_name = "FILE", default_value = "evals/baseline.json")]
+        baseline: std::path::PathBuf,
+        /// Write the baseline from this run instead of comparing.
+        #[arg(long)]
+        write_baseline: bool,
+        /// Exit 1 only for regressions against the baseline (known failures recorded there
+        /// do not fail the run).
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// Write report.json, junit.xml and summary.md into this folder.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// USD per million prompt tokens, for the cost estimate.
+        #[arg(long, default_value_t = 0.15)]
+        price_in: f64,
+        /// USD per million completion tokens.
+        #[arg(long, default_value_t = 0.60)]
+        price_out: f64,
+    },
     /// Manage schools (tenants): create one, list them.
     Tenant {
         #[command(subcommand)]
@@ -189,6 +241,18 @@ pub enum ApikeyAction {
     },
 }
 
+/// A command's own exit code, after it has said why.
+#[derive(Debug)]
+struct ExitWith(u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 /// Parse arguments and run; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -212,6 +276,9 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ExitWith>().is_some() => {
+            ExitCode::from(e.downcast_ref::<ExitWith>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             tracing::error!(error = %e, "fatal");
             eprintln!("chatbot: {e}");
@@ -254,6 +321,57 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Chat { tenant, phone } => chat(settings, tenant.as_deref(), &phone).await,
         Command::MockWhatsapp { listen, fail } => mock_whatsapp(listen, &fail).await,
         Command::MockLlm { listen, script } => mock_llm(listen, script.as_deref()).await,
+        Command::Eval {
+            paths,
+            filter,
+            concurrency,
+            repeat,
+            variants,
+            base_url,
+            model,
+            cache,
+            baseline,
+            write_baseline,
+            fail_on_regression,
+            out,
+            price_in,
+            price_out,
+        } => {
+            let model = model.unwrap_or_else(|| match base_url {
+                Some(_) => settings.llm_model.clone(),
+                None => "mock-1".into(),
+            });
+            let options = crate::eval::Options {
+                paths,
+                filter,
+                concurrency,
+                repeat,
+                variants,
+                api_key: settings
+                    .llm_api_key
+                    .as_ref()
+                    .map(|k| secrecy::ExposeSecret::expose_secret(k).to_string()),
+                base_url,
+                model,
+                cache_dir: cache,
+                baseline: Some(baseline),
+                write_baseline,
+                fail_on_regression,
+                out_dir: out,
+                price_in,
+                price_out,
+            };
+            match crate::eval::run(options).await {
+                Ok(done) => {
+                    print!("{}", done.report.markdown());
+                    Err(ExitWith(done.exit_code).into())
+                }
+                Err(e) => {
+                    eprintln!("chatbot eval: {e}");
+                    Err(ExitWith(2).into())
+                }
+            }
+        }
         Command::Tenant { action } => {
             let database = db::connect_and_migrate(&settings.database_url()).await?;
             tenant_command(&database, action).await

@@ -79,6 +79,26 @@ pub struct Settings {
     pub api_rate_per_minute: u32,
     /// Requests a credential may make at once above that pace (`CHATBOT_API_RATE_BURST`).
     pub api_rate_burst: u32,
+    /// Base URL of an OpenAI-compatible API for the LLM fallback, e.g. `https://api.openai.com/v1` (`CHATBOT_LLM_BASE_URL`); unset: the bot answers by its rules only.
+    pub llm_base_url: Option<String>,
+    /// Model name (`CHATBOT_LLM_MODEL`).
+    pub llm_model: String,
+    /// API key of that endpoint (`CHATBOT_LLM_API_KEY`).
+    pub llm_api_key: Option<SecretString>,
+    /// Milliseconds a parent waits at most for the model, retries included, before the canned reply (`CHATBOT_LLM_TIMEOUT_MS`).
+    pub llm_timeout_ms: u64,
+    /// Retries of a call that got 429, 5xx or no connection (`CHATBOT_LLM_MAX_RETRIES`).
+    pub llm_max_retries: u32,
+    /// Most prompt tokens per call; the least important context is dropped to fit (`CHATBOT_LLM_PROMPT_BUDGET`).
+    pub llm_prompt_budget: usize,
+    /// Most tokens the model may write per answer (`CHATBOT_LLM_MAX_COMPLETION_TOKENS`).
+    pub llm_max_completion_tokens: u32,
+    /// Tokens each school may use per day (UTC) before the canned reply (`CHATBOT_LLM_DAILY_TOKENS`).
+    pub llm_daily_tokens: u64,
+    /// Longest model answer sent, in characters (`CHATBOT_LLM_MAX_ANSWER_CHARS`).
+    pub llm_max_answer_chars: usize,
+    /// Folder with `system.j2` and `user.j2` to use instead of the embedded `prompts/llm/` (`CHATBOT_LLM_PROMPTS_DIR`).
+    pub llm_prompts_dir: Option<PathBuf>,
 }
 
 /// Log line format.
@@ -213,6 +233,16 @@ struct Layer {
     jwt_audience: Option<String>,
     api_rate_per_minute: Option<u32>,
     api_rate_burst: Option<u32>,
+    llm_base_url: Option<String>,
+    llm_model: Option<String>,
+    llm_api_key: Option<String>,
+    llm_timeout_ms: Option<u64>,
+    llm_max_retries: Option<u32>,
+    llm_prompt_budget: Option<usize>,
+    llm_max_completion_tokens: Option<u32>,
+    llm_daily_tokens: Option<u64>,
+    llm_max_answer_chars: Option<usize>,
+    llm_prompts_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -245,6 +275,16 @@ impl Default for Settings {
             jwt_audience: "chatbot".to_string(),
             api_rate_per_minute: 600,
             api_rate_burst: 60,
+            llm_base_url: None,
+            llm_model: "gpt-4o-mini".to_string(),
+            llm_api_key: None,
+            llm_timeout_ms: 6000,
+            llm_max_retries: 2,
+            llm_prompt_budget: 3000,
+            llm_max_completion_tokens: 300,
+            llm_daily_tokens: 200_000,
+            llm_max_answer_chars: 900,
+            llm_prompts_dir: None,
         }
     }
 }
@@ -305,6 +345,26 @@ pub mod env {
     pub const API_RATE_PER_MINUTE: &str = "CHATBOT_API_RATE_PER_MINUTE";
     /// API burst per credential.
     pub const API_RATE_BURST: &str = "CHATBOT_API_RATE_BURST";
+    /// Base URL of an OpenAI-compatible API for the LLM fallback, e.g. `https://api.openai.com/v1`.
+    pub const LLM_BASE_URL: &str = "CHATBOT_LLM_BASE_URL";
+    /// Model name.
+    pub const LLM_MODEL: &str = "CHATBOT_LLM_MODEL";
+    /// API key of that endpoint.
+    pub const LLM_API_KEY: &str = "CHATBOT_LLM_API_KEY";
+    /// Milliseconds a parent waits at most for the model, retries included, before the canned reply.
+    pub const LLM_TIMEOUT_MS: &str = "CHATBOT_LLM_TIMEOUT_MS";
+    /// Retries of a call that got 429, 5xx or no connection.
+    pub const LLM_MAX_RETRIES: &str = "CHATBOT_LLM_MAX_RETRIES";
+    /// Most prompt tokens per call; the least important context is dropped to fit.
+    pub const LLM_PROMPT_BUDGET: &str = "CHATBOT_LLM_PROMPT_BUDGET";
+    /// Most tokens the model may write per answer.
+    pub const LLM_MAX_COMPLETION_TOKENS: &str = "CHATBOT_LLM_MAX_COMPLETION_TOKENS";
+    /// Tokens each school may use per day (UTC) before the canned reply.
+    pub const LLM_DAILY_TOKENS: &str = "CHATBOT_LLM_DAILY_TOKENS";
+    /// Longest model answer sent, in characters.
+    pub const LLM_MAX_ANSWER_CHARS: &str = "CHATBOT_LLM_MAX_ANSWER_CHARS";
+    /// Folder with `system.j2` and `user.j2` to use instead of the embedded `prompts/llm/`.
+    pub const LLM_PROMPTS_DIR: &str = "CHATBOT_LLM_PROMPTS_DIR";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -386,6 +446,16 @@ impl Settings {
             jwt_audience: text(env::JWT_AUDIENCE),
             api_rate_per_minute: parse(env, env::API_RATE_PER_MINUTE)?,
             api_rate_burst: parse(env, env::API_RATE_BURST)?,
+            llm_base_url: text(env::LLM_BASE_URL),
+            llm_model: text(env::LLM_MODEL),
+            llm_api_key: text(env::LLM_API_KEY),
+            llm_timeout_ms: parse(env, env::LLM_TIMEOUT_MS)?,
+            llm_max_retries: parse(env, env::LLM_MAX_RETRIES)?,
+            llm_prompt_budget: parse(env, env::LLM_PROMPT_BUDGET)?,
+            llm_max_completion_tokens: parse(env, env::LLM_MAX_COMPLETION_TOKENS)?,
+            llm_daily_tokens: parse(env, env::LLM_DAILY_TOKENS)?,
+            llm_max_answer_chars: parse(env, env::LLM_MAX_ANSWER_CHARS)?,
+            llm_prompts_dir: text(env::LLM_PROMPTS_DIR).map(PathBuf::from),
         })
     }
 
@@ -418,6 +488,16 @@ impl Settings {
             jwt_audience,
             api_rate_per_minute,
             api_rate_burst,
+            llm_base_url,
+            llm_model,
+            llm_api_key,
+            llm_timeout_ms,
+            llm_max_retries,
+            llm_prompt_budget,
+            llm_max_completion_tokens,
+            llm_daily_tokens,
+            llm_max_answer_chars,
+            llm_prompts_dir,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -499,6 +579,36 @@ impl Settings {
         }
         if let Some(v) = api_rate_burst {
             self.api_rate_burst = v;
+        }
+        if let Some(v) = llm_base_url {
+            self.llm_base_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = llm_model {
+            self.llm_model = v;
+        }
+        if let Some(v) = llm_api_key {
+            self.llm_api_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = llm_timeout_ms {
+            self.llm_timeout_ms = v;
+        }
+        if let Some(v) = llm_max_retries {
+            self.llm_max_retries = v;
+        }
+        if let Some(v) = llm_prompt_budget {
+            self.llm_prompt_budget = v;
+        }
+        if let Some(v) = llm_max_completion_tokens {
+            self.llm_max_completion_tokens = v;
+        }
+        if let Some(v) = llm_daily_tokens {
+            self.llm_daily_tokens = v;
+        }
+        if let Some(v) = llm_max_answer_chars {
+            self.llm_max_answer_chars = v;
+        }
+        if let Some(v) = llm_prompts_dir {
+            self.llm_prompts_dir = Some(v);
         }
     }
 
@@ -601,6 +711,53 @@ impl Settings {
                 name: env::API_RATE_BURST,
                 message: "must be between 1 and 100000 requests".to_string(),
             });
+        }
+        if let Some(url) = &self.llm_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Env {
+                name: env::LLM_BASE_URL,
+                message: "must be an http:// or https:// URL".to_string(),
+            });
+        }
+        for (name, ok, message) in [
+            (
+                env::LLM_TIMEOUT_MS,
+                (100..=120_000).contains(&self.llm_timeout_ms),
+                "must be between 100 and 120000 milliseconds",
+            ),
+            (
+                env::LLM_MAX_RETRIES,
+                self.llm_max_retries <= 10,
+                "must be at most 10",
+            ),
+            (
+                env::LLM_PROMPT_BUDGET,
+                (500..=1_000_000).contains(&self.llm_prompt_budget),
+                "must be between 500 and 1000000 tokens",
+            ),
+            (
+                env::LLM_MAX_COMPLETION_TOKENS,
+                (16..=100_000).contains(&self.llm_max_completion_tokens),
+                "must be between 16 and 100000 tokens",
+            ),
+            (
+                env::LLM_MAX_ANSWER_CHARS,
+                (50..=4096).contains(&self.llm_max_answer_chars),
+                "must be between 50 and 4096 characters (WhatsApp's limit)",
+            ),
+            (
+                env::LLM_MODEL,
+                !self.llm_model.trim().is_empty(),
+                "must not be empty",
+            ),
+        ] {
+            if !ok {
+                return Err(ConfigError::Env {
+                    name,
+                    message: message.to_string(),
+                });
+            }
         }
         let ns_ok = !self.queue_namespace.is_empty()
             && self.queue_namespace.len() <= 64

@@ -39,6 +39,7 @@ async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
         chat_session,
         class,
         exam_session,
+        llm_usage,
         mark,
         message_log,
         notice,

@@ -7,6 +7,7 @@ mod m20261122_000002_conversation_routes;
 mod m20261122_000003_message_payload;
 mod m20261122_000004_shared_numbers;
 mod m20261123_000001_background_jobs;
+mod m20261123_000002_llm_usage;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_message_payload::Migration),
             Box::new(m20261122_000004_shared_numbers::Migration),
             Box::new(m20261123_000001_background_jobs::Migration),
+            Box::new(m20261123_000002_llm_usage::Migration),
         ]
     }
 }

@@ -221,6 +221,59 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
     /// The user's text when no rule could place it (the LLM fallback's input).
     pub unhandled: Option<String>,
+    /// What the LLM fallback did with it, when it ran.
+    pub llm: Option<crate::llm::Trace>,
+}
+
+/// What the LLM fallback decided about a message the rules could not place; the rules carry
+/// it out ("rules first, LLM second, rules again").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followup {
+    /// Send this checked answer, then the menu.
+    Answer(String),
+    /// Carry out this action, within the phone's verified scope.
+    Act(Action),
+    /// Say this reply template (e.g. `llm_unavailable`), then the menu.
+    Canned(&'static str),
+}
+
+/// A menu flow the LLM may start for the parent (its tools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Released results of a child (a student ID or name the model gave; `None`: ask which).
+    Results(Option<String>),
+    /// Attendance of a child.
+    Attendance(Option<String>),
+    /// A report card of a child.
+    Report(Option<String>),
+    /// Current notices.
+    Notices,
+    /// Verify another child (student ID and PIN).
+    AddChild,
+    /// The main menu.
+    Menu,
+}
+
+/// Students `phone` may see in this conversation: mapped to it, or proven with ID + PIN.
+pub async fn children<C: ConnectionTrait>(
+    view: &SchoolView<'_, C>,
+    phone: &PhoneNumber,
+    session: &Session,
+) -> Result<Vec<Child>> {
+    let mut out: Vec<Child> = Vec::new();
+    for model in view.linked(phone).await? {
+        if let Some(child) = view.student(model.id).await? {
+            out.push(child);
+        }
+    }
+    for pk in &session.verified {
+        if !out.iter().any(|c| c.model.id == *pk)
+            && let Some(child) = view.student(*pk).await?
+        {
+            out.push(child);
+        }
+    }
+    Ok(out)
 }
 
 /// A score as people write it: `72`, `72.5`.
@@ -243,36 +296,25 @@ pub async fn handle<C: ConnectionTrait>(
     inbound: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
-    let mut turn = Turn {
-        view,
-        texts,
-        config,
-        phone,
-        now,
-        session,
-        replies: Vec::new(),
-        effects: Vec::new(),
-        unhandled: None,
-    };
+    let mut turn = Turn::new(view, texts, config, phone, session, now);
     turn.run(inbound).await?;
-    let Turn {
-        mut session,
-        replies,
-        effects,
-        unhandled,
-        ..
-    } = turn;
-    session.choices = match replies.last() {
-        Some(Reply::Choices { choices, .. }) => choices.clone(),
-        _ => Vec::new(),
-    };
-    session.last_seen = Some(now);
-    Ok(Outcome {
-        session,
-        replies,
-        effects,
-        unhandled,
-    })
+    Ok(turn.finish())
+}
+
+/// Run the turn of a message the rules could not place (`session` as it was before that
+/// message) with what the LLM fallback decided.
+pub async fn follow<C: ConnectionTrait>(
+    view: &SchoolView<'_, C>,
+    texts: &Texts,
+    config: &EngineConfig,
+    phone: &PhoneNumber,
+    session: Session,
+    followup: Followup,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let mut turn = Turn::new(view, texts, config, phone, session, now);
+    turn.follow(followup).await?;
+    Ok(turn.finish())
 }
 
 struct Turn<'v, 'a, C: ConnectionTrait> {
@@ -287,7 +329,51 @@ struct Turn<'v, 'a, C: ConnectionTrait> {
     unhandled: Option<String>,
 }
 
-impl<C: ConnectionTrait> Turn<'_, '_, C> {
+impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
+    fn new(
+        view: &'v SchoolView<'a, C>,
+        texts: &'v Texts,
+        config: &'v EngineConfig,
+        phone: &'v PhoneNumber,
+        session: Session,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            view,
+            texts,
+            config,
+            phone,
+            now,
+            session,
+            replies: Vec::new(),
+            effects: Vec::new(),
+            unhandled: None,
+        }
+    }
+
+    fn finish(self) -> Outcome {
+        let Turn {
+            mut session,
+            replies,
+            effects,
+            unhandled,
+            now,
+            ..
+        } = self;
+        session.choices = match replies.last() {
+            Some(Reply::Choices { choices, .. }) => choices.clone(),
+            _ => Vec::new(),
+        };
+        session.last_seen = Some(now);
+        Outcome {
+            session,
+            replies,
+            effects,
+            unhandled,
+            llm: None,
+        }
+    }
+
     fn lang(&self) -> String {
         let wanted = self
             .session
@@ -520,20 +606,63 @@ impl<C: ConnectionTrait> Turn<'_, '_, C> {
 
     /// Students this phone may see: mapped to it, or proven with ID + PIN in this conversation.
     async fn children(&self) -> Result<Vec<Child>> {
-        let mut out: Vec<Child> = Vec::new();
-        for model in self.view.linked(self.phone).await? {
-            if let Some(child) = self.view.student(model.id).await? {
-                out.push(child);
+        children(self.view, self.phone, &self.session).await
+    }
+
+    async fn follow(&mut self, followup: Followup) -> Result<()> {
+        match followup {
+            Followup::Answer(text) => {
+                self.replies.push(Reply::text(text));
+                self.menu()
             }
-        }
-        for pk in &self.session.verified {
-            if !out.iter().any(|c| c.model.id == *pk)
-                && let Some(child) = self.view.student(*pk).await?
-            {
-                out.push(child);
+            Followup::Canned(name) => {
+                self.say(name, context! {})?;
+                self.menu()
             }
+            Followup::Act(action) => self.act(action).await,
         }
-        Ok(out)
+    }
+
+    /// A flow the LLM chose. A child it names must be one this phone may see.
+    async fn act(&mut self, action: Action) -> Result<()> {
+        let (purpose, wanted) = match action {
+            Action::Results(w) => (Purpose::Results, w),
+            Action::Attendance(w) => (Purpose::Attendance, w),
+            Action::Report(w) => (Purpose::Report, w),
+            Action::Notices => return self.start(Purpose::Notices).await,
+            Action::AddChild => return self.ask_student_id(Purpose::Results),
+            Action::Menu => return self.menu(),
+        };
+        let Some(wanted) = wanted.filter(|w| !w.trim().is_empty()) else {
+            return self.start(purpose).await;
+        };
+        let children = self.children().await?;
+        let id = StudentId::parse(&wanted).ok();
+        let name = normalize(&wanted);
+        let found: Vec<&Child> = children
+            .iter()
+            .filter(|c| {
+                id.as_ref()
+                    .is_some_and(|id| c.model.student_id == id.as_str())
+                    || normalize(&c.name) == name
+                    || normalize(&c.model.first_name) == name
+            })
+            .collect();
+        match found.as_slice() {
+            [child] => {
+                let child = (*child).clone();
+                self.with_child(purpose, child).await
+            }
+            [] => {
+                tracing::warn!(
+                    tenant = self.view.tenant().schema_name(),
+                    "LLM asked for a child outside this phone's verified scope; refused"
+                );
+                self.say("not_in_scope", context! {})?;
+                self.menu()
+            }
+            _ => self.start(purpose).await,
+        }
     }
 
     async fn allowed_child(&self, pk: i64) -> Result<Option<Child>> {

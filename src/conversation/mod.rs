@@ -15,7 +15,9 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 
-pub use engine::{Effect, EngineConfig, Inbound, Outcome, Purpose, Session, State};
+pub use engine::{
+    Action, Effect, EngineConfig, Followup, Inbound, Outcome, Purpose, Session, State,
+};
 pub use reply::{Choice, Reply};
 pub use texts::Texts;
 
@@ -32,6 +34,16 @@ static TEXTS: LazyLock<Texts> =
 /// The embedded reply texts, loaded once per process.
 pub fn texts() -> &'static Texts {
     &TEXTS
+}
+
+/// An opaque, stable id of a parent for the LLM provider (HMAC of the phone number with a key
+/// derived from the server secret): abuse monitoring without the number.
+fn llm_user_tag(state: &AppState, phone: &PhoneNumber) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&state.secret.subkey("llm-user"))
+        .expect("any key length");
+    mac.update(phone.as_str().as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
 /// Run one turn for `phone` on `channel` in school `ctx`: load the session, apply the engine,
@@ -53,7 +65,46 @@ pub async fn converse(
         user: phone.as_str(),
     };
     let (row, session) = store::load(&state.db, ctx, key).await?;
-    let outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
+    let before = state.llm.is_some().then(|| session.clone());
+    let mut outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
+    if let (Some(llm), Some(before), Some(text)) = (&state.llm, before, outcome.unhandled.clone()) {
+        // Rules first, the model second, the rules again.
+        let children = engine::children(&view, phone, &before).await?;
+        let history = match &row {
+            Some(r) => {
+                transcript::recent(&state.db, ctx, r.id, llm.limits().history_messages).await?
+            }
+            None => Vec::new(),
+        };
+        let lang = texts()
+            .language(
+                before
+                    .lang
+                    .as_deref()
+                    .unwrap_or(&view.profile.default_language),
+            )
+            .to_string();
+        let user = llm_user_tag(state, phone);
+        let (followup, trace) = llm
+            .respond(
+                &view, &state.db, &children, history, &text, &lang, &user, now,
+            )
+            .await?;
+        state
+            .metrics
+            .inc("chatbot_llm_requests_total", &[("outcome", trace.kind())]);
+        tracing::info!(
+            tenant = ctx.schema_name(),
+            outcome = %trace.outcome,
+            prompt_tokens = trace.prompt_tokens,
+            completion_tokens = trace.completion_tokens,
+            dropped = trace.dropped,
+            "LLM fallback"
+        );
+        outcome = engine::follow(&view, texts(), &config, phone, before, followup, now).await?;
+        outcome.unhandled = Some(text);
+        outcome.llm = Some(trace);
+    }
     let txn = state.db.begin().await?;
     let saved = store::save(
         &txn,

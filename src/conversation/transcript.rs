@@ -156,3 +156,23 @@ pub async fn last_inbound_at(
         .await?
         .map(|row| row.created_at))
 }
+
+/// The last `n` logged messages of chat session `session_id`, oldest first, as
+/// (`in` | `out`, text): the conversation so far, for the LLM fallback.
+pub async fn recent(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    session_id: i64,
+    n: u64,
+) -> Result<Vec<(String, String)>> {
+    use sea_orm::QuerySelect;
+    let mut rows = ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::ChatSessionId.eq(session_id))
+        .order_by_desc(message_log::Column::Id)
+        .limit(n)
+        .all(db)
+        .await?;
+    rows.reverse();
+    Ok(rows.into_iter().map(|r| (r.direction, r.body)).collect())
+}

@@ -169,4 +169,9 @@ impl<'a, C: ConnectionTrait> SchoolView<'a, C> {
         out.sort_by_key(|n| std::cmp::Reverse(n.publish_at));
         Ok(out)
     }
+
+    /// Every student of the school as (full name, student ID), for checking LLM answers.
+    pub async fn roster(&self) -> Result<Vec<(String, String)>> {
+        students::roster(self.db, self.ctx).await
+    }
 }

@@ -11,6 +11,7 @@ pub mod chat_session;
 pub mod class;
 pub mod conversation_route;
 pub mod exam_session;
+pub mod llm_usage;
 pub mod mark;
 pub mod message_log;
 pub mod notice;
@@ -51,6 +52,7 @@ tenant_owned!(
     chat_session,
     class,
     exam_session,
+    llm_usage,
     mark,
     message_log,
     notice,

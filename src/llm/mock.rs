@@ -2,7 +2,7 @@
 //!
 //! `POST /v1/chat/completions` answers plain or streamed (`"stream": true`, server-sent
 //! events) from a script of rules matched against the request: the last user message
-//! (substring or regex), the tenant (`X-Chatbot-Tenant` header, or the `user` field up to its
+//! (substring or regex), text anywhere in the prompt, the tenant (`X-Chatbot-Tenant` header, or the `user` field up to its
 //! first `:`), a tool offered, the model. A rule answers with text or a tool call, or injects a
 //! fault (a status with `Retry-After`, a delay, a stream cut short, malformed JSON), optionally
 //! only its first N times. Every request is recorded (`GET /mock/requests`, or
@@ -44,6 +44,9 @@ pub struct When {
     pub tool_offered: Option<String>,
     /// The model asked for.
     pub model: Option<String>,
+    /// Some message of the prompt (system prompt included) contains this (case-insensitive):
+    /// a mock "model" that can only answer what the prompt gives it.
+    pub prompt_contains: Option<String>,
 }
 
 /// What a rule answers.
@@ -117,6 +120,13 @@ impl Script {
     /// Parse a YAML script; regexes are checked here.
     pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
         let script: Script = serde_yaml::from_str(text)?;
+        script.check()?;
+        Ok(script)
+    }
+
+    /// Check the regexes, and that every rule answers somehow.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let script = self;
         for (i, rule) in script.rules.iter().enumerate() {
             if let Some(re) = &rule.when.last_user_regex {
                 regex::Regex::new(re)
@@ -126,7 +136,7 @@ impl Script {
                 anyhow::bail!("rule {}: give a reply, a fault or both", i + 1);
             }
         }
-        Ok(script)
+        Ok(())
     }
 }
 
@@ -214,6 +224,11 @@ fn matches(when: &When, body: &Value, tenant: Option<&str>) -> bool {
     }
     if let Some(model) = &when.model
         && body["model"].as_str() != Some(model.as_str())
+    {
+        return false;
+    }
+    if let Some(s) = &when.prompt_contains
+        && !prompt_text(body).to_lowercase().contains(&s.to_lowercase())
     {
         return false;
     }

@@ -120,3 +120,15 @@ pub fn full_name(s: &student::Model) -> String {
         _ => format!("{} {}", s.first_name, s.last_name),
     }
 }
+
+/// Every student of the school as (full name, student ID): what an LLM answer is checked
+/// against, so that it names no child the prompt did not hold.
+pub async fn roster(db: &impl ConnectionTrait, ctx: &TenantCtx) -> Result<Vec<(String, String)>> {
+    Ok(ctx
+        .find::<student::Entity>()
+        .all(db)
+        .await?
+        .iter()
+        .map(|s| (full_name(s), s.student_id.clone()))
+        .collect())
+}
