@@ -202,6 +202,19 @@ pub enum TenantAction {
         #[arg(long)]
         json: bool,
     },
+    /// Set a school's own daily cap of LLM tokens (or go back to CHATBOT_LLM_DAILY_TOKENS),
+    /// and show today's usage.
+    LlmCap {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// Tokens per day (UTC); 0 turns the LLM fallback off for the school.
+        #[arg(long, conflicts_with = "default")]
+        tokens: Option<i64>,
+        /// Use the service's cap again.
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 /// `chatbot apikey ...`.
@@ -421,6 +434,40 @@ async fn tenant_command(
                     row.schema_name, row.name, row.schema_name
                 );
             }
+        }
+        TenantAction::LlmCap {
+            tenant,
+            tokens,
+            default,
+        } => {
+            let ctx = crate::tenancy::by_schema_name(
+                database,
+                &crate::domain::SchemaName::parse(&tenant)?,
+            )
+            .await?;
+            if let Some(n) = tokens
+                && n < 0
+            {
+                anyhow::bail!("--tokens must be 0 or more");
+            }
+            if tokens.is_some() || default {
+                crate::llm::usage::set_cap(database, &ctx, tokens).await?;
+            }
+            let profile = ctx.profile(database).await?;
+            let today = chrono::Utc::now().date_naive();
+            let used = crate::llm::usage::on(database, &ctx, today).await?;
+            println!(
+                "{}: daily cap {}; today {} tokens in {} calls ({} failed)",
+                ctx.schema_name(),
+                profile.llm_daily_tokens.map_or(
+                    "the service's (CHATBOT_LLM_DAILY_TOKENS)".to_string(),
+                    |n| format!("{n} tokens")
+                ),
+                used.as_ref()
+                    .map_or(0, |u| u.prompt_tokens + u.completion_tokens),
+                used.as_ref().map_or(0, |u| u.requests),
+                used.as_ref().map_or(0, |u| u.failures),
+            );
         }
         TenantAction::List { json } => {
             let rows = admin::list_tenants(database).await?;

@@ -183,6 +183,31 @@ default: {content: "I only know what the school shared with me."}
         assert!(!prompt.contains(&st.student_id), "{} leaked", st.student_id);
     }
 
+    // The same phone verifies a child with student ID and PIN: that child joins its scope.
+    let verified = main.students_without_phone().next().unwrap();
+    s.say("demo", stranger, "results").await;
+    s.say("demo", stranger, &verified.student_id).await;
+    let o = s.say("demo", stranger, &verified.pin).await;
+    assert_eq!(o.session.verified.len(), 1, "{o:?}");
+    s.say("demo", stranger, "menu").await;
+    s.say("demo", stranger, "Is there anything to bring tomorrow?")
+        .await;
+    let prompt = s.requests().last().unwrap().prompt_text();
+    assert!(prompt.contains(&verified.student_id));
+    assert!(prompt.contains(&verified.name));
+    for st in main
+        .students
+        .iter()
+        .filter(|st| st.student_id != verified.student_id)
+    {
+        assert!(!prompt.contains(&st.student_id), "{} leaked", st.student_id);
+    }
+    assert!(prompt.contains("[PIN withheld]"), "{prompt}");
+    assert!(
+        !prompt.contains(&format!("<parent_message>\n{}\n", verified.pin)),
+        "the PIN typed is not sent"
+    );
+
     // The other school's parent: that school's data only.
     let north_parent = &north.parents[0];
     s.say("demo-north", &north_parent.phone, "hello").await;
@@ -227,8 +252,14 @@ async fn tools_run_through_the_rules_within_the_verified_scope(v: Variant) {
 rules:
   - when: {{last_user_contains: "missed class", tool_offered: show_attendance}}
     reply: {{tool_call: {{name: show_attendance, arguments: {{student_id: "{mine}"}}}}}}
-  - when: {{last_user_contains: "neighbour"}}
+  - when: {{last_user_contains: "neighbour A"}}
     reply: {{tool_call: {{name: show_results, arguments: {{student_id: "{foreign}"}}}}}}
+  - when: {{last_user_contains: "neighbour B"}}
+    reply: {{tool_call: {{name: show_attendance, arguments: {{student_id: "{foreign}"}}}}}}
+  - when: {{last_user_contains: "neighbour C"}}
+    reply: {{tool_call: {{name: send_report_card, arguments: {{student_id: "{foreign}"}}}}}}
+  - when: {{last_user_contains: "printable"}}
+    reply: {{tool_call: {{name: send_report_card, arguments: {{student_id: "{mine}"}}}}}}
   - when: {{last_user_contains: "happening"}}
     reply: {{tool_call: {{name: show_notices, arguments: {{}}}}}}
   - when: {{last_user_contains: "delete"}}
@@ -275,23 +306,38 @@ default: {{content: "placeholder"}}
         assert!(offered.contains(t), "{t} offered");
     }
 
-    // Another family's child: refused by the rules, nothing of that child shown.
+    // Another family's child, through every tool that takes a child: refused by the rules,
+    // nothing of that child shown, nothing to render.
+    for which in ["A", "B", "C"] {
+        let o = s
+            .say(
+                "demo",
+                &parent.phone,
+                &format!("what about neighbour {which} then?"),
+            )
+            .await;
+        assert_eq!(outcome_of(&o), "tool", "{which}");
+        let said = texts(&o);
+        assert!(
+            said.contains("only share information about children verified"),
+            "{said}"
+        );
+        assert!(!said.contains(&foreign.name));
+        assert!(!said.contains(&foreign.student_id));
+        assert_eq!(o.session.state.name(), "main_menu");
+        assert!(o.effects.is_empty());
+    }
+    // The phone's own child: the report card flow starts for that child.
     let o = s
-        .say(
-            "demo",
-            &parent.phone,
-            "how did my neighbour's boy do this term?",
-        )
+        .say("demo", &parent.phone, "could I have the printable summary?")
         .await;
     assert_eq!(outcome_of(&o), "tool");
-    let said = texts(&o);
+    assert!(texts(&o).contains(&child.name), "{}", texts(&o));
     assert!(
-        said.contains("only share information about children verified"),
-        "{said}"
+        ["choosing_exam", "main_menu"].contains(&o.session.state.name()),
+        "{:?}",
+        o.session.state
     );
-    assert!(!said.contains(&foreign.name));
-    assert!(!said.contains(&foreign.student_id));
-    assert_eq!(o.session.state.name(), "main_menu");
 
     let o = s
         .say(
@@ -457,7 +503,6 @@ default: {content: "Fine."}
 async fn the_prompt_fits_its_budget_and_the_daily_cap_holds(v: Variant) {
     let Some(s) = setup(v, "default: {content: \"Fine.\"}", |st| {
         st.llm_prompt_budget = 900;
-        st.llm_daily_tokens = 1;
     })
     .await
     else {
@@ -465,6 +510,11 @@ async fn the_prompt_fits_its_budget_and_the_daily_cap_holds(v: Variant) {
     };
     let main = &s.creds.tenants[0];
     let parent = main.parent_with_children(2).unwrap();
+    // This school's own cap: one token a day (the service's is 200,000).
+    let ctx = s.ctx("demo").await;
+    chatbot::llm::usage::set_cap(&s.app.state.db, &ctx, Some(1))
+        .await
+        .unwrap();
     s.say("demo", &parent.phone, "hello").await;
     s.say("demo", &parent.phone, "results").await;
     let o = s
@@ -501,7 +551,6 @@ async fn the_prompt_fits_its_budget_and_the_daily_cap_holds(v: Variant) {
     assert_eq!(outcome_of(&o), "capped");
     assert!(texts(&o).contains(CANNED_EN));
     assert_eq!(s.requests().len(), 1);
-    let ctx = s.ctx("demo").await;
     let usage: llm_usage::Model =
         chatbot::llm::usage::on(&s.app.state.db, &ctx, Utc::now().date_naive())
             .await
@@ -509,6 +558,13 @@ async fn the_prompt_fits_its_budget_and_the_daily_cap_holds(v: Variant) {
             .unwrap();
     assert_eq!((usage.requests, usage.failures), (1, 0));
     assert!(usage.prompt_tokens > 0);
+    // The other school has its own day: it is not capped.
+    let north = &s.creds.tenants[1].parents[0];
+    s.say("demo-north", &north.phone, "hello").await;
+    let o = s
+        .say("demo-north", &north.phone, "Are they doing well in class?")
+        .await;
+    assert_eq!(outcome_of(&o), "answered");
     s.mock.stop();
     s.app.stop().await.unwrap();
 }

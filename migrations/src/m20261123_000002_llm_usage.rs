@@ -1,5 +1,6 @@
 //! Tokens each school's parents used through the LLM fallback, per day: what the daily cap is
-//! checked against, and what a school's usage report reads.
+//! checked against, and what a school's usage report reads. A school may have its own cap
+//! (`tenants.llm_daily_tokens`; unset: the service's).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -9,6 +10,13 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table("tenants")
+                .add_column(big_integer_null("llm_daily_tokens"))
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table("llm_usage")
@@ -44,6 +52,13 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table("llm_usage").if_exists().to_owned())
-            .await
+            .await?;
+        m.alter_table(
+            Table::alter()
+                .table("tenants")
+                .drop_column("llm_daily_tokens")
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -277,7 +277,7 @@ pub async fn children<C: ConnectionTrait>(
 }
 
 /// A score as people write it: `72`, `72.5`.
-fn score(x: f64) -> String {
+pub fn score(x: f64) -> String {
     let rounded = (x * 100.0).round() / 100.0;
     if rounded.fract() == 0.0 {
         format!("{rounded:.0}")

@@ -65,6 +65,8 @@ pub async fn converse(
         user: phone.as_str(),
     };
     let (row, session) = store::load(&state.db, ctx, key).await?;
+    // A PIN is a secret: the transcript (and so any prompt built from it) never holds one.
+    let typed_pin = matches!(session.state, State::AwaitingPin { .. });
     let before = state.llm.is_some().then(|| session.clone());
     let mut outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
     if let (Some(llm), Some(before), Some(text)) = (&state.llm, before, outcome.unhandled.clone()) {
@@ -135,6 +137,7 @@ pub async fn converse(
         ..Default::default()
     };
     let inbound_body = match &inbound.choice {
+        _ if typed_pin => "[PIN withheld]".to_string(),
         Some(choice) => format!("{} [{choice}]", inbound.text),
         None => inbound.text.clone(),
     };

@@ -17,6 +17,8 @@ pub struct Model {
     pub contact_phone: Option<String>,
     pub contact_email: Option<String>,
     pub motto: Option<String>,
+    /// LLM tokens the school may use per day; `None`: the service's `CHATBOT_LLM_DAILY_TOKENS`.
+    pub llm_daily_tokens: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
 
+use crate::conversation::engine::score;
 use crate::conversation::view::{Child, SchoolView};
 use crate::error::Result;
 
@@ -142,15 +143,6 @@ pub struct Context {
     pub message: String,
 }
 
-fn score(x: f64) -> String {
-    let rounded = (x * 100.0).round() / 100.0;
-    if rounded.fract() == 0.0 {
-        format!("{rounded:.0}")
-    } else {
-        format!("{rounded}")
-    }
-}
-
 /// Gather the context of `message` from `view` for `children` (the phone's verified scope).
 pub async fn gather<C: ConnectionTrait>(
     view: &SchoolView<'_, C>,
@@ -237,13 +229,18 @@ pub async fn gather<C: ConnectionTrait>(
         .collect();
     let history = history
         .into_iter()
-        .map(|(direction, text)| Turn {
-            role: if direction == "in" {
-                "user"
+        .map(|(direction, text)| {
+            let inbound = direction == "in";
+            // Transcripts written before PINs were withheld may still hold one.
+            let text = if inbound && crate::domain::Pin::parse(&text).is_ok() {
+                "[PIN withheld]".to_string()
             } else {
-                "assistant"
-            },
-            text: untrusted(&text),
+                untrusted(&text)
+            };
+            Turn {
+                role: if inbound { "user" } else { "assistant" },
+                text,
+            }
         })
         .collect();
     Ok(Context {

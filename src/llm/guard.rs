@@ -90,6 +90,32 @@ impl Checks<'_> {
     }
 }
 
+/// Check `answer` against the prompt it answers (`messages`, the system prompt first).
+pub fn check_answer(
+    answer: &str,
+    messages: &[super::client::Message],
+    canary: &str,
+    roster: &[(String, String)],
+    max_chars: usize,
+) -> Result<String, Reason> {
+    let system = messages.first().map(|m| m.content.as_str()).unwrap_or("");
+    // The instructions end where the data block starts (on a line of its own).
+    let instructions = system.split("\n<school_data>").next().unwrap_or(system);
+    let prompt: String = messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Checks {
+        prompt: &prompt,
+        instructions,
+        canary,
+        roster,
+        max_chars,
+    }
+    .check(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

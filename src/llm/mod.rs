@@ -40,7 +40,7 @@ pub const CANNED: &str = "llm_unavailable";
 pub struct Limits {
     /// Most prompt tokens per call.
     pub prompt_budget: usize,
-    /// Tokens per school per day.
+    /// Tokens per school per day, unless the school has its own cap.
     pub daily_tokens: u64,
     /// Longest answer sent, in characters.
     pub max_answer_chars: usize,
@@ -105,6 +105,8 @@ impl Llm {
         secret: &SecretKey,
     ) -> Result<Self> {
         let tokenizer = Tokenizer::for_model(&config.model);
+        // Load the encoding now (hundreds of milliseconds), not on a parent's message.
+        tokenizer.count("warm up");
         let client = LlmClient::new(config).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
         Ok(Self {
             client,
@@ -205,11 +207,15 @@ impl Llm {
             Ok((Followup::Canned(CANNED), trace))
         };
         let used = usage::tokens_on(db, ctx, now.date_naive()).await?;
-        if used >= self.limits.daily_tokens as i64 {
+        let cap = view
+            .profile
+            .llm_daily_tokens
+            .unwrap_or(self.limits.daily_tokens.min(i64::MAX as u64) as i64);
+        if used >= cap {
             tracing::warn!(
                 tenant = ctx.schema_name(),
                 used,
-                cap = self.limits.daily_tokens,
+                cap,
                 "daily LLM token cap reached; canned reply"
             );
             return canned(trace, "capped".into());
@@ -288,24 +294,15 @@ impl Llm {
         let Some(text) = completion.content else {
             return canned(trace, "refused:empty".into());
         };
-        let system = &fitted.messages[0].content;
-        // The instructions end where the data block starts (on a line of its own).
-        let instructions = system.split("\n<school_data>").next().unwrap_or(system);
-        let prompt_text: String = fitted
-            .messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
         let roster = view.roster().await?;
-        let checks = guard::Checks {
-            prompt: &prompt_text,
-            instructions,
-            canary: &canary,
-            roster: &roster,
-            max_chars: self.limits.max_answer_chars,
-        };
-        match checks.check(&text) {
+        let checked = guard::check_answer(
+            &text,
+            &fitted.messages,
+            &canary,
+            &roster,
+            self.limits.max_answer_chars,
+        );
+        match checked {
             Ok(text) => {
                 trace.outcome = "answered".into();
                 Ok((Followup::Answer(text), trace))

@@ -74,3 +74,17 @@ pub async fn record(
         .await?;
     Ok(())
 }
+
+/// Give a school its own daily token cap (`None`: the service's).
+pub async fn set_cap(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    tokens: Option<i64>,
+) -> Result<()> {
+    use sea_orm::ActiveModelTrait;
+    let mut row: crate::entities::tenant::ActiveModel = ctx.profile(db).await?.into();
+    row.llm_daily_tokens = Set(tokens);
+    row.updated_at = Set(Utc::now());
+    row.update(db).await?;
+    Ok(())
+}
