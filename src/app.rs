@@ -225,6 +225,26 @@ async fn supervise_workers(
 ) -> anyhow::Result<()> {
     let mut generation = 0u32;
     let mut backoff = Duration::from_secs(1);
+    // Housekeeping (expired sessions, old report cards) every so often, from every process
+    // that runs workers: the job is idempotent, so two processes queueing it is harmless.
+    let every = Duration::from_secs(u64::from(state.settings.cleanup_interval_minutes) * 60);
+    let (queue, stop) = (state.queue.clone(), token.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let job = jobs::cleanup::CleanupJob {
+                expired_before: None,
+            };
+            if let Err(e) = queue.push(job).await {
+                tracing::warn!(error = %e, "cannot queue the periodic cleanup; next time");
+            }
+        }
+    });
     loop {
         let failed = CancellationToken::new();
         let on_failure = failed.clone();

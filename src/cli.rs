@@ -154,6 +154,11 @@ pub enum Command {
         #[arg(long, default_value_t = 0.60)]
         price_out: f64,
     },
+    /// Report cards: render a class or a form now (with a progress bar), or delete old ones.
+    Reports {
+        #[command(subcommand)]
+        action: ReportsAction,
+    },
     /// Manage schools (tenants): create one, list them.
     Tenant {
         #[command(subcommand)]
@@ -215,6 +220,56 @@ pub enum TenantAction {
         #[arg(long)]
         default: bool,
     },
+}
+
+/// `chatbot reports ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportsAction {
+    /// Render and store the cards of a class or a form for an exam session, printing a
+    /// progress bar on stderr and each card's signed link (or the combined PDF's) on stdout.
+    Generate {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// The exam session: its id, or its name (e.g. "Third Term Examination").
+        #[arg(long)]
+        exam: String,
+        /// The class: its id or its name (e.g. "JSS 1A").
+        #[arg(long, conflicts_with = "form", required_unless_present = "form")]
+        class: Option<String>,
+        /// Or a form (e.g. "JSS 1"): every class in it.
+        #[arg(long)]
+        form: Option<String>,
+        /// Also one PDF with every card, a page each.
+        #[arg(long)]
+        combined: bool,
+    },
+    /// Delete report cards (files and rows) older than a duration, in every school or one
+    /// (the periodic cleanup job does the same with CHATBOT_REPORT_RETENTION_DAYS).
+    Cleanup {
+        /// Age, e.g. `30d`, `12h`, `90m`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: chrono::Duration,
+        /// Only this school.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// `30d`, `12h`, `90m`, `45s` as a duration.
+fn parse_age(s: &str) -> Result<chrono::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number and a unit, e.g. 30d"))?;
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "s" => Ok(chrono::Duration::seconds(n)),
+        _ => Err(format!("`{s}`: the unit is d, h, m or s")),
+    }
 }
 
 /// `chatbot apikey ...`.
@@ -385,6 +440,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Reports { action } => reports_command(settings, action).await,
         Command::Tenant { action } => {
             let database = db::connect_and_migrate(&settings.database_url()).await?;
             tenant_command(&database, action).await
@@ -399,6 +455,115 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Some(path) => write_file(&path, &spec)?,
                 None => print!("{spec}"),
             }
+            Ok(())
+        }
+    }
+}
+
+async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::Result<()> {
+    use crate::domain::SchemaName;
+    use crate::reports::{self, store};
+    use crate::school::{calendar, students};
+    let state = app::build_state(settings).await?;
+    let school = |name: &str| {
+        let db = state.db.clone();
+        let name = name.to_string();
+        async move { crate::tenancy::by_schema_name(&db, &SchemaName::parse(&name)?).await }
+    };
+    match action {
+        ReportsAction::Generate {
+            tenant,
+            exam,
+            class,
+            form,
+            combined,
+        } => {
+            let ctx = school(&tenant).await?;
+            let sessions = calendar::exam_sessions(&state.db, &ctx).await?;
+            let exam = sessions
+                .into_iter()
+                .find(|e| e.id.to_string() == exam || e.name.eq_ignore_ascii_case(&exam))
+                .ok_or_else(|| anyhow::anyhow!("no exam session `{exam}` in {tenant}"))?;
+            let class_id = match &class {
+                Some(c) => Some(
+                    students::classes(&state.db, &ctx)
+                        .await?
+                        .into_iter()
+                        .find(|k| k.id.to_string() == *c || k.name.eq_ignore_ascii_case(c))
+                        .ok_or_else(|| anyhow::anyhow!("no class `{c}` in {tenant}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let group = reports::Group::find(&state.db, &ctx, class_id, form.as_deref())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no such form in {tenant}"))?;
+            let started = Instant::now();
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut bar = |done: usize, total: usize| {
+                const WIDTH: usize = 30;
+                let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+                let line = format!(
+                    "[{}{}] {done}/{total} cards",
+                    "#".repeat(filled),
+                    " ".repeat(WIDTH - filled)
+                );
+                if tty {
+                    eprint!("\r{line}");
+                } else if done == total || done.is_multiple_of(10) {
+                    eprintln!("{line}");
+                }
+            };
+            let made =
+                reports::batch(&state, &ctx, &exam, &group, combined, None, None, &mut bar).await?;
+            if tty {
+                eprintln!();
+            }
+            let now = chrono::Utc::now();
+            for (pupil, stored) in &made.cards {
+                println!(
+                    "{}\t{}\t{} bytes\t{}",
+                    pupil.student_id,
+                    students::full_name(pupil),
+                    stored.size_bytes.unwrap_or_default(),
+                    store::link(&state, ctx.id(), stored.id, now)
+                );
+            }
+            if let Some(c) = &made.combined {
+                println!(
+                    "combined\t{}, {}\t{} bytes\t{}",
+                    group.name,
+                    exam.name,
+                    c.size_bytes.unwrap_or_default(),
+                    store::link(&state, ctx.id(), c.id, now)
+                );
+            }
+            eprintln!(
+                "{} cards for {} ({}) in {:.2} s; links valid for {} minutes",
+                made.cards.len(),
+                group.name,
+                exam.name,
+                started.elapsed().as_secs_f64(),
+                state.settings.report_link_ttl_minutes
+            );
+            Ok(())
+        }
+        ReportsAction::Cleanup { older_than, tenant } => {
+            let cutoff = chrono::Utc::now() - older_than;
+            let schools = match &tenant {
+                Some(t) => vec![school(t).await?],
+                None => crate::tenancy::all(&state.db).await?,
+            };
+            let mut total = 0;
+            for ctx in &schools {
+                let n = store::delete_older_than(&state.db, ctx, &state.settings.data_dir, cutoff)
+                    .await?;
+                if n > 0 {
+                    eprintln!("{}: {n} report(s) deleted", ctx.schema_name());
+                }
+                total += n;
+            }
+            eprintln!("{total} report(s) created before {cutoff} deleted");
             Ok(())
         }
     }

@@ -99,6 +99,12 @@ pub struct Settings {
     pub llm_max_answer_chars: usize,
     /// Folder with `system.j2` and `user.j2` to use instead of the embedded `prompts/llm/` (`CHATBOT_LLM_PROMPTS_DIR`).
     pub llm_prompts_dir: Option<PathBuf>,
+    /// Minutes a report card's download link works (`CHATBOT_REPORT_LINK_TTL_MINUTES`).
+    pub report_link_ttl_minutes: u32,
+    /// Days report cards are kept before the periodic cleanup deletes them (`CHATBOT_REPORT_RETENTION_DAYS`).
+    pub report_retention_days: u32,
+    /// Minutes between two periodic cleanups (`CHATBOT_CLEANUP_INTERVAL_MINUTES`).
+    pub cleanup_interval_minutes: u32,
 }
 
 /// Log line format.
@@ -243,6 +249,9 @@ struct Layer {
     llm_daily_tokens: Option<u64>,
     llm_max_answer_chars: Option<usize>,
     llm_prompts_dir: Option<PathBuf>,
+    report_link_ttl_minutes: Option<u32>,
+    report_retention_days: Option<u32>,
+    cleanup_interval_minutes: Option<u32>,
 }
 
 impl Default for Settings {
@@ -285,6 +294,9 @@ impl Default for Settings {
             llm_daily_tokens: 200_000,
             llm_max_answer_chars: 900,
             llm_prompts_dir: None,
+            report_link_ttl_minutes: 1440,
+            report_retention_days: 30,
+            cleanup_interval_minutes: 60,
         }
     }
 }
@@ -365,6 +377,12 @@ pub mod env {
     pub const LLM_MAX_ANSWER_CHARS: &str = "CHATBOT_LLM_MAX_ANSWER_CHARS";
     /// Folder with `system.j2` and `user.j2` to use instead of the embedded `prompts/llm/`.
     pub const LLM_PROMPTS_DIR: &str = "CHATBOT_LLM_PROMPTS_DIR";
+    /// Report link lifetime.
+    pub const REPORT_LINK_TTL_MINUTES: &str = "CHATBOT_REPORT_LINK_TTL_MINUTES";
+    /// Report retention.
+    pub const REPORT_RETENTION_DAYS: &str = "CHATBOT_REPORT_RETENTION_DAYS";
+    /// Cleanup interval.
+    pub const CLEANUP_INTERVAL_MINUTES: &str = "CHATBOT_CLEANUP_INTERVAL_MINUTES";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -456,6 +474,9 @@ impl Settings {
             llm_daily_tokens: parse(env, env::LLM_DAILY_TOKENS)?,
             llm_max_answer_chars: parse(env, env::LLM_MAX_ANSWER_CHARS)?,
             llm_prompts_dir: text(env::LLM_PROMPTS_DIR).map(PathBuf::from),
+            report_link_ttl_minutes: parse(env, env::REPORT_LINK_TTL_MINUTES)?,
+            report_retention_days: parse(env, env::REPORT_RETENTION_DAYS)?,
+            cleanup_interval_minutes: parse(env, env::CLEANUP_INTERVAL_MINUTES)?,
         })
     }
 
@@ -498,6 +519,9 @@ impl Settings {
             llm_daily_tokens,
             llm_max_answer_chars,
             llm_prompts_dir,
+            report_link_ttl_minutes,
+            report_retention_days,
+            cleanup_interval_minutes,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -609,6 +633,15 @@ impl Settings {
         }
         if let Some(v) = llm_prompts_dir {
             self.llm_prompts_dir = Some(v);
+        }
+        if let Some(v) = report_link_ttl_minutes {
+            self.report_link_ttl_minutes = v;
+        }
+        if let Some(v) = report_retention_days {
+            self.report_retention_days = v;
+        }
+        if let Some(v) = cleanup_interval_minutes {
+            self.cleanup_interval_minutes = v;
         }
     }
 
@@ -750,6 +783,21 @@ impl Settings {
                 env::LLM_MODEL,
                 !self.llm_model.trim().is_empty(),
                 "must not be empty",
+            ),
+            (
+                env::REPORT_LINK_TTL_MINUTES,
+                (1..=60 * 24 * 30).contains(&self.report_link_ttl_minutes),
+                "must be between 1 minute and 30 days",
+            ),
+            (
+                env::REPORT_RETENTION_DAYS,
+                (1..=3650).contains(&self.report_retention_days),
+                "must be between 1 and 3650 days",
+            ),
+            (
+                env::CLEANUP_INTERVAL_MINUTES,
+                (1..=60 * 24 * 7).contains(&self.cleanup_interval_minutes),
+                "must be between 1 minute and 7 days",
             ),
         ] {
             if !ok {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod jobs;
 pub mod llm;
 pub mod metrics;
+pub mod reports;
 pub mod school;
 pub mod state;
 pub mod telemetry;

@@ -1,6 +1,7 @@
-//! Work the REST API hands to workers, over a real queue: report jobs (recorded, and failing
-//! plainly until rendering ships), report deletion, and notice broadcasts that reach the mock
-//! Graph API through the sender, each recipient's delivery readable.
+//! Work the REST API hands to workers, over a real queue: report jobs (a card per student with
+//! a signed link that downloads it, a batch's combined PDF), report deletion, and notice
+//! broadcasts that reach the mock Graph API through the sender, each recipient's delivery
+//! readable.
 
 mod common;
 
@@ -55,14 +56,20 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
     );
     let id = job["id"].as_i64().unwrap();
     let done = finished(&app, &a.api_key, id).await;
-    assert_eq!(done["status"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("rendering_unavailable"),
-        "{done}"
-    );
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["result"]["count"], 1, "{done}");
+    let card = &done["result"]["reports"][0];
+    assert_eq!(card["student_id"], a.student.student_id.as_str());
+    // The signed link downloads the card; the link is absolute, the test server's port is not
+    // the configured one.
+    let url = url::Url::parse(card["url"].as_str().unwrap()).unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap());
+    let pdf = app.get(&path).await;
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let bytes = pdf.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    assert_eq!(card["bytes"].as_u64(), Some(bytes.len() as u64));
     // Another school cannot read it; another school's class or session is not found.
     let (status, _) = app
         .api(&b.api_key, Method::GET, &format!("/jobs/{id}/"), None)
@@ -82,10 +89,13 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
             &a.api_key,
             Method::POST,
             "/batch-reports/",
-            Some(json!({"exam_session_id": a.exam_id, "form": "JSS 1"})),
+            Some(json!({"exam_session_id": a.exam_id, "class_id": a.class_id})),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["result"]["combined"]["pages"], 1, "{done}");
     let (status, body) = app
         .api(
             &a.api_key,
@@ -120,11 +130,14 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let done = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
+    // The fixture's report row, the generated card, the batch's card and its combined file.
     assert_eq!(
         (done["status"].as_str(), done["result"]["deleted"].as_u64()),
-        (Some("done"), Some(1)),
+        (Some("done"), Some(4)),
         "{done}"
     );
+    // The link of a deleted report finds nothing.
+    assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
     let left = |s: &School| s.ctx.find::<report::Entity>().all(&app.state.db);
     assert!(left(&a).await.unwrap().is_empty());
     assert_eq!(

@@ -40,12 +40,12 @@ pub struct JobOut {
     pub params: serde_json::Value,
     /// What came of it.
     pub result: Option<serde_json::Value>,
-    /// Why it failed (e.g. `rendering_unavailable: ...`).
+    /// Why it failed (e.g. `the class or form no longer exists`).
     pub error: Option<String>,
-    /// Recipients of a broadcast.
+    /// Recipients of a broadcast, or students of a report job.
     pub total: i64,
     /// A broadcast's messages by delivery status (`queued`, `sent`, `delivered`, `read`,
-    /// `failed`).
+    /// `failed`); a report job's cards `rendered` so far.
     pub progress: BTreeMap<String, i64>,
     /// Accepted.
     pub created_at: DateTime<Utc>,
@@ -120,6 +120,12 @@ async fn progress_of(
     row: &background_job::Model,
 ) -> Result<BTreeMap<String, i64>, Error> {
     let mut progress = BTreeMap::new();
+    if row.kind == kind::GENERATE_REPORTS || row.kind == kind::BATCH_REPORTS {
+        if let Some(n) = row.result.as_ref().and_then(|r| r["rendered"].as_i64()) {
+            progress.insert("rendered".to_string(), n);
+        }
+        return Ok(progress);
+    }
     if row.kind != kind::BROADCAST {
         return Ok(progress);
     }

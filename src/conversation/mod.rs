@@ -107,6 +107,24 @@ pub async fn converse(
         outcome.unhandled = Some(text);
         outcome.llm = Some(trace);
     }
+    // The report card a parent asked for: rendered now, sent as a document with its link,
+    // just before the menu that follows the "preparing" message.
+    for effect in outcome.effects.clone() {
+        let Effect::GenerateReport {
+            student_id,
+            exam_session_id,
+            ..
+        } = effect;
+        if let Some(document) =
+            crate::reports::document_reply(state, ctx, student_id, exam_session_id, now).await?
+        {
+            let at = match outcome.replies.last() {
+                Some(Reply::Choices { .. }) => outcome.replies.len() - 1,
+                _ => outcome.replies.len(),
+            };
+            outcome.replies.insert(at, document);
+        }
+    }
     let txn = state.db.begin().await?;
     let saved = store::save(
         &txn,

@@ -32,6 +32,10 @@ pub fn routes(state: AppState) -> impl Endpoint {
             "/api/v1/chatbot/webhooks/twilio",
             poem::post(twilio::deliver),
         )
+        .at(
+            format!("{}/:id", crate::reports::store::ROUTE),
+            get(crate::reports::download),
+        )
         .nest(api::BASE_PATH, api::service())
         .at(
             "/docs",

@@ -1,4 +1,6 @@
-//! Periodic housekeeping: delete chat sessions that have expired, school by school.
+//! Periodic housekeeping, school by school: delete chat sessions that have expired, and
+//! report cards older than `CHATBOT_REPORT_RETENTION_DAYS` (files and rows). Workers queue it
+//! every `CHATBOT_CLEANUP_INTERVAL_MINUTES`.
 
 use apalis::prelude::Data;
 use chrono::{DateTime, Utc};
@@ -11,7 +13,7 @@ use crate::error::Result;
 use crate::state::AppState;
 use crate::tenancy::{self, TenantCtx};
 
-/// Delete expired chat sessions in every tenant.
+/// Delete expired chat sessions and old report cards in every tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupJob {
     /// Sessions that expired before this instant are removed; `None` means "now" when the job runs.
@@ -27,11 +29,20 @@ pub fn handle(job: CleanupJob, state: Data<AppState>) -> JobFuture {
     let state = (*state).clone();
     super::measured(state.clone(), CleanupJob::QUEUE, async move {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
-        let mut removed = 0;
+        let reports_cutoff =
+            Utc::now() - chrono::Duration::days(state.settings.report_retention_days.into());
+        let (mut removed, mut reports) = (0, 0);
         for ctx in tenancy::all(&state.db).await? {
             removed += delete_expired_sessions(&state.db, &ctx, cutoff).await?;
+            reports += crate::reports::store::delete_older_than(
+                &state.db,
+                &ctx,
+                &state.settings.data_dir,
+                reports_cutoff,
+            )
+            .await?;
         }
-        tracing::info!(removed, %cutoff, "expired chat sessions removed");
+        tracing::info!(removed, reports, %cutoff, "cleanup: expired chat sessions and old report cards removed");
         Ok(())
     })
 }

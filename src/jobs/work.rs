@@ -16,7 +16,7 @@ use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{
     background_job, class, message_log, notice, report, student, student_mapping, whatsapp_contact,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::school::notices::audience;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider, TenantCtx};
@@ -103,11 +103,8 @@ async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
     let row = active.update(&state.db).await?;
     // Database or queue failures propagate: the job is retried and carries on.
     let outcome = match row.kind.as_str() {
-        kind::GENERATE_REPORTS | kind::BATCH_REPORTS => Err(
-            "rendering_unavailable: report-card PDFs are not rendered yet; the request is \
-             recorded and can be read here"
-                .to_string(),
-        ),
+        kind::GENERATE_REPORTS => render_reports(state, &ctx, &row, false).await?,
+        kind::BATCH_REPORTS => render_reports(state, &ctx, &row, true).await?,
         kind::DELETE_REPORTS => delete_reports(state, &ctx, &row).await?,
         kind::BROADCAST => broadcast(state, &ctx, &row).await?,
         other => Err(format!("unknown kind of work `{other}`")),
@@ -129,6 +126,85 @@ async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
     active.finished_at = Set(Some(now));
     active.update(&state.db).await?;
     Ok(())
+}
+
+/// What `generate-reports/` and `batch-reports/` ask for: an exam session, and a class or a
+/// form.
+#[derive(Debug, Clone, Deserialize)]
+struct ReportParams {
+    exam_session_id: i64,
+    class_id: Option<i64>,
+    form: Option<String>,
+}
+
+/// One card per student of the class or form (stored, with a signed link each) and, for a
+/// batch, all of them in one combined PDF too. A retry reuses the cards this job already
+/// stored; the result shows `rendered` as it goes.
+async fn render_reports(
+    state: &AppState,
+    ctx: &TenantCtx,
+    row: &background_job::Model,
+    combined: bool,
+) -> Result<Outcome> {
+    use crate::reports::{self, store};
+    use crate::school::calendar;
+    let Ok(params) = serde_json::from_value::<ReportParams>(row.params.clone()) else {
+        return Ok(Err("unreadable parameters".into()));
+    };
+    let Some(exam) = calendar::exam_session(&state.db, ctx, params.exam_session_id).await? else {
+        return Ok(Err(format!(
+            "exam session {} no longer exists",
+            params.exam_session_id
+        )));
+    };
+    let Some(group) =
+        reports::Group::find(&state.db, ctx, params.class_id, params.form.as_deref()).await?
+    else {
+        return Ok(Err("the class or form no longer exists".into()));
+    };
+    let mut active: background_job::ActiveModel = row.clone().into();
+    active.total = Set(group.pupils.len() as i64);
+    active.updated_at = Set(Utc::now());
+    let row = active.update(&state.db).await?;
+    let made = reports::batch(
+        state,
+        ctx,
+        &exam,
+        &group,
+        combined,
+        Some(row.created_at),
+        Some(&row),
+        &mut |_, _| {},
+    )
+    .await?;
+    let now = Utc::now();
+    let cards: Vec<serde_json::Value> = made
+        .cards
+        .iter()
+        .map(|(pupil, stored)| {
+            serde_json::json!({
+                "student_id": pupil.student_id,
+                "report_id": stored.id,
+                "bytes": stored.size_bytes,
+                "url": store::link(state, ctx.id(), stored.id, now),
+            })
+        })
+        .collect();
+    let mut result = serde_json::json!({
+        "exam_session_id": exam.id,
+        "rendered": cards.len(),
+        "count": cards.len(),
+        "reports": cards,
+    });
+    if let Some(stored) = &made.combined {
+        result["combined"] = serde_json::json!({
+            "report_id": stored.id,
+            "bytes": stored.size_bytes,
+            "pages": made.cards.len(),
+            "url": store::link(state, ctx.id(), stored.id, now),
+        });
+    }
+    Ok(Ok(result))
 }
 
 /// What `delete-reports/` may name: report ids, a class, or an age.
@@ -174,29 +250,8 @@ async fn delete_reports(
             .filter(report::Column::CreatedAt.lt(Utc::now() - chrono::Duration::days(days.into())));
     }
     let doomed = query.all(&state.db).await?;
-    // Files first: a row without its file is harmless, a file without its row is a leak.
-    let reports_dir = state.settings.data_dir.join("reports");
-    for r in &doomed {
-        if let Some(path) = &r.file_path {
-            let path = reports_dir.join(path);
-            if path.starts_with(&reports_dir)
-                && let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "cannot delete {}: {e}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    let ids: Vec<i64> = doomed.iter().map(|r| r.id).collect();
-    let deleted = ctx
-        .delete_many::<report::Entity>()
-        .filter(report::Column::Id.is_in(ids))
-        .exec(&state.db)
-        .await?
-        .rows_affected;
+    let deleted =
+        crate::reports::store::delete(&state.db, ctx, &state.settings.data_dir, doomed).await?;
     Ok(Ok(serde_json::json!({"deleted": deleted})))
 }
 

@@ -65,3 +65,15 @@ pub async fn exam_session(
         .one(db)
         .await?)
 }
+
+/// Every exam session of the school, released or not, newest first.
+pub async fn exam_sessions(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+) -> Result<Vec<exam_session::Model>> {
+    Ok(ctx
+        .find::<exam_session::Entity>()
+        .order_by_desc(exam_session::Column::Id)
+        .all(db)
+        .await?)
+}

@@ -161,6 +161,15 @@ pub async fn by_api_key(db: &impl ConnectionTrait, plaintext: &str) -> Result<Ap
     })
 }
 
+/// A tenant by id (e.g. from a signed link, whose signature already vouches for it).
+pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<TenantCtx> {
+    tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|t| TenantCtx::from_model(&t))
+        .ok_or_else(|| Error::NotFound(format!("no school with id {id}")))
+}
+
 /// Every tenant, for maintenance jobs that visit each school in turn.
 pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<TenantCtx>> {
     Ok(tenant::Entity::find()
