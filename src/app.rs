@@ -230,7 +230,8 @@ async fn supervise_workers(
     let every = Duration::from_secs(u64::from(state.settings.cleanup_interval_minutes) * 60);
     let (queue, stop) = (state.queue.clone(), token.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        // The first one an interval after start-up, not at once.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
