@@ -556,8 +556,9 @@ async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::R
             };
             let mut total = 0;
             for ctx in &schools {
-                let n = store::delete_older_than(&state.db, ctx, &state.settings.data_dir, cutoff)
-                    .await?;
+                let n =
+                    store::delete_older_than(&state.db, ctx, &state.settings.reports_dir(), cutoff)
+                        .await?;
                 if n > 0 {
                     eprintln!("{}: {n} report(s) deleted", ctx.schema_name());
                 }

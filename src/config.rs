@@ -101,6 +101,8 @@ pub struct Settings {
     pub llm_prompts_dir: Option<PathBuf>,
     /// Minutes a report card's download link works (`CHATBOT_REPORT_LINK_TTL_MINUTES`).
     pub report_link_ttl_minutes: u32,
+    /// Folder of report-card PDFs (`CHATBOT_REPORTS_DIR`); `None`: `<data dir>/reports`.
+    pub reports_dir: Option<PathBuf>,
     /// Days report cards are kept before the periodic cleanup deletes them (`CHATBOT_REPORT_RETENTION_DAYS`).
     pub report_retention_days: u32,
     /// Minutes between two periodic cleanups (`CHATBOT_CLEANUP_INTERVAL_MINUTES`).
@@ -250,6 +252,7 @@ struct Layer {
     llm_max_answer_chars: Option<usize>,
     llm_prompts_dir: Option<PathBuf>,
     report_link_ttl_minutes: Option<u32>,
+    reports_dir: Option<PathBuf>,
     report_retention_days: Option<u32>,
     cleanup_interval_minutes: Option<u32>,
 }
@@ -295,6 +298,7 @@ impl Default for Settings {
             llm_max_answer_chars: 900,
             llm_prompts_dir: None,
             report_link_ttl_minutes: 1440,
+            reports_dir: None,
             report_retention_days: 30,
             cleanup_interval_minutes: 60,
         }
@@ -379,6 +383,8 @@ pub mod env {
     pub const LLM_PROMPTS_DIR: &str = "CHATBOT_LLM_PROMPTS_DIR";
     /// Report link lifetime.
     pub const REPORT_LINK_TTL_MINUTES: &str = "CHATBOT_REPORT_LINK_TTL_MINUTES";
+    /// Report-card folder.
+    pub const REPORTS_DIR: &str = "CHATBOT_REPORTS_DIR";
     /// Report retention.
     pub const REPORT_RETENTION_DAYS: &str = "CHATBOT_REPORT_RETENTION_DAYS";
     /// Cleanup interval.
@@ -475,6 +481,7 @@ impl Settings {
             llm_max_answer_chars: parse(env, env::LLM_MAX_ANSWER_CHARS)?,
             llm_prompts_dir: text(env::LLM_PROMPTS_DIR).map(PathBuf::from),
             report_link_ttl_minutes: parse(env, env::REPORT_LINK_TTL_MINUTES)?,
+            reports_dir: text(env::REPORTS_DIR).map(PathBuf::from),
             report_retention_days: parse(env, env::REPORT_RETENTION_DAYS)?,
             cleanup_interval_minutes: parse(env, env::CLEANUP_INTERVAL_MINUTES)?,
         })
@@ -520,6 +527,7 @@ impl Settings {
             llm_max_answer_chars,
             llm_prompts_dir,
             report_link_ttl_minutes,
+            reports_dir,
             report_retention_days,
             cleanup_interval_minutes,
         } = layer;
@@ -636,6 +644,9 @@ impl Settings {
         }
         if let Some(v) = report_link_ttl_minutes {
             self.report_link_ttl_minutes = v;
+        }
+        if let Some(v) = reports_dir {
+            self.reports_dir = Some(v);
         }
         if let Some(v) = report_retention_days {
             self.report_retention_days = v;
@@ -839,6 +850,13 @@ impl Settings {
             max_pin_failures: self.pin_max_failures,
             lockout: chrono::Duration::minutes(self.pin_lockout_minutes.into()),
         }
+    }
+
+    /// The report-card folder: `CHATBOT_REPORTS_DIR`, or `<data dir>/reports`.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.reports_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("reports"))
     }
 
     /// Path of the embedded job queue database (used when `REDIS_URL` is unset).

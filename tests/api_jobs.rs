@@ -70,6 +70,47 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
     let bytes = pdf.bytes().await.unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
     assert_eq!(card["bytes"].as_u64(), Some(bytes.len() as u64));
+    // One student's card, by the school's student ID.
+    let (status, job) = app
+        .api(
+            &a.api_key,
+            Method::POST,
+            "/generate-reports/",
+            Some(json!({"student_id": a.student.student_id, "exam_session_id": a.exam_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let one = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (one["status"].as_str(), one["result"]["count"].as_u64()),
+        (Some("done"), Some(1)),
+        "{one}"
+    );
+    for (body, expected) in [
+        (
+            // (The fixture's schools use the same student IDs: each means its own student.)
+            json!({"student_id": "NOPE/999", "exam_session_id": a.exam_id}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"student_id": a.student.student_id, "class_id": a.class_id, "exam_session_id": a.exam_id}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"exam_session_id": a.exam_id}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, _) = app
+            .api(
+                &a.api_key,
+                Method::POST,
+                "/generate-reports/",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
     // Another school cannot read it; another school's class or session is not found.
     let (status, _) = app
         .api(&b.api_key, Method::GET, &format!("/jobs/{id}/"), None)
@@ -130,10 +171,11 @@ async fn report_jobs_are_recorded_and_followed(v: Variant) {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let done = finished(&app, &a.api_key, job["id"].as_i64().unwrap()).await;
-    // The fixture's report row, the generated card, the batch's card and its combined file.
+    // The fixture's report row, the class card, the single card, the batch's card and its
+    // combined file.
     assert_eq!(
         (done["status"].as_str(), done["result"]["deleted"].as_u64()),
-        (Some("done"), Some(4)),
+        (Some("done"), Some(5)),
         "{done}"
     );
     // The link of a deleted report finds nothing.

@@ -379,7 +379,6 @@ fn names_in_any_latin_script_and_cyrillic_print_as_written() {
 async fn the_cleanup_job_deletes_old_cards_only(v: Variant) {
     use chatbot::entities::report;
     use chatbot::jobs::cleanup::CleanupJob;
-    use chatbot::reports::store;
     use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
     let Some(app) = TestApp::spawn(v).await else {
         return;
@@ -404,7 +403,9 @@ async fn the_cleanup_job_deletes_old_cards_only(v: Variant) {
         );
     }
     let path = |r: &report::Model| {
-        store::dir(&app.settings().data_dir).join(r.file_path.as_ref().unwrap())
+        app.settings()
+            .reports_dir()
+            .join(r.file_path.as_ref().unwrap())
     };
     let (old, recent) = (made[0].clone(), made[1].clone());
     assert!(path(&old).exists() && path(&recent).exists());

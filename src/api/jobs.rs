@@ -78,11 +78,16 @@ enum Accepted {
     Accepted(Json<JobOut>),
 }
 
-/// `generate-reports/`: one PDF per student of a class.
+/// `generate-reports/`: one PDF per student of a class, or one student's; exactly one of
+/// `class_id` and `student_id`.
 #[derive(Debug, Object)]
 pub struct GenerateReportsIn {
-    /// The class.
-    pub class_id: i64,
+    /// The class...
+    #[oai(nullable)]
+    pub class_id: Option<i64>,
+    /// ...or one student, by the school's student ID (e.g. `GFA/2026/0001`).
+    #[oai(nullable, validator(min_length = 1, max_length = 64))]
+    pub student_id: Option<String>,
     /// The exam session.
     pub exam_session_id: i64,
 }
@@ -226,8 +231,8 @@ pub struct JobsApi;
 
 #[OpenApi(tag = "ApiTags::School")]
 impl JobsApi {
-    /// Generate one report card per student of a class. Until report rendering ships, the job
-    /// is recorded and ends `failed` with `rendering_unavailable`.
+    /// Generate report cards: one per student of a class (`class_id`), or one student's
+    /// (`student_id`). The job's result lists each card with its signed download link.
     #[oai(
         path = "/generate-reports/",
         method = "post",
@@ -240,17 +245,38 @@ impl JobsApi {
         body: Json<GenerateReportsIn>,
     ) -> ApiResult<Accepted> {
         let ctx = caller.require("staff")?;
-        class_of(&state, ctx, body.class_id).await?;
         exam_session_of(&state, ctx, body.exam_session_id).await?;
-        let params = serde_json::json!({
-            "class_id": body.class_id,
-            "exam_session_id": body.exam_session_id,
-        });
+        let params = match (body.class_id, body.student_id.as_deref()) {
+            (Some(class_id), None) => {
+                class_of(&state, ctx, class_id).await?;
+                serde_json::json!({
+                    "class_id": class_id,
+                    "exam_session_id": body.exam_session_id,
+                })
+            }
+            (None, Some(student_id)) => {
+                let id = crate::domain::StudentId::parse(student_id)?;
+                let Some(student) = students::by_student_id(&state.db, ctx, &id).await? else {
+                    return Err(Error::NotFound(format!("no student `{id}` in this school")).into());
+                };
+                serde_json::json!({
+                    "student": student.id,
+                    "exam_session_id": body.exam_session_id,
+                })
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "invalid_filter",
+                    "give exactly one of class_id and student_id",
+                )
+                .into());
+            }
+        };
         Ok(accept(&state, ctx, kind::GENERATE_REPORTS, params).await?)
     }
 
-    /// Generate a class or a form into one combined PDF and per-student files. Until report
-    /// rendering ships, the job is recorded and ends `failed` with `rendering_unavailable`.
+    /// Generate a class or a form into one combined PDF (a page per student) and per-student
+    /// files. The job's result lists every card and the combined file with signed links.
     #[oai(
         path = "/batch-reports/",
         method = "post",

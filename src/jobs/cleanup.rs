@@ -37,7 +37,7 @@ pub fn handle(job: CleanupJob, state: Data<AppState>) -> JobFuture {
             reports += crate::reports::store::delete_older_than(
                 &state.db,
                 &ctx,
-                &state.settings.data_dir,
+                &state.settings.reports_dir(),
                 reports_cutoff,
             )
             .await?;

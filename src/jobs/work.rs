@@ -135,6 +135,8 @@ struct ReportParams {
     exam_session_id: i64,
     class_id: Option<i64>,
     form: Option<String>,
+    /// One student (primary key).
+    student: Option<i64>,
 }
 
 /// One card per student of the class or form (stored, with a signed link each) and, for a
@@ -157,10 +159,14 @@ async fn render_reports(
             params.exam_session_id
         )));
     };
-    let Some(group) =
-        reports::Group::find(&state.db, ctx, params.class_id, params.form.as_deref()).await?
-    else {
-        return Ok(Err("the class or form no longer exists".into()));
+    let group = match params.student {
+        Some(pk) => reports::Group::student(&state.db, ctx, pk).await?,
+        None => {
+            reports::Group::find(&state.db, ctx, params.class_id, params.form.as_deref()).await?
+        }
+    };
+    let Some(group) = group else {
+        return Ok(Err("the class, form or student no longer exists".into()));
     };
     let mut active: background_job::ActiveModel = row.clone().into();
     active.total = Set(group.pupils.len() as i64);
@@ -251,7 +257,8 @@ async fn delete_reports(
     }
     let doomed = query.all(&state.db).await?;
     let deleted =
-        crate::reports::store::delete(&state.db, ctx, &state.settings.data_dir, doomed).await?;
+        crate::reports::store::delete(&state.db, ctx, &state.settings.reports_dir(), doomed)
+            .await?;
     Ok(Ok(serde_json::json!({"deleted": deleted})))
 }
 

@@ -142,7 +142,7 @@ pub async fn generate(
     let row = store::save(
         &state.db,
         ctx,
-        &state.settings.data_dir,
+        &state.settings.reports_dir(),
         report::ActiveModel {
             kind: Set(store::kind::STUDENT.into()),
             student_id: Set(Some(student.id)),
@@ -170,6 +170,20 @@ pub struct Group {
 }
 
 impl Group {
+    /// One student of school `ctx` (primary key); `None` when there is no such student.
+    pub async fn student(
+        db: &impl ConnectionTrait,
+        ctx: &TenantCtx,
+        pk: i64,
+    ) -> Result<Option<Self>> {
+        Ok(students::by_pk(db, ctx, pk).await?.map(|s| Self {
+            classes: Vec::new(),
+            name: students::full_name(&s),
+            class_id: None,
+            pupils: vec![s],
+        }))
+    }
+
     /// A class (`class_id`) or a form of school `ctx`; `None` when it has no such class.
     pub async fn find(
         db: &impl ConnectionTrait,
@@ -261,7 +275,7 @@ pub async fn batch(
                     store::save(
                         &state.db,
                         ctx,
-                        &state.settings.data_dir,
+                        &state.settings.reports_dir(),
                         report::ActiveModel {
                             kind: Set(store::kind::STUDENT.into()),
                             student_id: Set(Some(pupil.id)),
@@ -297,7 +311,7 @@ pub async fn batch(
             store::save(
                 &state.db,
                 ctx,
-                &state.settings.data_dir,
+                &state.settings.reports_dir(),
                 report::ActiveModel {
                     kind: Set(store::kind::COMBINED.into()),
                     class_id: Set(group.class_id),
@@ -406,7 +420,8 @@ pub async fn download(
         Err(crate::error::Error::NotFound(_)) => return not_found(),
         Err(e) => return poem::error::ResponseError::as_response(&e),
     };
-    let (row, path) = match store::file_of(&state.db, &ctx, &state.settings.data_dir, id).await {
+    let (row, path) = match store::file_of(&state.db, &ctx, &state.settings.reports_dir(), id).await
+    {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
         Err(e) => return poem::error::ResponseError::as_response(&e),

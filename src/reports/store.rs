@@ -1,5 +1,5 @@
-//! Where report PDFs live and how they are fetched: files under `<data dir>/reports/<school
-//! id>/<report id>.pdf`, never listed, downloaded only through a signed, expiring link
+//! Where report PDFs live and how they are fetched: files under `<reports dir>/<school
+//! id>/<report id>.pdf` (`CHATBOT_REPORTS_DIR`, default `<data dir>/reports`), never listed, downloaded only through a signed, expiring link
 //! (`/files/reports/{id}?expires=...&sig=...`, an HMAC of the school, the report and the
 //! expiry under a key derived from the server secret). A guessed id, an altered link or an
 //! expired one gets nothing.
@@ -26,11 +26,6 @@ pub mod kind {
     pub const STUDENT: &str = "student";
     /// Several students' cards in one file.
     pub const COMBINED: &str = "combined";
-}
-
-/// The reports folder.
-pub fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("reports")
 }
 
 fn signature(secret: &SecretKey, tenant_id: i64, report_id: i64, expires: i64) -> String {
@@ -106,7 +101,7 @@ pub fn verify(
 pub async fn save(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
-    data_dir: &Path,
+    reports_dir: &Path,
     new: report::ActiveModel,
     pdf: &[u8],
 ) -> Result<report::Model> {
@@ -119,7 +114,7 @@ pub async fn save(
     .insert(db)
     .await?;
     let relative = format!("{}/{}.pdf", ctx.id(), row.id);
-    let path = dir(data_dir).join(&relative);
+    let path = reports_dir.join(&relative);
     let written = (|| {
         std::fs::create_dir_all(path.parent().expect("a parent"))?;
         let partial = path.with_extension("pdf.part");
@@ -153,7 +148,7 @@ pub async fn save(
 pub async fn file_of(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
-    data_dir: &Path,
+    reports_dir: &Path,
     report_id: i64,
 ) -> Result<Option<(report::Model, PathBuf)>> {
     let Some(row) = ctx
@@ -165,7 +160,7 @@ pub async fn file_of(
     else {
         return Ok(None);
     };
-    let base = dir(data_dir);
+    let base = reports_dir.to_path_buf();
     let Some(path) = row.file_path.as_ref().map(|p| base.join(p)) else {
         return Ok(None);
     };
@@ -181,10 +176,10 @@ pub async fn file_of(
 pub async fn delete(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
-    data_dir: &Path,
+    reports_dir: &Path,
     doomed: Vec<report::Model>,
 ) -> Result<u64> {
-    let base = dir(data_dir);
+    let base = reports_dir.to_path_buf();
     for r in &doomed {
         if let Some(path) = &r.file_path {
             let path = base.join(path);
@@ -216,7 +211,7 @@ pub async fn delete(
 pub async fn delete_older_than(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
-    data_dir: &Path,
+    reports_dir: &Path,
     cutoff: DateTime<Utc>,
 ) -> Result<u64> {
     let doomed = ctx
@@ -224,7 +219,7 @@ pub async fn delete_older_than(
         .filter(report::Column::CreatedAt.lt(cutoff))
         .all(db)
         .await?;
-    delete(db, ctx, data_dir, doomed).await
+    delete(db, ctx, reports_dir, doomed).await
 }
 
 #[cfg(test)]
