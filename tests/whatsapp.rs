@@ -23,7 +23,50 @@ variants!(
     two_worker_processes_keep_one_parents_order,
     replies_outside_the_window_use_the_template,
     a_shared_number_lets_the_senders_phone_pick_the_school,
+    a_report_card_arrives_as_a_document_whose_link_downloads_it,
 );
+
+/// The report flow over WhatsApp: the card comes as a Graph API document message, and its link
+/// (signed, on the service) downloads the PDF.
+async fn a_report_card_arrives_as_a_document_whose_link_downloads_it(v: Variant) {
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let wa = &demo.whatsapp;
+    let digits = parent_digits(demo);
+    let child = demo
+        .student(&demo.parent_with_children(1).unwrap().student_ids[0])
+        .unwrap();
+    for (i, (words, total)) in [("hi", 2), ("report card", 3), ("1", 6)].iter().enumerate() {
+        assert_eq!(
+            say(&app, wa, &digits, &format!("wamid.rep{i}"), words).await,
+            StatusCode::OK
+        );
+        wait_for(&mock, *total).await;
+    }
+    let sent = wait_for(&mock, 6).await;
+    let document = sent
+        .iter()
+        .find(|m| m["type"] == "document")
+        .unwrap_or_else(|| panic!("a document message among {sent:?}"));
+    assert_eq!(document["to"], digits.as_str());
+    assert!(
+        document["document"]["caption"]
+            .as_str()
+            .unwrap()
+            .contains(&child.name)
+    );
+    let link = url::Url::parse(document["document"]["link"].as_str().unwrap()).unwrap();
+    assert_eq!(link.path().rsplit_once('/').unwrap().0, "/files/reports");
+    let pdf = app
+        .get(&format!("{}?{}", link.path(), link.query().unwrap()))
+        .await;
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF-"));
+    app.stop().await.unwrap();
+    mock.stop();
+}
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
 
