@@ -53,6 +53,28 @@ variants!(
     the_cleanup_job_deletes_old_cards_only,
 );
 
+/// The application with the demo schools, and the main demo school's context.
+async fn demo_app(v: Variant) -> Option<(TestApp, demo::DemoCredentials, tenancy::TenantCtx)> {
+    let app = TestApp::spawn(v).await?;
+    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
+    let ctx = tenancy::by_schema_name(&app.state.db, &SchemaName::parse("demo").unwrap())
+        .await
+        .unwrap();
+    Some((app, creds, ctx))
+}
+
+/// A student row by the school's student ID.
+async fn student_row(
+    db: &sea_orm::DatabaseConnection,
+    ctx: &tenancy::TenantCtx,
+    id: &str,
+) -> chatbot::entities::student::Model {
+    students::by_student_id(db, ctx, &StudentId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The path and query of an absolute link (the test server's port is not the configured one).
 fn local(link: &str) -> String {
     let url = url::Url::parse(link).unwrap();
@@ -63,14 +85,10 @@ async fn a_parent_asks_in_the_chat_and_downloads_the_card(v: Variant) {
     use chatbot::conversation::{self, Inbound, Reply};
     use chatbot::domain::PhoneNumber;
     use chatbot::reports::store;
-    let Some(app) = TestApp::spawn(v).await else {
+    let Some((app, creds, ctx)) = demo_app(v).await else {
         return;
     };
     let db = &app.state.db;
-    let creds = demo::seed(db, &app.state.secret).await.unwrap();
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse("demo").unwrap())
-        .await
-        .unwrap();
     let parent = creds.tenants[0].parent_with_children(1).unwrap();
     let child = creds.tenants[0].student(&parent.student_ids[0]).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
@@ -177,15 +195,11 @@ async fn a_parent_asks_in_the_chat_and_downloads_the_card(v: Variant) {
 }
 
 async fn a_class_batch_is_one_pdf_with_a_page_per_student(v: Variant) {
-    let Some(app) = TestApp::spawn(v).await else {
+    let Some((app, creds, ctx)) = demo_app(v).await else {
         return;
     };
     let db = &app.state.db;
-    let creds = demo::seed(db, &app.state.secret).await.unwrap();
     let main = &creds.tenants[0];
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse("demo").unwrap())
-        .await
-        .unwrap();
     let class = students::classes(db, &ctx).await.unwrap()[0].clone();
     let exam = calendar::released_exam_sessions(db, &ctx).await.unwrap()[0].clone();
     let pupils = students::in_class(db, &ctx, class.id).await.unwrap();
@@ -244,26 +258,15 @@ async fn a_class_batch_is_one_pdf_with_a_page_per_student(v: Variant) {
 }
 
 async fn a_demo_students_card_reads_back_and_other_schools_are_unreachable(v: Variant) {
-    let Some(app) = TestApp::spawn(v).await else {
+    let Some((app, creds, ctx)) = demo_app(v).await else {
         return;
     };
     let db = &app.state.db;
-    let creds = demo::seed(db, &app.state.secret).await.unwrap();
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse("demo").unwrap())
-        .await
-        .unwrap();
     let north = tenancy::by_schema_name(db, &SchemaName::parse("demo-north").unwrap())
         .await
         .unwrap();
     let demo_student = &creds.tenants[0].students[0];
-    let student = students::by_student_id(
-        db,
-        &ctx,
-        &StudentId::parse(&demo_student.student_id).unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let student = student_row(db, &ctx, &demo_student.student_id).await;
     let exam = calendar::released_exam_sessions(db, &ctx).await.unwrap()[0].clone();
     let c = reports::card_for(db, &ctx, &student, &exam)
         .await
@@ -302,14 +305,7 @@ async fn a_demo_students_card_reads_back_and_other_schools_are_unreachable(v: Va
 
     // Another school's student or exam: no card.
     let north_student = &creds.tenants[1].students[0];
-    let theirs = students::by_student_id(
-        db,
-        &north,
-        &StudentId::parse(&north_student.student_id).unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let theirs = student_row(db, &north, &north_student.student_id).await;
     assert!(
         reports::card_for(db, &ctx, &theirs, &exam)
             .await
@@ -380,21 +376,14 @@ async fn the_cleanup_job_deletes_old_cards_only(v: Variant) {
     use chatbot::entities::report;
     use chatbot::jobs::cleanup::CleanupJob;
     use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
-    let Some(app) = TestApp::spawn(v).await else {
+    let Some((app, creds, ctx)) = demo_app(v).await else {
         return;
     };
     let db = &app.state.db;
-    let creds = demo::seed(db, &app.state.secret).await.unwrap();
-    let ctx = tenancy::by_schema_name(db, &SchemaName::parse("demo").unwrap())
-        .await
-        .unwrap();
     let exam = calendar::released_exam_sessions(db, &ctx).await.unwrap()[0].clone();
     let mut made = Vec::new();
     for s in creds.tenants[0].students.iter().take(2) {
-        let student = students::by_student_id(db, &ctx, &StudentId::parse(&s.student_id).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let student = student_row(db, &ctx, &s.student_id).await;
         made.push(
             reports::generate(&app.state, &ctx, &student, &exam)
                 .await

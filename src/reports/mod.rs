@@ -138,8 +138,19 @@ pub async fn generate(
     let Some(card) = card_for(&state.db, ctx, student, exam).await? else {
         return Ok(None);
     };
+    Ok(Some(store_card(state, ctx, student, exam, card).await?))
+}
+
+/// Render `card` (of `student` for `exam`) and store it as a student report.
+async fn store_card(
+    state: &AppState,
+    ctx: &TenantCtx,
+    student: &student::Model,
+    exam: &exam_session::Model,
+    card: Card,
+) -> Result<report::Model> {
     let pdf = render_blocking(vec![card], String::new()).await?;
-    let row = store::save(
+    store::save(
         &state.db,
         ctx,
         &state.settings.reports_dir(),
@@ -152,8 +163,7 @@ pub async fn generate(
         },
         &pdf,
     )
-    .await?;
-    Ok(Some(row))
+    .await
 }
 
 /// The students a batch covers: a class, or every class of a form.
@@ -270,23 +280,7 @@ pub async fn batch(
         if let Some(card) = card_for(&state.db, ctx, pupil, exam).await? {
             let stored = match reusable.remove(&pupil.id) {
                 Some(r) => r,
-                None => {
-                    let pdf = render_blocking(vec![card.clone()], String::new()).await?;
-                    store::save(
-                        &state.db,
-                        ctx,
-                        &state.settings.reports_dir(),
-                        report::ActiveModel {
-                            kind: Set(store::kind::STUDENT.into()),
-                            student_id: Set(Some(pupil.id)),
-                            class_id: Set(pupil.class_id),
-                            exam_session_id: Set(Some(exam.id)),
-                            ..Default::default()
-                        },
-                        &pdf,
-                    )
-                    .await?
-                }
+                None => store_card(state, ctx, pupil, exam, card.clone()).await?,
             };
             made.cards.push((pupil.clone(), stored));
             if combined {
