@@ -399,7 +399,8 @@ async fn allowed(
     ))
 }
 
-fn refusal_texts() -> Vec<String> {
+/// The bot's ways of declining, in every language, rendered once per run.
+static REFUSALS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     let texts = conversation::texts();
     let mut out = Vec::new();
     for lang in texts.languages() {
@@ -410,7 +411,7 @@ fn refusal_texts() -> Vec<String> {
         }
     }
     out
-}
+});
 
 /// What failed in one turn (empty: it passed).
 fn check(
@@ -498,7 +499,7 @@ fn check(
         }
     }
     if let Some(refusal) = e.refusal {
-        let refused = refusal_texts().iter().any(|t| said.contains(t.as_str()));
+        let refused = REFUSALS.iter().any(|t| said.contains(t.as_str()));
         if refused != refusal {
             failures.push(if refusal {
                 "the bot did not decline".to_string()
