@@ -107,6 +107,22 @@ pub struct Settings {
     pub report_retention_days: u32,
     /// Minutes between two periodic cleanups (`CHATBOT_CLEANUP_INTERVAL_MINUTES`).
     pub cleanup_interval_minutes: u32,
+    /// Milliseconds between two messages of a chunk on the engagement WebSocket (`CHATBOT_ENGAGEMENT_INTERVAL_MS`).
+    pub engagement_interval_ms: u64,
+    /// School (schema name) whose report catalogue the engagement WebSocket serves when the request's host is no school's domain (`CHATBOT_ENGAGEMENT_TENANT`).
+    pub engagement_tenant: Option<String>,
+    /// Key of the payment system's HMAC-SHA256 over `report_url_params` (`CHATBOT_REPORT_HASH_SECRET`); unset: `/ws/chat-success` refuses paid reports.
+    pub report_hash_secret: Option<SecretString>,
+    /// Seconds an engagement WebSocket may wait for the visitor before it is closed (`CHATBOT_ENGAGEMENT_IDLE_SECS`).
+    pub engagement_idle_secs: u64,
+    /// Largest client message on the engagement WebSocket, in bytes (`CHATBOT_ENGAGEMENT_MAX_MESSAGE_BYTES`).
+    pub engagement_max_message_bytes: usize,
+    /// Open engagement WebSockets allowed per client address; 0: no cap (`CHATBOT_ENGAGEMENT_MAX_PER_ADDRESS`).
+    pub engagement_max_per_address: u32,
+    /// Origins (`https://shop.example`) allowed to open engagement WebSockets; empty: any (`CHATBOT_ENGAGEMENT_ALLOWED_ORIGINS`, comma-separated).
+    pub engagement_allowed_origins: Vec<String>,
+    /// Header a trusted reverse proxy puts the client's address in, e.g. `X-Real-IP` (`CHATBOT_CLIENT_IP_HEADER`); unset: the socket's peer address.
+    pub client_ip_header: Option<String>,
 }
 
 /// Log line format.
@@ -255,6 +271,14 @@ struct Layer {
     reports_dir: Option<PathBuf>,
     report_retention_days: Option<u32>,
     cleanup_interval_minutes: Option<u32>,
+    engagement_interval_ms: Option<u64>,
+    engagement_tenant: Option<String>,
+    report_hash_secret: Option<String>,
+    engagement_idle_secs: Option<u64>,
+    engagement_max_message_bytes: Option<usize>,
+    engagement_max_per_address: Option<u32>,
+    engagement_allowed_origins: Option<OriginList>,
+    client_ip_header: Option<String>,
 }
 
 impl Default for Settings {
@@ -301,6 +325,14 @@ impl Default for Settings {
             reports_dir: None,
             report_retention_days: 30,
             cleanup_interval_minutes: 60,
+            engagement_interval_ms: 2000,
+            engagement_tenant: None,
+            report_hash_secret: None,
+            engagement_idle_secs: 300,
+            engagement_max_message_bytes: 4096,
+            engagement_max_per_address: 20,
+            engagement_allowed_origins: Vec::new(),
+            client_ip_header: None,
         }
     }
 }
@@ -389,6 +421,22 @@ pub mod env {
     pub const REPORT_RETENTION_DAYS: &str = "CHATBOT_REPORT_RETENTION_DAYS";
     /// Cleanup interval.
     pub const CLEANUP_INTERVAL_MINUTES: &str = "CHATBOT_CLEANUP_INTERVAL_MINUTES";
+    /// Pacing of the engagement WebSocket.
+    pub const ENGAGEMENT_INTERVAL_MS: &str = "CHATBOT_ENGAGEMENT_INTERVAL_MS";
+    /// School whose report catalogue the engagement WebSocket serves by default.
+    pub const ENGAGEMENT_TENANT: &str = "CHATBOT_ENGAGEMENT_TENANT";
+    /// Key of the payment system's `report_url_params` hash.
+    pub const REPORT_HASH_SECRET: &str = "CHATBOT_REPORT_HASH_SECRET";
+    /// Engagement WebSocket idle timeout.
+    pub const ENGAGEMENT_IDLE_SECS: &str = "CHATBOT_ENGAGEMENT_IDLE_SECS";
+    /// Largest engagement client message.
+    pub const ENGAGEMENT_MAX_MESSAGE_BYTES: &str = "CHATBOT_ENGAGEMENT_MAX_MESSAGE_BYTES";
+    /// Engagement WebSockets per client address.
+    pub const ENGAGEMENT_MAX_PER_ADDRESS: &str = "CHATBOT_ENGAGEMENT_MAX_PER_ADDRESS";
+    /// Origins allowed to open engagement WebSockets.
+    pub const ENGAGEMENT_ALLOWED_ORIGINS: &str = "CHATBOT_ENGAGEMENT_ALLOWED_ORIGINS";
+    /// Header carrying the client's address behind a trusted proxy.
+    pub const CLIENT_IP_HEADER: &str = "CHATBOT_CLIENT_IP_HEADER";
     /// Config file path.
     pub const CONFIG: &str = "CHATBOT_CONFIG";
 }
@@ -484,6 +532,14 @@ impl Settings {
             reports_dir: text(env::REPORTS_DIR).map(PathBuf::from),
             report_retention_days: parse(env, env::REPORT_RETENTION_DAYS)?,
             cleanup_interval_minutes: parse(env, env::CLEANUP_INTERVAL_MINUTES)?,
+            engagement_interval_ms: parse(env, env::ENGAGEMENT_INTERVAL_MS)?,
+            engagement_tenant: text(env::ENGAGEMENT_TENANT),
+            report_hash_secret: text(env::REPORT_HASH_SECRET),
+            engagement_idle_secs: parse(env, env::ENGAGEMENT_IDLE_SECS)?,
+            engagement_max_message_bytes: parse(env, env::ENGAGEMENT_MAX_MESSAGE_BYTES)?,
+            engagement_max_per_address: parse(env, env::ENGAGEMENT_MAX_PER_ADDRESS)?,
+            engagement_allowed_origins: parse(env, env::ENGAGEMENT_ALLOWED_ORIGINS)?,
+            client_ip_header: text(env::CLIENT_IP_HEADER),
         })
     }
 
@@ -530,6 +586,14 @@ impl Settings {
             reports_dir,
             report_retention_days,
             cleanup_interval_minutes,
+            engagement_interval_ms,
+            engagement_tenant,
+            report_hash_secret,
+            engagement_idle_secs,
+            engagement_max_message_bytes,
+            engagement_max_per_address,
+            engagement_allowed_origins,
+            client_ip_header,
         } = layer;
         if let Some(v) = listen {
             self.listen = v;
@@ -653,6 +717,30 @@ impl Settings {
         }
         if let Some(v) = cleanup_interval_minutes {
             self.cleanup_interval_minutes = v;
+        }
+        if let Some(v) = engagement_interval_ms {
+            self.engagement_interval_ms = v;
+        }
+        if let Some(v) = engagement_tenant {
+            self.engagement_tenant = Some(v.trim().to_string());
+        }
+        if let Some(v) = report_hash_secret {
+            self.report_hash_secret = Some(SecretString::from(v));
+        }
+        if let Some(v) = engagement_idle_secs {
+            self.engagement_idle_secs = v;
+        }
+        if let Some(v) = engagement_max_message_bytes {
+            self.engagement_max_message_bytes = v;
+        }
+        if let Some(v) = engagement_max_per_address {
+            self.engagement_max_per_address = v;
+        }
+        if let Some(v) = engagement_allowed_origins {
+            self.engagement_allowed_origins = v.0;
+        }
+        if let Some(v) = client_ip_header {
+            self.client_ip_header = Some(v.trim().to_ascii_lowercase());
         }
     }
 
@@ -809,6 +897,42 @@ impl Settings {
                 env::CLEANUP_INTERVAL_MINUTES,
                 (1..=60 * 24 * 7).contains(&self.cleanup_interval_minutes),
                 "must be between 1 minute and 7 days",
+            ),
+            (
+                env::ENGAGEMENT_INTERVAL_MS,
+                (1..=60_000).contains(&self.engagement_interval_ms),
+                "must be between 1 and 60000 milliseconds",
+            ),
+            (
+                env::ENGAGEMENT_IDLE_SECS,
+                (1..=86_400).contains(&self.engagement_idle_secs),
+                "must be between 1 second and 1 day",
+            ),
+            (
+                env::ENGAGEMENT_MAX_MESSAGE_BYTES,
+                (256..=1_048_576).contains(&self.engagement_max_message_bytes),
+                "must be between 256 bytes and 1 MiB",
+            ),
+            (
+                env::REPORT_HASH_SECRET,
+                self.report_hash_secret
+                    .as_ref()
+                    .is_none_or(|s| s.expose_secret().len() >= 16),
+                "must be at least 16 characters",
+            ),
+            (
+                env::CLIENT_IP_HEADER,
+                self.client_ip_header
+                    .as_ref()
+                    .is_none_or(|h| poem::http::HeaderName::from_bytes(h.as_bytes()).is_ok()),
+                "must be a valid HTTP header name",
+            ),
+            (
+                env::ENGAGEMENT_TENANT,
+                self.engagement_tenant
+                    .as_ref()
+                    .is_none_or(|t| crate::domain::SchemaName::parse(t).is_ok()),
+                "must be a school's schema name",
             ),
         ] {
             if !ok {
@@ -990,5 +1114,37 @@ mod tests {
             "sqlite://./data/x.sqlite?mode=rwc"
         );
         assert_eq!(redact_url("redis://token@host"), "redis://***@host");
+    }
+}
+
+/// A comma-separated list of origins, each `scheme://host[:port]` without a path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OriginList(pub Vec<String>);
+
+impl TryFrom<String> for OriginList {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, Self::Error> {
+        v.parse()
+    }
+}
+
+impl std::str::FromStr for OriginList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut origins = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let rest = item
+                .strip_prefix("https://")
+                .or_else(|| item.strip_prefix("http://"))
+                .ok_or_else(|| format!("`{item}` is not an http:// or https:// origin"))?;
+            if rest.is_empty() || rest.contains('/') {
+                return Err(format!(
+                    "`{item}` is not an origin: write scheme://host[:port], without a path"
+                ));
+            }
+            origins.push(item.to_ascii_lowercase());
+        }
+        Ok(Self(origins))
     }
 }

@@ -8,6 +8,7 @@ mod m20261122_000003_message_payload;
 mod m20261122_000004_shared_numbers;
 mod m20261123_000001_background_jobs;
 mod m20261123_000002_llm_usage;
+mod m20261124_000001_engagement_reports;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_shared_numbers::Migration),
             Box::new(m20261123_000001_background_jobs::Migration),
             Box::new(m20261123_000002_llm_usage::Migration),
+            Box::new(m20261124_000001_engagement_reports::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ pub mod background_job;
 pub mod chat_session;
 pub mod class;
 pub mod conversation_route;
+pub mod engagement_report;
 pub mod exam_session;
 pub mod llm_usage;
 pub mod mark;
@@ -51,6 +52,7 @@ tenant_owned!(
     attendance,
     chat_session,
     class,
+    engagement_report,
     exam_session,
     llm_usage,
     mark,
