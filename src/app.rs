@@ -42,6 +42,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         secrets_cache: Default::default(),
         jwt: crate::api::jwt::JwtVerifier::from_settings(&settings)?.map(Arc::new),
         llm,
+        engagement: Default::default(),
         api_limits: Arc::new(crate::api::limits::RateLimiter::new(
             settings.api_rate_per_minute,
             settings.api_rate_burst,

@@ -43,4 +43,6 @@ pub struct AppState {
     pub pin_failures: Arc<crate::api::limits::RateLimiter>,
     /// The LLM fallback; `None` when no endpoint is configured (rules only).
     pub llm: Option<Arc<crate::llm::Llm>>,
+    /// The website engagement flow's catalogue cache and open connections.
+    pub engagement: Arc<crate::channels::engagement::Engagement>,
 }

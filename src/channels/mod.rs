@@ -1,6 +1,8 @@
 //! Messaging channels: WhatsApp through Meta's Cloud API (webhook in, Graph API out) and
-//! through Twilio (webhook in, Messages API out).
+//! through Twilio (webhook in, Messages API out); and the website engagement flow over
+//! WebSocket.
 
+pub mod engagement;
 pub mod graph;
 pub mod mock_graph;
 pub mod twilio;

@@ -12,7 +12,7 @@ use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 
 use crate::api;
-use crate::channels::{twilio, whatsapp_cloud};
+use crate::channels::{engagement, twilio, whatsapp_cloud};
 use crate::state::AppState;
 
 /// All routes of the service, wrapped in the edge middleware.
@@ -35,6 +35,16 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at(
             format!("{}/:id", crate::reports::store::ROUTE),
             get(crate::reports::download),
+        )
+        .at("/ws/chat/:report_id", get(engagement::chat))
+        .at("/ws/chat-success/:report_id", get(engagement::chat_success))
+        .at(
+            "/api/chatbot-demo/engagement/:report_id",
+            get(engagement::pages::engagement_page),
+        )
+        .at(
+            "/api/chatbot-demo/success/:report_id",
+            get(engagement::pages::success_page),
         )
         .nest(api::BASE_PATH, api::service())
         .at(

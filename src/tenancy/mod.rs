@@ -157,7 +157,7 @@ pub async fn delete(db: &impl ConnectionTrait, ctx: TenantCtx) -> Result<()> {
 }
 
 /// Lower-case, no port, no trailing dot.
-fn normalise_host(host: &str) -> String {
+pub fn normalise_host(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
     let host = match host.rsplit_once(':') {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => {
