@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use chatbot::channels::engagement::catalogue;
 use chatbot::entities::*;
 use chatbot::tenancy::TenantCtx;
 use common::fixture::{self, SHARED_PHONE, School};
@@ -18,6 +19,9 @@ use serde_json::{Value, json};
 variants!(school_a_cannot_reach_school_b_through_any_endpoint);
 
 const BASE: &str = "/api/v1/chatbot";
+/// The slug and title of the engagement report only school B sells.
+const B_REPORT: &str = "beta-stars";
+const B_REPORT_TITLE: &str = "Beta's own stars";
 
 /// Every row school B owns, as JSON, table by table.
 async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
@@ -38,6 +42,7 @@ async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
         background_job,
         chat_session,
         class,
+        engagement_report,
         exam_session,
         llm_usage,
         mark,
@@ -112,6 +117,7 @@ fn b_markers(b: &School) -> Vec<String> {
         "secret-2".into(),
         "token-2".into(),
         b.domain.clone(),
+        B_REPORT_TITLE.into(),
     ]
 }
 
@@ -166,6 +172,13 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         .await
         .unwrap()[0]
         .id;
+    // B sells a report of its own, under a slug and a title only B has.
+    let mut b_script = catalogue::built_in("love").unwrap();
+    b_script.titles.en = B_REPORT_TITLE.into();
+    catalogue::insert(db, &b.ctx, B_REPORT, &b_script, true)
+        .await
+        .unwrap();
+    let a_script = catalogue::built_in("newjob").unwrap();
     let before = snapshot(db, &b.ctx).await;
 
     let (bc, be, bu) = (b.class_id, b.exam_id, b.unreleased_exam_id);
@@ -196,6 +209,11 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         case(Method::POST, "/delete-reports/", "/delete-reports/".into()).json(json!({"ids": [b_report]})),
         case(Method::GET, "/jobs/{id}/", format!("/jobs/{b_job}/")),
         case(Method::GET, "/jobs/{id}/recipients/", format!("/jobs/{b_job}/recipients/")),
+        case(Method::GET, "/engagement-reports/", "/engagement-reports/".into()),
+        case(Method::POST, "/engagement-reports/", "/engagement-reports/".into()).json(json!({"slug": B_REPORT, "titles": a_script.titles, "dialogue": a_script.dialogue})),
+        case(Method::GET, "/engagement-reports/{slug}/", format!("/engagement-reports/{B_REPORT}/")),
+        case(Method::PUT, "/engagement-reports/{slug}/", format!("/engagement-reports/{B_REPORT}/")).json(json!({"titles": a_script.titles, "dialogue": a_script.dialogue})),
+        case(Method::DELETE, "/engagement-reports/{slug}/", format!("/engagement-reports/{B_REPORT}/")),
         case(Method::POST, "/imports/{kind}/", "/imports/marks/".into()).json(json!([{"student_id": fixture::STUDENT_ID, "exam_session_id": be, "subject": "MTH", "ca": 1}])),
     ];
     // Every documented operation has a case.

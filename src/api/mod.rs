@@ -4,6 +4,7 @@
 //! can produce it anywhere.
 
 pub mod auth;
+mod engagement;
 mod imports;
 mod jobs;
 pub mod jwt;
@@ -30,6 +31,8 @@ pub enum ApiTags {
     Conversations,
     /// A school's data: welcome message, students, sessions, notices.
     School,
+    /// The website engagement chat's report catalogue.
+    Engagement,
 }
 
 /// Every API of the service.
@@ -42,6 +45,7 @@ pub type Apis = (
     results::ResultsApi,
     jobs::JobsApi,
     imports::ImportsApi,
+    engagement::EngagementApi,
 );
 
 /// The OpenAPI service, ready to be nested at [`BASE_PATH`].
@@ -56,6 +60,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             results::ResultsApi,
             jobs::JobsApi,
             imports::ImportsApi,
+            engagement::EngagementApi,
         ),
         "chatbot",
         env!("CARGO_PKG_VERSION"),
