@@ -731,9 +731,19 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings, with_demo: bool, no_workers: bool) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, with_demo: bool, no_workers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = settings.listen;
+    if with_demo {
+        // The website chat serves the demo school's catalogue, and the demo plays the payment
+        // system too: its success page carries parameters signed with this public secret.
+        settings
+            .engagement_tenant
+            .get_or_insert_with(|| demo::ENGAGEMENT_TENANT.to_string());
+        if settings.report_hash_secret.is_none() {
+            settings.report_hash_secret = Some(demo::REPORT_HASH_SECRET.into());
+        }
+    }
     let state = app::build_state(settings).await?;
     if with_demo {
         if demo::database_is_empty(&state.db).await? {

@@ -37,6 +37,11 @@ pub const SHARED_NUMBER_ID: &str = "100000000000000";
 /// Its display number.
 pub const SHARED_NUMBER: &str = "+15550100000";
 
+/// The school whose report catalogue `serve --demo` serves on the website chat by default.
+pub const ENGAGEMENT_TENANT: &str = "demo";
+/// The hash secret `serve --demo` uses when none is configured (public: demo only).
+pub const REPORT_HASH_SECRET: &str = "demo-report-hash-secret-not-for-production";
+
 /// Rows per multi-row INSERT (well under SQLite's bound-parameter limit).
 const CHUNK: usize = 400;
 
@@ -164,6 +169,8 @@ struct SchoolPlan {
     meta_number: &'static str,
     twilio_number: &'static str,
     full_calendar: bool,
+    /// Its website's report catalogue (`prompts/engagement/<slug>.yaml`).
+    engagement_reports: &'static [&'static str],
 }
 
 const PLANS: &[SchoolPlan] = &[
@@ -189,6 +196,7 @@ const PLANS: &[SchoolPlan] = &[
         meta_number: "+15550100001",
         twilio_number: "+15550100002",
         full_calendar: true,
+        engagement_reports: &["newjob", "love"],
     },
     SchoolPlan {
         schema_name: "demo-north",
@@ -205,6 +213,7 @@ const PLANS: &[SchoolPlan] = &[
         meta_number: "+15550100011",
         twilio_number: "+15550100012",
         full_calendar: false,
+        engagement_reports: &["love"],
     },
 ];
 
@@ -769,6 +778,11 @@ async fn insert_school(
     }
     .insert(db)
     .await?;
+
+    for slug in plan.engagement_reports {
+        let script = crate::channels::engagement::catalogue::built_in(slug)?;
+        crate::channels::engagement::catalogue::insert(db, &ctx, slug, &script, true).await?;
+    }
     Ok(())
 }
 
@@ -915,7 +929,7 @@ pub fn describe(creds: &DemoCredentials, base_url: &str) -> String {
         }
     }
     out.push_str(&format!(
-        "\n  Parent in both schools: {SHARED_PARENT_PHONE}\n  Shared number (every school; the sender's phone picks): {} (phone_number_id {}, signed with {}'s app secret)\n  Full list: chatbot seed-demo --json\n  API docs:  {base_url}/docs\n",
+        "\n  Parent in both schools: {SHARED_PARENT_PHONE}\n  Shared number (every school; the sender's phone picks): {} (phone_number_id {}, signed with {}'s app secret)\n  Full list: chatbot seed-demo --json\n  API docs:  {base_url}/docs\n  Website chat (demo school's reports newjob, love): {base_url}/api/chatbot-demo/engagement/newjob/\n",
         creds.shared_number.display_phone_number,
         creds.shared_number.phone_number_id,
         creds.shared_number.owner,
