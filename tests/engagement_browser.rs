@@ -1,0 +1,162 @@
+//! The two demo pages in headless Chromium (Debian's `chromium`, driven by `playwright-core`):
+//! chat to the purchase on `/api/chatbot-demo/engagement/newjob/`, see the socket close
+//! normally, follow the page to `/api/chatbot-demo/success/newjob/`, and get the report link.
+//!
+//! Needs `/usr/bin/chromium` and playwright-core (`PLAYWRIGHT_CORE`, a path to the package;
+//! default `/var/tmp/chatbot-ci-node/node_modules/playwright-core`, where `.ci/run` installs
+//! it). Without them the test is skipped with a note, unless `CI` is set: then it fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use chatbot::channels::engagement::catalogue::{self, built_in};
+use common::{TestEnv, Variant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn playwright() -> PathBuf {
+    std::env::var_os("PLAYWRIGHT_CORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/chatbot-ci-node/node_modules/playwright-core"))
+}
+
+const SCRIPT: &str = r#"
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    // (playwright starts Chromium with a fresh profile of its own)
+  });
+  const page = await browser.newPage();
+  const out = { answers: 0 };
+  try {
+    await page.goto(process.env.BASE + '/api/chatbot-demo/engagement/newjob/');
+    await page.selectOption('#lang', process.env.LANG_CODE);
+    await page.click('#connect');
+    // Answer "yes" with the page's button each time the bot waits, until the checkout.
+    for (let i = 0; i < 10; i++) {
+      const which = await Promise.race([
+        page.waitForSelector('#yes:not([disabled])', { timeout: 20000 }).then(() => 'yes'),
+        page.waitForSelector('#checkout', { timeout: 20000 }).then(() => 'checkout'),
+      ]);
+      if (which === 'checkout') break;
+      await page.click('#yes');
+      out.answers++;
+    }
+    out.state = await page.textContent('#state');
+    out.bot = await page.$$eval('.bot', els => els.map(e => e.textContent));
+    await page.click('#checkout');
+    await page.waitForURL('**/api/chatbot-demo/success/newjob/');
+    await page.selectOption('#lang', process.env.LANG_CODE);
+    await page.click('#connect');
+    const link = await page.waitForSelector('a.report-link', { timeout: 20000 });
+    out.report_url = await link.getAttribute('href');
+    await page.waitForFunction(() => document.getElementById('state').textContent === 'Chat finished.', null, { timeout: 20000 });
+    out.success_state = await page.textContent('#state');
+    out.paid = await page.$$eval('.bot', els => els.length);
+  } catch (e) {
+    out.error = String(e);
+    out.page = await page.content().catch(() => '');
+  }
+  await browser.close();
+  console.log(JSON.stringify(out));
+})();
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_pages_chat_to_the_purchase_and_the_link_in_chromium() {
+    let have = std::path::Path::new(CHROMIUM).exists() && playwright().exists();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but {CHROMIUM} or playwright-core ({}) is missing: .ci/run installs both",
+            playwright().display()
+        );
+        eprintln!(
+            "skipped: needs {CHROMIUM} and playwright-core at {} (PLAYWRIGHT_CORE)",
+            playwright().display()
+        );
+        return;
+    }
+    let mut env = TestEnv::new(Variant::Embedded).await.unwrap();
+    env.settings.engagement_interval_ms = 40;
+    env.settings.engagement_tenant = Some("alpha".into());
+    env.settings.report_hash_secret = Some("browser-test-hash-secret-0123456789".into());
+    let app = env.start().await;
+    let (alpha, _) = app.two_schools().await;
+    catalogue::insert(
+        &app.state.db,
+        &alpha.ctx,
+        "newjob",
+        &built_in("newjob").unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("chat.cjs");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let newjob = built_in("newjob").unwrap();
+
+    for lang in ["en", "ru", "pl"] {
+        let script = script.clone();
+        let base = app.base.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(&script)
+                .env("PLAYWRIGHT_CORE", playwright())
+                .env("CHROMIUM", CHROMIUM)
+                .env("BASE", base)
+                .env("LANG_CODE", lang)
+                .output()
+                .expect("node runs")
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "node failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let out: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert!(out.get("error").is_none(), "{lang}: {out}");
+        // Yes to intro, method and offer (a fourth click may land on the checkout chunk's
+        // last message in the instant before the close).
+        let answers = out["answers"].as_u64().unwrap();
+        assert!((3..=4).contains(&answers), "{lang}: {out}");
+        assert_eq!(
+            out["state"], "Chat closed: starting the checkout.",
+            "{lang}: the socket closed normally"
+        );
+        let d = newjob
+            .dialogue
+            .get(chatbot::channels::engagement::script::Lang::parse(lang).unwrap());
+        let bot: Vec<&str> = out["bot"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            bot.first().copied(),
+            d.greeting_new.first().map(String::as_str)
+        );
+        assert_eq!(
+            bot.last().copied(),
+            d.steps["checkout"].say.last().map(String::as_str)
+        );
+        let url = out["report_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("/api/reading/newjob/?date=2023-10-8&") && url.contains("&hash="),
+            "{lang}: {url}"
+        );
+        assert_eq!(out["success_state"], "Chat finished.");
+        assert_eq!(out["paid"].as_u64().unwrap() as usize, d.paid.len());
+    }
+}
