@@ -218,6 +218,44 @@ fn socket_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
+/// Open (or refuse) a connection, upgrade it, and run `session` on it when the report exists.
+async fn serve_socket<F, Fut>(
+    req: &Request,
+    report_id: &str,
+    ws: WebSocket,
+    state: &AppState,
+    endpoint: &'static str,
+    session: F,
+) -> Response
+where
+    F: FnOnce(Conn, Arc<Report>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = &'static str> + Send,
+{
+    let Opened {
+        report,
+        slot,
+        pace,
+        metrics,
+    } = match open(req, state, report_id, endpoint).await {
+        Ok(o) => o,
+        Err(refused) => return refused,
+    };
+    ws.config(socket_config(state.settings.engagement_max_message_bytes))
+        .on_upgrade(move |socket| async move {
+            let mut conn = Conn::new(socket, pace, metrics.clone());
+            let outcome = match report {
+                None => conn.fail(INVALID_URL, CloseCode::Policy).await,
+                Some(report) => session(conn, report).await,
+            };
+            metrics.inc(
+                "chatbot_engagement_sessions_total",
+                &[("endpoint", endpoint), ("outcome", outcome)],
+            );
+            drop(slot);
+        })
+        .into_response()
+}
+
 /// `GET /ws/chat/{report_id}`.
 #[handler]
 pub async fn chat(
@@ -226,30 +264,15 @@ pub async fn chat(
     ws: WebSocket,
     state: Data<&AppState>,
 ) -> Response {
-    let opened = match open(req, &state, &report_id, "chat").await {
-        Ok(o) => o,
-        Err(refused) => return refused,
-    };
-    ws.config(socket_config(state.settings.engagement_max_message_bytes))
-        .on_upgrade(move |socket| async move {
-            let Opened {
-                report,
-                slot,
-                pace,
-                metrics,
-            } = opened;
-            let mut conn = Conn::new(socket, pace);
-            let outcome = match report {
-                None => conn.fail(INVALID_URL, CloseCode::Policy).await,
-                Some(report) => chat_session(&mut conn, &report).await,
-            };
-            metrics.inc(
-                "chatbot_engagement_sessions_total",
-                &[("endpoint", "chat"), ("outcome", outcome)],
-            );
-            drop(slot);
-        })
-        .into_response()
+    serve_socket(
+        req,
+        &report_id,
+        ws,
+        &state,
+        "chat",
+        |mut conn, report| async move { chat_session(&mut conn, &report).await },
+    )
+    .await
 }
 
 /// `GET /ws/chat-success/{report_id}`.
@@ -260,35 +283,22 @@ pub async fn chat_success(
     ws: WebSocket,
     state: Data<&AppState>,
 ) -> Response {
-    let opened = match open(req, &state, &report_id, "chat_success").await {
-        Ok(o) => o,
-        Err(refused) => return refused,
-    };
     let secret = state
         .settings
         .report_hash_secret
         .as_ref()
         .map(|s| s.expose_secret().as_bytes().to_vec());
-    ws.config(socket_config(state.settings.engagement_max_message_bytes))
-        .on_upgrade(move |socket| async move {
-            let Opened {
-                report,
-                slot,
-                pace,
-                metrics,
-            } = opened;
-            let mut conn = Conn::new(socket, pace);
-            let outcome = match report {
-                None => conn.fail(INVALID_URL, CloseCode::Policy).await,
-                Some(report) => success_session(&mut conn, &report, secret.as_deref()).await,
-            };
-            metrics.inc(
-                "chatbot_engagement_sessions_total",
-                &[("endpoint", "chat_success"), ("outcome", outcome)],
-            );
-            drop(slot);
-        })
-        .into_response()
+    serve_socket(
+        req,
+        &report_id,
+        ws,
+        &state,
+        "chat_success",
+        |mut conn, report| async move {
+            success_session(&mut conn, &report, secret.as_deref()).await
+        },
+    )
+    .await
 }
 
 /// Why a wait for the client ended without a usable message.
@@ -309,6 +319,7 @@ enum Gone {
 struct Conn {
     ws: WebSocketStream,
     pace: Pace,
+    metrics: Arc<crate::metrics::Metrics>,
     /// When the next paced message is due.
     due: Instant,
     /// Rate window: its start and the messages in it.
@@ -334,11 +345,12 @@ struct Failure<'a> {
 }
 
 impl Conn {
-    fn new(ws: WebSocketStream, pace: Pace) -> Self {
+    fn new(ws: WebSocketStream, pace: Pace, metrics: Arc<crate::metrics::Metrics>) -> Self {
         let now = Instant::now();
         Self {
             ws,
             pace,
+            metrics,
             due: now,
             window: (now, 0),
         }
@@ -471,6 +483,12 @@ impl Conn {
             if !self.send_text(text).await {
                 return Err(Gone::Left);
             }
+            // How late the message went out: the server's own share of any pacing drift.
+            self.metrics.observe(
+                "chatbot_engagement_send_lag_seconds",
+                &[],
+                Instant::now().saturating_duration_since(self.due),
+            );
             // Scheduled from the last due time, not from when the send finished: no drift.
             self.due += self.pace.interval;
             let now = Instant::now();
