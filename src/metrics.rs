@@ -77,6 +77,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "Outbound messages by provider, tenant and outcome (sent, retry, refused, template, skipped_window).",
     ),
     (
+        "chatbot_engagement_connections_total",
+        "counter",
+        "Engagement WebSocket requests by endpoint and outcome (opened, invalid_url, origin_refused, too_many, unavailable).",
+    ),
+    (
+        "chatbot_engagement_sessions_total",
+        "counter",
+        "Finished engagement chats by endpoint and outcome (checkout, paid, unpaid, left, idle, flood, too_big, refused, invalid_url, too_long).",
+    ),
+    (
+        "chatbot_engagement_send_lag_seconds",
+        "histogram",
+        "How late each paced engagement message was written to its socket, after its due time.",
+    ),
+    (
         "chatbot_queue_depth",
         "gauge",
         "Jobs per queue waiting to run and running now.",

@@ -639,6 +639,20 @@ async fn limits_origins_addresses_idle_size_and_floods(v: Variant) {
     }
     let (_, code) = c.rest().await;
     assert_eq!(code, Some(1008));
+    // Each refusal and ending is counted at /metrics, with how late paced sends went out.
+    let want = [
+        r#"chatbot_engagement_connections_total{endpoint="chat",outcome="origin_refused"} 2"#,
+        r#"chatbot_engagement_connections_total{endpoint="chat",outcome="too_many"} 1"#,
+        r#"chatbot_engagement_sessions_total{endpoint="chat",outcome="idle"} 3"#,
+        r#"chatbot_engagement_sessions_total{endpoint="chat",outcome="too_big"} 1"#,
+        r#"chatbot_engagement_sessions_total{endpoint="chat",outcome="flood"} 1"#,
+        "chatbot_engagement_send_lag_seconds_count ",
+    ];
+    common::eventually("the endings counted", Duration::from_secs(10), || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        want.iter().all(|w| text.contains(w)).then_some(())
+    })
+    .await;
 }
 
 async fn catalogue_api_manages_reports_per_school(v: Variant) {
