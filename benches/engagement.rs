@@ -1,11 +1,20 @@
-//! Concurrent engagement chats against `chatbot serve --demo` running as a separate process on
-//! loopback: 10,000 WebSocket clients (this process) open `/ws/chat/newjob` at once, start
-//! together, and answer "yes" at every step until the server closes at the checkout.
+//! Concurrent engagement chats against `chatbot serve` running as a separate process on
+//! loopback: 10,000 WebSocket clients (this process) open `/ws/chat/newjob` on the demo school,
+//! all of them open at once, and answer "yes" at every step until the server closes at the
+//! checkout.
+//!
+//! Two ways of starting, `START`:
+//! - `spread` (default): once every socket is open, visitors send their first message at
+//!   evenly spread moments over one interval, as visitors arriving independently do;
+//! - `together`: every visitor sends its first message at the same instant, so every 2 s all
+//!   10,000 sessions are due in the same millisecond (the worst case for pacing).
 //!
 //! Prints:
 //! - sessions open at once, and how many reached the checkout (normal close);
 //! - the server's resident memory per open session: its RSS with every session open, in the
-//!   middle of the dialogue, minus its RSS before the first connection, over the sessions;
+//!   middle of the dialogue, minus its RSS before the first connection, over the sessions (the
+//!   demo data is seeded by a separate `chatbot seed-demo` first, so the seeding's freed memory
+//!   is not reused by the sessions unseen);
 //! - pacing: the gap between consecutive messages of a chunk as the clients receive them,
 //!   against the configured interval (default 2 s): p50 / p99 / max of |gap - interval|.
 //!
@@ -13,6 +22,7 @@
 //! the pacing figures too.
 //!
 //!     cargo bench --bench engagement
+//!     START=together cargo bench --bench engagement
 //!     SESSIONS=2000 INTERVAL_MS=500 cargo bench --bench engagement
 
 use std::process::{Child, Command, Stdio};
@@ -79,10 +89,21 @@ fn open_files_limit() -> u64 {
 }
 
 async fn start_server(dir: &std::path::Path, interval_ms: u64) -> Server {
+    let seeded = Command::new(BIN)
+        .args(["seed-demo", "--json"])
+        .env("CHATBOT_DATA_DIR", dir)
+        .env("CHATBOT_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .status()
+        .expect("chatbot seed-demo");
+    assert!(seeded.success(), "chatbot seed-demo failed");
     let port = free_port();
     let child = Command::new(BIN)
-        .args(["serve", "--demo", "--no-workers"])
+        .args(["serve", "--no-workers"])
         .env("CHATBOT_DATA_DIR", dir)
+        .env("CHATBOT_ENGAGEMENT_TENANT", "demo")
         .env("CHATBOT_LISTEN", format!("127.0.0.1:{port}"))
         .env("CHATBOT_LOG", "warn")
         .env("CHATBOT_ENGAGEMENT_INTERVAL_MS", interval_ms.to_string())
@@ -121,6 +142,7 @@ async fn session(
     start: Arc<Barrier>,
     opened: Arc<AtomicUsize>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    delay: Duration,
 ) -> Seen {
     let url = format!("ws://127.0.0.1:{port}/ws/chat/newjob");
     let mut seen = Seen::default();
@@ -141,6 +163,7 @@ async fn session(
     };
     opened.fetch_add(1, Ordering::Relaxed);
     start.wait().await;
+    tokio::time::sleep(delay).await;
     let first = json!({"lang": lang, "is_new_visitor": true, "price": 250, "currency": "EUR"});
     if ws.send(Message::text(first.to_string())).await.is_err() {
         return seen;
@@ -191,6 +214,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let sessions: usize = env_or("SESSIONS", 10_000);
     let interval_ms: u64 = env_or("INTERVAL_MS", 2_000);
+    let together = match std::env::var("START").as_deref() {
+        Ok("together") => true,
+        Ok("spread") | Err(_) => false,
+        Ok(other) => {
+            eprintln!("START={other}: use `spread` or `together`");
+            std::process::exit(2);
+        }
+    };
     let limit = open_files_limit();
     if (limit as usize) < sessions + 200 {
         eprintln!(
@@ -215,6 +246,7 @@ fn main() {
             Arc::new(Barrier::new(1)),
             Arc::new(AtomicUsize::new(0)),
             None,
+            Duration::ZERO,
         )
         .await;
         assert!(warm.checkout, "a warm-up session reaches the checkout");
@@ -231,15 +263,21 @@ fn main() {
             let permit = connecting.clone().acquire_owned().await.unwrap();
             let lang = ["en", "ru", "pl"][i % 3];
             let port = server.port;
+            let delay = if together {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(interval_ms) * i as u32 / sessions as u32
+            };
             tokio::spawn(async move {
-                let seen = session(port, lang, start, opened, Some(permit)).await;
+                let seen = session(port, lang, start, opened, Some(permit), delay).await;
                 results.lock().await.push(seen);
             });
         }
         start.wait().await;
         let open_at_once = opened.load(Ordering::Relaxed);
         let ramp_secs = ramp.elapsed().as_secs_f64();
-        // Mid-dialogue: every session has its first chunk under way.
+        // Mid-dialogue: every session has its first chunk under way (the last spread one
+        // starts one interval after the first).
         tokio::time::sleep(Duration::from_millis(interval_ms * 3 / 2)).await;
         let during = rss_kib(pid);
         let deadline = Instant::now() + Duration::from_secs(30 + interval_ms * 20 / 1000);
@@ -255,7 +293,12 @@ fn main() {
             .collect();
         drift.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let per_session = (during.saturating_sub(before)) as f64 * 1024.0 / open_at_once.max(1) as f64;
-        println!("engagement: {sessions} sessions against one `chatbot serve` (SQLite, no workers), interval {interval_ms} ms");
+        let how = if together {
+            "first messages all at the same instant"
+        } else {
+            "first messages spread over one interval"
+        };
+        println!("engagement: {sessions} sessions against one `chatbot serve` (SQLite, no workers), interval {interval_ms} ms, {how}");
         println!("  open at once:          {open_at_once} (ramp {ramp_secs:.1} s)");
         println!("  reached the checkout:  {checkouts}");
         println!(
@@ -273,6 +316,29 @@ fn main() {
             percentile(&drift, 0.50),
             percentile(&drift, 0.99),
             drift.last().copied().unwrap_or(f64::NAN)
+        );
+        // The server's own share: how late it wrote each paced message (its histogram).
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let bucket = |le: &str| -> f64 {
+            let line = format!("chatbot_engagement_send_lag_seconds_bucket{{le=\"{le}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let total = bucket("+Inf");
+        println!(
+            "  server's send lag over {total} sends: within 1 ms {:.2}%, 5 ms {:.2}%, 50 ms {:.2}%, 250 ms {:.2}%",
+            100.0 * bucket("0.001") / total,
+            100.0 * bucket("0.005") / total,
+            100.0 * bucket("0.05") / total,
+            100.0 * bucket("0.25") / total,
         );
         drop(server);
     });
