@@ -29,6 +29,7 @@ variants!(
     chat_ignores_the_client_while_sending,
     chat_refuses_bad_ids_and_messages,
     success_hands_over_the_link_and_refuses_forgeries,
+    demo_success_page_signs_a_sample_with_the_demo_secret,
     limits_origins_addresses_idle_size_and_floods,
     catalogue_api_manages_reports_per_school,
 );
@@ -542,7 +543,8 @@ async fn success_hands_over_the_link_and_refuses_forgeries(v: Variant) {
         expect_error(&mut c, want).await;
     }
 
-    // The demo pages are served; the success page carries a correctly signed sample.
+    // The demo pages are served. With a real secret the success page signs nothing: it would
+    // hand anyone a paid report's link.
     let page = app.get("/api/chatbot-demo/engagement/newjob/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("/ws/chat/"));
@@ -552,24 +554,54 @@ async fn success_hands_over_the_link_and_refuses_forgeries(v: Variant) {
         .text()
         .await
         .unwrap();
-    let sample = page
-        .split("<textarea id=\"params\" rows=\"3\" cols=\"70\">")
+    assert_eq!(
+        demo_sample(&page),
+        "",
+        "no sample signed with a real secret"
+    );
+    assert!(!page.contains("hash="), "{page}");
+    assert_eq!(
+        app.get("/api/chatbot-demo/engagement/<x>/").await.status(),
+        404
+    );
+}
+
+/// The `report_url_params` sample of the demo success page.
+fn demo_sample(page: &str) -> String {
+    page.split("<textarea id=\"params\" rows=\"3\" cols=\"70\">")
         .nth(1)
         .unwrap()
         .split("</textarea>")
         .next()
         .unwrap()
-        .replace("&amp;", "&");
-    let mut c = connect(&app, "/ws/chat-success/newjob").await;
-    c.send(json!({"success": true, "lang": "en", "report_url_params": sample}))
+        .replace("&amp;", "&")
+}
+
+/// With the public demo secret (`serve --demo`), the success page plays the payment system:
+/// its sample is signed, and the socket takes it.
+async fn demo_success_page_signs_a_sample_with_the_demo_secret(v: Variant) {
+    let Some((app, _, _)) = engagement_app(v, |s| {
+        s.report_hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
+    })
+    .await
+    else {
+        return;
+    };
+    let page = app
+        .get("/api/chatbot-demo/success/love/")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let sample = demo_sample(&page);
+    assert!(sample.ends_with("&report_id=love"), "{sample}");
+    let mut c = connect(&app, "/ws/chat-success/love").await;
+    c.send(json!({"success": true, "lang": "pl", "report_url_params": sample}))
         .await;
     let (said, code) = c.rest().await;
     assert_eq!(code, Some(1000));
-    assert!(said.iter().any(|m| m.get("report_url").is_some()));
-    assert_eq!(
-        app.get("/api/chatbot-demo/engagement/<x>/").await.status(),
-        404
-    );
+    let url = said.iter().find_map(|m| m.get("report_url")).unwrap();
+    assert_eq!(url, &json!(format!("/api/reading/love/?{sample}")));
 }
 
 async fn limits_origins_addresses_idle_size_and_floods(v: Variant) {

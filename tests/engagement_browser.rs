@@ -85,7 +85,8 @@ async fn demo_pages_chat_to_the_purchase_and_the_link_in_chromium() {
     let mut env = TestEnv::new(Variant::Embedded).await.unwrap();
     env.settings.engagement_interval_ms = 40;
     env.settings.engagement_tenant = Some("alpha".into());
-    env.settings.report_hash_secret = Some("browser-test-hash-secret-0123456789".into());
+    // The demo secret: the success page then carries a signed sample, as under `serve --demo`.
+    env.settings.report_hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
     let app = env.start().await;
     let (alpha, _) = app.two_schools().await;
     catalogue::insert(

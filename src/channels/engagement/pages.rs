@@ -142,29 +142,42 @@ document.getElementById('no').addEventListener('click', () => reply(document.get
     page(&format!("Engagement chat: {id}"), &body)
 }
 
-/// `GET /api/chatbot-demo/success/{report_id}/`. When the server has the hash secret, the
-/// page comes with a correctly signed sample of `report_url_params`, as the payment system
-/// would hand it over.
+/// `GET /api/chatbot-demo/success/{report_id}/`. When the server runs with the public demo
+/// secret (`serve --demo`), the page comes with a correctly signed sample of
+/// `report_url_params`, as the payment system would hand it over. With any other secret it
+/// signs nothing: a page that signed parameters with a real secret would hand anyone a paid
+/// report's link.
 #[handler]
 pub fn success_page(Path(id): Path<String>, state: Data<&AppState>) -> Response {
     if check_slug(&id).is_err() {
         return not_a_report();
     }
-    let sample = match &state.settings.report_hash_secret {
-        Some(secret) => {
+    let secret = state
+        .settings
+        .report_hash_secret
+        .as_ref()
+        .map(|s| s.expose_secret());
+    let (sample, note) = match secret {
+        Some(secret) if secret == crate::demo::REPORT_HASH_SECRET => {
             let pairs =
                 "date=2023-10-8&time=12:44&tz=2&ln_d=37&ln_m=37&dir_ln=e&lt_d=55&lt_m=45&dir_lt=n";
             let signed_part = format!("{pairs}&report_id={id}");
-            let hash = params::sign(secret.expose_secret().as_bytes(), &signed_part);
+            let hash = params::sign(secret.as_bytes(), &signed_part);
             // `&lt_d` would read as `<_d` in HTML text.
-            format!("{pairs}&hash={hash}&report_id={id}").replace('&', "&amp;")
+            let sample = format!("{pairs}&hash={hash}&report_id={id}").replace('&', "&amp;");
+            (
+                sample,
+                "<p class=\"info\">The sample below is signed with the public demo secret.</p>",
+            )
         }
-        None => String::new(),
-    };
-    let note = if sample.is_empty() {
-        "<p class=\"err\">This server has no <code>CHATBOT_REPORT_HASH_SECRET</code>: paid reports are refused.</p>"
-    } else {
-        ""
+        Some(_) => (
+            String::new(),
+            "<p class=\"info\">Paste the parameters a real payment returned: this server signs no samples with its secret.</p>",
+        ),
+        None => (
+            String::new(),
+            "<p class=\"err\">This server has no <code>CHATBOT_REPORT_HASH_SECRET</code>: paid reports are refused.</p>",
+        ),
     };
     let body = format!(
         r#"<h1>After payment: <code>{id}</code></h1>
