@@ -45,16 +45,37 @@ fn backoff() -> tower::retry::backoff::ExponentialBackoff {
 }
 
 // Lua scripts, hashed once (redis-rs sends their SHA and loads them on first use).
-/// For each pair of keys: claim a delivery (KEYS[i], `SET NX EX`) and, the first time, count
-/// its conversation on (KEYS[i+1]); the numbers, 0 for a repeat.
-static CLAIM_AND_NUMBER: LazyLock<redis::Script> = LazyLock::new(|| {
+/// Accept a batch of deliveries in one step. For each delivery (a pair of keys, four
+/// arguments): claim it (`SET NX EX` on its once key); the first time, count its conversation
+/// (`INCR`, kept alive for ARGV[2] s) and store its job as apalis-redis' own push does: its
+/// metadata hash (prefix ARGV[3]), its JSON in the data hash KEYS[1] with the number written
+/// between its two pieces, its id in the scheduled set KEYS[2] at ARGV[4]; the last two for
+/// the whole batch at once. Returns the numbers, 0 for a repeat.
+///
+/// apalis' own push costs a second round trip after the claims, decodes each job's metadata
+/// as JSON in Lua and makes three calls per job where this makes one.
+static ACCEPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "local out = {} \
-         for i = 1, #KEYS, 2 do \
+        "local out, data, due = {}, {}, {} \
+         local a = 5 \
+         for i = 3, #KEYS, 2 do \
          if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[1]) then \
-         out[#out + 1] = redis.call('INCR', KEYS[i + 1]) \
+         local n = redis.call('INCR', KEYS[i + 1]) \
          redis.call('EXPIRE', KEYS[i + 1], ARGV[2]) \
+         local id = ARGV[a] \
+         redis.call('HSET', ARGV[3] .. ':' .. id, 'attempts', 0, 'max_attempts', ARGV[a + 3], \
+         'status', 'Pending', 'idempotency_key', '') \
+         data[#data + 1] = id \
+         data[#data + 1] = ARGV[a + 1] .. string.format('%d', n) .. ARGV[a + 2] \
+         due[#due + 1] = ARGV[4] \
+         due[#due + 1] = id \
+         out[#out + 1] = n \
          else out[#out + 1] = 0 end \
+         a = a + 4 \
+         end \
+         if #data > 0 then \
+         redis.call('HSET', KEYS[1], unpack(data)) \
+         redis.call('ZADD', KEYS[2], unpack(due)) \
          end \
          return out",
     )
@@ -268,7 +289,7 @@ impl JobQueue {
 
     /// Accept a batch of deliveries at once (a group commit): claim each key once and, for a
     /// new one, give its job the next arrival number of its conversation and store the job. One
-    /// transaction on SQLite; on Redis one script (claims and numbers) and one batch push.
+    /// transaction on SQLite; one script on Redis.
     /// Returns `Some(seq)` per new delivery and `None` per repeat (within `ttl`, or earlier in
     /// the batch). An error means no job of the batch was stored and no claim kept, so every
     /// caller must answer that it failed.
@@ -278,71 +299,69 @@ impl JobQueue {
         ttl: Duration,
     ) -> Result<Vec<Option<u64>>> {
         let queue = self.queue_name::<J>();
-        let task = |job: J| {
-            TaskBuilder::new(job)
-                .task_id(TaskId::from_ulid(next_job_id()))
-                .max_attempts(RETRIES)
-                .build()
-        };
         let accepted = match &self.backend {
             Backend::Sqlite(pool) => {
                 self.purge_expired(pool).await;
                 let tasks = deliveries
                     .into_iter()
-                    .map(|(key, job)| (self.once_key(&key), task(job)))
+                    .map(|(key, job)| {
+                        let task = TaskBuilder::new(job)
+                            .task_id(TaskId::from_ulid(next_job_id()))
+                            .max_attempts(RETRIES)
+                            .build();
+                        (self.once_key(&key), task)
+                    })
                     .collect();
                 self.accept_sqlite(pool, &queue, tasks, ttl).await
             }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let mut claim = CLAIM_AND_NUMBER.prepare_invoke();
-                for (key, job) in &deliveries {
-                    claim.key(self.once_key(key)).key(format!(
-                        "{}:seq",
-                        self.conversation_key(&job.conversation())
-                    ));
-                }
-                claim
-                    .arg(ttl.as_secs().max(1))
-                    .arg(CONVERSATION_TTL.as_secs());
-                async {
-                    let numbers: Vec<u64> = claim
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let mut claimed = Vec::new();
-                    let mut tasks = Vec::new();
-                    let seqs: Vec<Option<u64>> = deliveries
-                        .into_iter()
-                        .zip(numbers)
-                        .map(|((key, mut job), n)| {
-                            (n > 0).then(|| {
-                                job.set_seq(n);
-                                claimed.push(self.once_key(&key));
-                                tasks.push(task(job));
-                                n
-                            })
-                        })
-                        .collect();
-                    if tasks.is_empty() {
-                        return Ok(seqs);
-                    }
-                    let mut storage = RedisStorage::<J>::new(conn.clone())
-                        .with_config(redis_config(&queue, self.heartbeat));
-                    if let Err(e) = storage.push_all(futures::stream::iter(tasks)).await {
-                        // Not stored: the providers' retries must not be taken for repeats.
-                        let _ = redis::cmd("DEL")
-                            .arg(&claimed)
-                            .query_async::<i64>(&mut conn)
-                            .await;
-                        return Err(e.to_string());
-                    }
-                    Ok(seqs)
-                }
-                .await
-            }
+            Backend::Redis(conn) => self.accept_redis(conn, &queue, deliveries, ttl).await,
         };
         accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))
+    }
+
+    /// The Redis side of [`Self::accept_many`]: one script for the whole batch (see
+    /// [`ACCEPT`]). Each job's JSON goes in two pieces around its arrival number, which only the
+    /// script knows. A failed call stored nothing unless Redis failed inside the script, which
+    /// these commands do not do on keys of their own types.
+    async fn accept_redis<J: Sequenced>(
+        &self,
+        conn: &ConnectionManager,
+        queue: &str,
+        deliveries: Vec<(String, J)>,
+        ttl: Duration,
+    ) -> std::result::Result<Vec<Option<u64>>, String> {
+        let config = redis_config(queue, self.heartbeat);
+        let mut accept = ACCEPT.prepare_invoke();
+        accept
+            .key(config.job_data_hash())
+            .key(config.scheduled_jobs_set())
+            .arg(ttl.as_secs().max(1))
+            .arg(CONVERSATION_TTL.as_secs())
+            .arg(config.job_meta_hash())
+            .arg(chrono::Utc::now().timestamp());
+        let count = deliveries.len();
+        for (key, mut job) in deliveries {
+            let conversation = self.conversation_key(&job.conversation());
+            job.set_seq(0);
+            let json = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
+            let (head, tail) = split_at_seq(&json)
+                .ok_or("a job whose JSON does not end with its arrival number")?;
+            accept
+                .key(self.once_key(&key))
+                .key(format!("{conversation}:seq"))
+                .arg(next_job_id().to_string())
+                .arg(head)
+                .arg(tail)
+                .arg(RETRIES);
+        }
+        let numbers: Vec<u64> = accept
+            .invoke_async(&mut conn.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if numbers.len() != count {
+            return Err(format!("{} answers for {count} deliveries", numbers.len()));
+        }
+        Ok(numbers.into_iter().map(|n| (n > 0).then_some(n)).collect())
     }
 
     /// The SQLite side of [`Self::accept_many`]: one transaction of a few multi-row statements
@@ -765,6 +784,14 @@ impl JobQueue {
     }
 }
 
+/// A job's JSON with arrival number 0, split around that number: `{..."seq":` and `}`. The
+/// number is the struct's last field (`IngestJob`), so it is the JSON's last member.
+fn split_at_seq(json: &[u8]) -> Option<(&[u8], &[u8])> {
+    json.strip_suffix(b"0}")
+        .filter(|head| head.ends_with(b",\"seq\":"))
+        .map(|head| (head, &json[head.len() + 1..]))
+}
+
 /// Job ids increase in push order within this process: the SQLite queue fetches by
 /// `run_at` (whole seconds), then id, so a random ULID would shuffle jobs pushed in the same
 /// second (a parent's burst of messages).
@@ -810,4 +837,40 @@ fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
         .queue(queue)
         .heartbeat_interval(heartbeat)
         .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_at_seq;
+    use crate::channels::whatsapp_cloud::Said;
+    use crate::jobs::ingest::IngestJob;
+
+    #[test]
+    fn a_job_splits_around_its_number_whatever_it_says() {
+        let job = IngestJob {
+            provider: "meta".into(),
+            business: "1555".into(),
+            from: "2348000000001".into(),
+            message_id: "wamid.1".into(),
+            kind: "text".into(),
+            said: Said {
+                // Text that looks like the number's member must not be taken for it.
+                text: r#"{"seq":0} ,"seq":0}"#.into(),
+                choice: None,
+                unsupported: None,
+            },
+            user_id: None,
+            profile_name: None,
+            received_at: chrono::Utc::now(),
+            seq: 0,
+        };
+        let json = serde_json::to_vec(&job).unwrap();
+        let (head, tail) = split_at_seq(&json).expect("seq is the last member");
+        let spliced = [head, b"42", tail].concat();
+        let back: IngestJob = serde_json::from_slice(&spliced).unwrap();
+        assert_eq!(back.seq, 42);
+        assert_eq!(back.said, job.said);
+        assert_eq!(split_at_seq(br#"{"seq":0,"a":1}"#), None);
+        assert_eq!(split_at_seq(br#"{"seq":10}"#), None);
+    }
 }
