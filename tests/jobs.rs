@@ -183,3 +183,90 @@ async fn conversation_counters_and_send_slots(v: Variant) {
     assert!(other < slots[29], "numbers are paced separately");
     web.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let queue = JobQueue::connect(&settings).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let job = |from: &str, id: &str, text: &str| {
+        let mut job = ingest_job("P1", from, id);
+        job.said.text = text.into();
+        (format!("meta:{id}"), job)
+    };
+    // From another connection: a trigger that refuses one job row, so the batch fails after
+    // its claims and its conversation numbers were written inside the transaction.
+    let mut other = {
+        use sea_orm::sqlx::{Connection, SqliteConnection};
+        SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            settings.queue_sqlite_path().display()
+        ))
+        .await
+        .unwrap()
+    };
+    sea_orm::sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON Jobs WHEN CAST(NEW.job AS TEXT) LIKE '%refuse me%' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let batch = || {
+        vec![
+            job("234801", "m1", "hello"),
+            job("234801", "m2", "refuse me"),
+            job("234802", "m3", "hi"),
+        ]
+    };
+    let err = queue
+        .accept_many(batch(), ttl)
+        .await
+        .expect_err("a refused row fails the batch");
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("refused by the test"), "{err}");
+    let count = |table: &'static str| {
+        let settings = settings.clone();
+        async move {
+            use sea_orm::sqlx::{Connection, Row, SqliteConnection};
+            let mut conn = SqliteConnection::connect(&format!(
+                "sqlite://{}",
+                settings.queue_sqlite_path().display()
+            ))
+            .await
+            .unwrap();
+            // `table` is one of this test's literals.
+            let sql = sea_orm::sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"));
+            sea_orm::sqlx::query(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    assert_eq!(count("chatbot_once").await, 0, "no claim kept");
+    assert_eq!(count("chatbot_conversation").await, 0, "no number taken");
+    assert_eq!(count("Jobs").await, 0, "no job stored");
+
+    // The same connection goes on (the failed transaction was ended), and the provider's
+    // retry of the same deliveries is new, numbered from 1.
+    sea_orm::sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.accept_many(batch(), ttl).await.unwrap(),
+        [Some(1), Some(2), Some(1)]
+    );
+    assert_eq!(count("Jobs").await, 3);
+    queue
+        .push(CleanupJob {
+            expired_before: None,
+        })
+        .await
+        .expect("the queue's connection is usable");
+}

@@ -28,8 +28,51 @@ const CLAIM_SQL: &str = "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VA
 const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
-/// Rows in one multi-row statement of an accepted batch (well under SQLite's variable limit).
-const ROWS_PER_STATEMENT: usize = 256;
+/// The batch table of [`ACCEPT_SQL`], one per connection (the queue has one connection).
+const BATCH_TABLE_SQL: &str = "CREATE TEMP TABLE IF NOT EXISTS chatbot_batch (\
+     pos INTEGER PRIMARY KEY, once_key TEXT NOT NULL, conversation TEXT NOT NULL, \
+     id TEXT NOT NULL, head TEXT NOT NULL, tail TEXT NOT NULL, \
+     fresh INTEGER NOT NULL DEFAULT 0, seq INTEGER)";
+/// Accept a batch of deliveries on SQLite, one transaction. ?1 is the batch as a JSON array of
+/// `[once key, conversation key, job id, job JSON before its number, after it]` in arrival
+/// order; ?2 when the claims expire; ?3 now; ?4 the queue; ?5 attempts; ?6 apalis' metadata.
+/// A delivery is fresh when its key is not claimed yet and it is its key's first in the
+/// batch; each conversation's counter goes up by its fresh deliveries, which take the numbers
+/// just below the new value in arrival order; the job rows are written as apalis-sqlite's own
+/// `push_tasks` writes them (queries/task/sink.sql, schema pinned with apalis 1.0; the
+/// end-to-end tests run these rows through apalis' workers). The one row returned is the JSON
+/// array of numbers, null for a repeat.
+const ACCEPT_SQL: &str = "BEGIN IMMEDIATE;
+DELETE FROM temp.chatbot_batch;
+INSERT INTO temp.chatbot_batch (pos, once_key, conversation, id, head, tail)
+    SELECT key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+    FROM json_each(?1);
+UPDATE temp.chatbot_batch SET fresh = 1 WHERE pos IN (
+    SELECT min(pos) FROM temp.chatbot_batch AS b
+    WHERE NOT EXISTS (SELECT 1 FROM main.chatbot_once AS o WHERE o.key = b.once_key)
+    GROUP BY once_key);
+INSERT INTO main.chatbot_once (key, expires_at)
+    SELECT once_key, ?2 FROM temp.chatbot_batch WHERE fresh ORDER BY pos;
+INSERT INTO main.chatbot_conversation (key, seq, done, touched_at)
+    SELECT conversation, count(*), 0, ?3 FROM temp.chatbot_batch WHERE fresh
+    GROUP BY conversation
+    ON CONFLICT (key) DO UPDATE SET seq = seq + excluded.seq, touched_at = excluded.touched_at;
+UPDATE temp.chatbot_batch SET seq = c.seq - r.later
+    FROM (SELECT pos, row_number() OVER (PARTITION BY conversation ORDER BY pos DESC) - 1
+              AS later
+          FROM temp.chatbot_batch WHERE fresh) AS r,
+         main.chatbot_conversation AS c
+    WHERE r.pos = chatbot_batch.pos AND c.key = chatbot_batch.conversation;
+INSERT INTO main.Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority,
+                       metadata, idempotency_key)
+    SELECT CAST(head || seq || tail AS BLOB), id, ?4, 'Pending', 0, ?5, ?3, 0, ?6, NULL
+    FROM temp.chatbot_batch WHERE fresh ORDER BY pos;
+SELECT json_group_array(seq ORDER BY pos) FROM temp.chatbot_batch;
+COMMIT;";
+/// apalis' metadata of a job pushed with no options, as its `push_tasks` stores it.
+static METADATA: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(TaskBuilder::new(()).build().metadata()).unwrap_or_default()
+});
 
 /// Exponential backoff with jitter between retries: 0.2 s, 0.4 s, 0.8 s... at most 30 s.
 fn backoff() -> tower::retry::backoff::ExponentialBackoff {
@@ -171,9 +214,19 @@ impl JobQueue {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(Duration::from_secs(10))
+                    // The batch table of each accepted batch lives in memory.
+                    .pragma("temp_store", "memory");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sea_orm::sqlx::query(BATCH_TABLE_SQL)
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
                     // A local file: a ping before every use was one more trip to the
                     // connection's thread per accepted batch.
                     .test_before_acquire(false)
@@ -302,17 +355,7 @@ impl JobQueue {
         let accepted = match &self.backend {
             Backend::Sqlite(pool) => {
                 self.purge_expired(pool).await;
-                let tasks = deliveries
-                    .into_iter()
-                    .map(|(key, job)| {
-                        let task = TaskBuilder::new(job)
-                            .task_id(TaskId::from_ulid(next_job_id()))
-                            .max_attempts(RETRIES)
-                            .build();
-                        (self.once_key(&key), task)
-                    })
-                    .collect();
-                self.accept_sqlite(pool, &queue, tasks, ttl).await
+                self.accept_sqlite(pool, &queue, deliveries, ttl).await
             }
             Backend::Redis(conn) => self.accept_redis(conn, &queue, deliveries, ttl).await,
         };
@@ -340,12 +383,9 @@ impl JobQueue {
             .arg(config.job_meta_hash())
             .arg(chrono::Utc::now().timestamp());
         let count = deliveries.len();
-        for (key, mut job) in deliveries {
-            let conversation = self.conversation_key(&job.conversation());
-            job.set_seq(0);
-            let json = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
-            let (head, tail) = split_at_seq(&json)
-                .ok_or("a job whose JSON does not end with its arrival number")?;
+        for (key, job) in deliveries {
+            let (conversation, json) = self.unnumbered(job)?;
+            let (head, tail) = split_at_seq(&json)?;
             accept
                 .key(self.once_key(&key))
                 .key(format!("{conversation}:seq"))
@@ -364,150 +404,80 @@ impl JobQueue {
         Ok(numbers.into_iter().map(|n| (n > 0).then_some(n)).collect())
     }
 
-    /// The SQLite side of [`Self::accept_many`]: one transaction of a few multi-row statements
-    /// (claims, conversation numbers, job rows) for the whole batch. Row by row, each delivery
-    /// cost three round trips to the connection's thread and the writer was the bottleneck.
+    /// The SQLite side of [`Self::accept_many`]: the whole batch in one call to the
+    /// connection's thread ([`ACCEPT_SQL`], one transaction). Statement by statement, each
+    /// call was a hand-off between threads that, with both cores busy serving requests, waited
+    /// for the scheduler; the writer spent most of its time waiting and was the bottleneck.
     async fn accept_sqlite<J: Sequenced>(
         &self,
         pool: &SqlitePool,
         queue: &str,
-        deliveries: Vec<(String, Task<J>)>,
+        deliveries: Vec<(String, J)>,
         ttl: Duration,
     ) -> std::result::Result<Vec<Option<u64>>, String> {
-        use sea_orm::sqlx::{QueryBuilder, Row, Sqlite};
+        let count = deliveries.len();
+        let mut rows = Vec::with_capacity(count);
+        for (key, job) in deliveries {
+            let (conversation, json) = self.unnumbered(job)?;
+            let (head, tail) = split_at_seq(&json)?;
+            rows.push((
+                self.once_key(&key),
+                conversation,
+                next_job_id().to_string(),
+                head.to_string(),
+                tail.to_string(),
+            ));
+        }
+        let batch = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
         let now = chrono::Utc::now().timestamp();
-        let err = |e: sea_orm::sqlx::Error| e.to_string();
-        let mut txn = pool.begin().await.map_err(err)?;
-
-        // Claims: the keys this statement inserts are the new deliveries; a key already there,
-        // or twice in the batch, is inserted once at most.
-        let mut claimed = std::collections::HashSet::new();
-        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO chatbot_once (key, expires_at) ",
-            );
-            insert.push_values(chunk, |mut row, (key, _)| {
-                row.push_bind(key.clone())
-                    .push_bind(now + ttl.as_secs() as i64);
-            });
-            insert.push(" RETURNING key");
-            let rows = insert
-                .build()
-                .persistent(false)
-                .fetch_all(&mut *txn)
-                .await
-                .map_err(err)?;
-            claimed.extend(rows.iter().map(|r| r.get::<String, _>(0)));
-        }
-        // The new deliveries in arrival order, each with its conversation's counter key.
-        let mut is_new = Vec::with_capacity(deliveries.len());
-        let new: Vec<(Task<J>, String)> = deliveries
-            .into_iter()
-            .filter_map(|(key, task)| {
-                let fresh = claimed.remove(&key);
-                is_new.push(fresh);
-                fresh.then_some(task)
-            })
-            .map(|task| {
-                let conversation = self.conversation_key(&task.args.conversation());
-                (task, conversation)
-            })
-            .collect();
-        let mut seqs_of_new = Vec::with_capacity(new.len());
-
-        // Conversation numbers: each conversation's counter goes up by its number of new
-        // deliveries in one upsert; the batch's messages of a conversation take the numbers
-        // just below the new value, in arrival order.
-        let mut counts: std::collections::HashMap<String, (i64, i64)> = Default::default();
-        for (_, conversation) in &new {
-            counts.entry(conversation.clone()).or_default().0 += 1;
-        }
-        let pending: Vec<(String, i64)> =
-            counts.iter().map(|(k, (n, _))| (k.clone(), *n)).collect();
-        for chunk in pending.chunks(ROWS_PER_STATEMENT) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) ",
-            );
-            upsert.push_values(chunk, |mut row, (key, n)| {
-                row.push_bind(key.clone())
-                    .push_bind(*n)
-                    .push_bind(0i64)
-                    .push_bind(now);
-            });
-            upsert.push(
-                " ON CONFLICT (key) DO UPDATE SET seq = seq + excluded.seq, \
-                 touched_at = excluded.touched_at RETURNING key, seq",
-            );
-            let rows = upsert
-                .build()
-                .persistent(false)
-                .fetch_all(&mut *txn)
-                .await
-                .map_err(err)?;
-            for row in rows {
-                let (key, last): (String, i64) = (row.get(0), row.get(1));
-                if let Some((n, next)) = counts.get_mut(key.as_str()) {
-                    *next = last - *n + 1;
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let answer = sea_orm::sqlx::query(ACCEPT_SQL)
+            .bind(batch)
+            .bind(now + ttl.as_secs() as i64)
+            .bind(now)
+            .bind(queue)
+            .bind(RETRIES as i64)
+            .bind(METADATA.as_str())
+            .fetch_all(&mut *conn)
+            .await;
+        let numbers = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The statements stop at the first error, inside the transaction: end it here,
+                // or the connection's next user would run inside it.
+                if let Err(undo) = sea_orm::sqlx::query("ROLLBACK").execute(&mut *conn).await
+                    && !undo.to_string().contains("no transaction is active")
+                {
+                    tracing::error!(error = %undo, "cannot roll back a failed batch; closing the queue connection");
+                    conn.close_on_drop();
                 }
+                return Err(e.to_string());
             }
+        };
+        use sea_orm::sqlx::Row;
+        let numbers: Vec<Option<u64>> = match numbers.first() {
+            Some(row) => {
+                serde_json::from_str(row.try_get::<&str, _>(0).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?
+            }
+            None => return Err("no answer from the batch's statements".into()),
+        };
+        if numbers.len() != count {
+            return Err(format!("{} answers for {count} deliveries", numbers.len()));
         }
-        let mut jobs = Vec::with_capacity(new.len());
-        for (task, conversation) in new {
-            let next = &mut counts
-                .get_mut(conversation.as_str())
-                .ok_or("a conversation without a number")?
-                .1;
-            let seq = *next as u64;
-            *next += 1;
-            let task = task
-                .map_args(|mut job| {
-                    job.set_seq(seq);
-                    job
-                })
-                // Encoded as `SqliteStorage` encodes (JSON bytes).
-                .try_map_args(|j| serde_json::to_vec(&j))
-                .map_err(|e| e.to_string())?;
-            seqs_of_new.push(seq);
-            jobs.push(task);
-        }
+        Ok(numbers)
+    }
 
-        // Job rows, as apalis-sqlite's own `push_tasks` writes them (queries/task/sink.sql;
-        // its schema is pinned with apalis 1.0, and the end-to-end tests run these rows through
-        // apalis' workers). No idempotency key: the claims above do that job.
-        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
-                 priority, metadata, idempotency_key) ",
-            );
-            insert.push_values(chunk, |mut row, task| {
-                let id = task
-                    .task_id()
-                    .map(|id| id.to_string())
-                    .unwrap_or_else(|| next_job_id().to_string());
-                let run_at = task.run_at().unwrap_or(now as u64) as i64;
-                row.push_bind(task.args.clone())
-                    .push_bind(id)
-                    .push_bind(queue.to_string())
-                    .push_unseparated(", 'Pending', 0")
-                    .push_bind(task.max_attempts().unwrap_or(RETRIES) as i64)
-                    .push_bind(run_at)
-                    .push_bind(task.priority().unwrap_or_default() as i64)
-                    .push_bind(serde_json::to_string(task.metadata()).unwrap_or_default())
-                    .push_unseparated(", NULL");
-            });
-            insert
-                .build()
-                .persistent(false)
-                .execute(&mut *txn)
-                .await
-                .map_err(err)?;
-        }
-        txn.commit().await.map_err(err)?;
-        let mut seqs = seqs_of_new.into_iter();
-        Ok(is_new
-            .into_iter()
-            .map(|new| if new { seqs.next() } else { None })
-            .collect())
+    /// A job's conversation counter key, and its JSON with arrival number 0 (for
+    /// [`split_at_seq`]: the number is written in when the batch is accepted).
+    fn unnumbered<J: Sequenced>(
+        &self,
+        mut job: J,
+    ) -> std::result::Result<(String, String), String> {
+        let conversation = self.conversation_key(&job.conversation());
+        job.set_seq(0);
+        let json = serde_json::to_string(&job).map_err(|e| e.to_string())?;
+        Ok((conversation, json))
     }
 
     /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.
@@ -786,10 +756,11 @@ impl JobQueue {
 
 /// A job's JSON with arrival number 0, split around that number: `{..."seq":` and `}`. The
 /// number is the struct's last field (`IngestJob`), so it is the JSON's last member.
-fn split_at_seq(json: &[u8]) -> Option<(&[u8], &[u8])> {
-    json.strip_suffix(b"0}")
-        .filter(|head| head.ends_with(b",\"seq\":"))
+fn split_at_seq(json: &str) -> std::result::Result<(&str, &str), String> {
+    json.strip_suffix("0}")
+        .filter(|head| head.ends_with(",\"seq\":"))
         .map(|head| (head, &json[head.len() + 1..]))
+        .ok_or_else(|| "a job whose JSON does not end with its arrival number".to_string())
 }
 
 /// Job ids increase in push order within this process: the SQLite queue fetches by
@@ -864,13 +835,13 @@ mod tests {
             received_at: chrono::Utc::now(),
             seq: 0,
         };
-        let json = serde_json::to_vec(&job).unwrap();
+        let json = serde_json::to_string(&job).unwrap();
         let (head, tail) = split_at_seq(&json).expect("seq is the last member");
-        let spliced = [head, b"42", tail].concat();
-        let back: IngestJob = serde_json::from_slice(&spliced).unwrap();
+        let spliced = [head, "42", tail].concat();
+        let back: IngestJob = serde_json::from_str(&spliced).unwrap();
         assert_eq!(back.seq, 42);
         assert_eq!(back.said, job.said);
-        assert_eq!(split_at_seq(br#"{"seq":0,"a":1}"#), None);
-        assert_eq!(split_at_seq(br#"{"seq":10}"#), None);
+        assert!(split_at_seq(r#"{"seq":0,"a":1}"#).is_err());
+        assert!(split_at_seq(r#"{"seq":10}"#).is_err());
     }
 }
