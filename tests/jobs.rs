@@ -12,6 +12,7 @@ use chatbot::jobs::cleanup::CleanupJob;
 use chrono::Utc;
 use common::fixture;
 use common::{Role, TestApp, TestEnv, Variant, eventually, ingest_job};
+use sea_orm::sqlx::{Connection, Row, SqliteConnection};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 variants!(
@@ -87,14 +88,30 @@ async fn unreachable_redis_is_a_clear_error() {
     assert!(!msg.contains("s3cret-pw"), "password leaked: {msg}");
 }
 
-#[tokio::test]
-async fn push_after_the_queue_is_gone_fails_instead_of_dropping() {
+/// An embedded queue in a fresh data dir (kept alive by the returned `TempDir`).
+async fn embedded_queue() -> (tempfile::TempDir, Settings, JobQueue) {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
     let queue = JobQueue::connect(&settings).await.unwrap();
+    (dir, settings, queue)
+}
+
+/// A second connection to the embedded queue's file, beside the queue's own.
+async fn queue_file(settings: &Settings) -> SqliteConnection {
+    SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        settings.queue_sqlite_path().display()
+    ))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn push_after_the_queue_is_gone_fails_instead_of_dropping() {
+    let (_dir, settings, queue) = embedded_queue().await;
     queue
         .push(CleanupJob {
             expired_before: None,
@@ -103,19 +120,10 @@ async fn push_after_the_queue_is_gone_fails_instead_of_dropping() {
         .expect("healthy queue accepts");
     queue.ping().await.unwrap();
     // Make the queue file unusable underneath the pool: drop its tables.
-    {
-        use sea_orm::sqlx::{Connection, SqliteConnection};
-        let mut conn = SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            settings.queue_sqlite_path().display()
-        ))
+    sea_orm::sqlx::query("DROP TABLE Jobs")
+        .execute(&mut queue_file(&settings).await)
         .await
         .unwrap();
-        sea_orm::sqlx::query("DROP TABLE Jobs")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
     let err = queue
         .push(CleanupJob {
             expired_before: None,
@@ -186,12 +194,7 @@ async fn conversation_counters_and_send_slots(v: Variant) {
 
 #[tokio::test]
 async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        ..Settings::default()
-    };
-    let queue = JobQueue::connect(&settings).await.unwrap();
+    let (_dir, settings, queue) = embedded_queue().await;
     let ttl = Duration::from_secs(60);
     let job = |from: &str, id: &str, text: &str| {
         let mut job = ingest_job("P1", from, id);
@@ -200,15 +203,7 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
     };
     // From another connection: a trigger that refuses one job row, so the batch fails after
     // its claims and its conversation numbers were written inside the transaction.
-    let mut other = {
-        use sea_orm::sqlx::{Connection, SqliteConnection};
-        SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            settings.queue_sqlite_path().display()
-        ))
-        .await
-        .unwrap()
-    };
+    let mut other = queue_file(&settings).await;
     sea_orm::sqlx::query(
         "CREATE TRIGGER refuse BEFORE INSERT ON Jobs WHEN CAST(NEW.job AS TEXT) LIKE '%refuse me%' \
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
@@ -229,28 +224,22 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
         .expect_err("a refused row fails the batch");
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("refused by the test"), "{err}");
-    let count = |table: &'static str| {
-        let settings = settings.clone();
-        async move {
-            use sea_orm::sqlx::{Connection, Row, SqliteConnection};
-            let mut conn = SqliteConnection::connect(&format!(
-                "sqlite://{}",
-                settings.queue_sqlite_path().display()
-            ))
+    async fn count(conn: &mut SqliteConnection, table: &'static str) -> i64 {
+        // `table` is one of this test's literals.
+        let sql = sea_orm::sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"));
+        sea_orm::sqlx::query(sql)
+            .fetch_one(conn)
             .await
-            .unwrap();
-            // `table` is one of this test's literals.
-            let sql = sea_orm::sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"));
-            sea_orm::sqlx::query(sql)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-                .get::<i64, _>(0)
-        }
-    };
-    assert_eq!(count("chatbot_once").await, 0, "no claim kept");
-    assert_eq!(count("chatbot_conversation").await, 0, "no number taken");
-    assert_eq!(count("Jobs").await, 0, "no job stored");
+            .unwrap()
+            .get::<i64, _>(0)
+    }
+    assert_eq!(count(&mut other, "chatbot_once").await, 0, "no claim kept");
+    assert_eq!(
+        count(&mut other, "chatbot_conversation").await,
+        0,
+        "no number taken"
+    );
+    assert_eq!(count(&mut other, "Jobs").await, 0, "no job stored");
 
     // The same connection goes on (the failed transaction was ended), and the provider's
     // retry of the same deliveries is new, numbered from 1.
@@ -262,7 +251,7 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
         queue.accept_many(batch(), ttl).await.unwrap(),
         [Some(1), Some(2), Some(1)]
     );
-    assert_eq!(count("Jobs").await, 3);
+    assert_eq!(count(&mut other, "Jobs").await, 3);
     queue
         .push(CleanupJob {
             expired_before: None,
