@@ -259,3 +259,59 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
         .await
         .expect("the queue's connection is usable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_deliveries_does_not_keep_the_queue_from_its_other_users() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (_dir, _settings, queue) = embedded_queue().await;
+    let intake = chatbot::jobs::intake::Intake::start(queue.clone());
+    // More senders than a batch takes, so the intake always finds its next batch waiting and
+    // would keep the queue's one connection for as long as the flood lasts.
+    const SENDERS: usize = 1_000;
+    const EACH: usize = 100;
+    let (stop, accepted) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let flood: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            let (intake, stop, accepted) = (intake.clone(), stop.clone(), accepted.clone());
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("flood-{i}-{n}");
+                    let job = ingest_job("P1", &format!("2348{i:06}"), &id);
+                    let seq = intake.accept(format!("meta:{id}"), job).await.unwrap();
+                    assert_eq!(seq, Some(n as u64 + 1), "{id}");
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    eventually("the flood to be under way", Duration::from_secs(60), || {
+        let accepted = accepted.load(Ordering::Relaxed);
+        async move { (accepted >= 2 * SENDERS).then_some(()) }
+    })
+    .await;
+    // A worker's or a probe's turn on the queue comes while the flood goes on.
+    queue
+        .push(CleanupJob {
+            expired_before: None,
+        })
+        .await
+        .expect("pushed");
+    let when_pushed = accepted.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for sender in flood {
+        sender.await.unwrap();
+    }
+    assert!(
+        when_pushed < SENDERS * EACH,
+        "the push waited for the whole flood ({when_pushed} deliveries)"
+    );
+    let (queued, _) = queue.depth::<CleanupJob>().await.unwrap();
+    assert_eq!(queued, 1, "the pushed job is in the queue");
+}

@@ -10,7 +10,7 @@ mod queue;
 pub mod send;
 pub mod work;
 
-pub use queue::{JobFuture, JobId, JobQueue, QueueBackendKind};
+pub use queue::{JobFuture, JobId, JobQueue, Lease, QueueBackendKind, Ready};
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -2,13 +2,15 @@
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::SqliteStorage;
+use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use super::{Job, JobError, Sequenced};
@@ -173,6 +175,61 @@ pub enum QueueBackendKind {
 enum Backend {
     Sqlite(SqlitePool),
     Redis(ConnectionManager),
+}
+
+/// A hold on the embedded queue's one connection across accepted batches (nothing on Redis).
+/// A connection given back to sqlx's pool is returned by a spawned task that first pings the
+/// connection's thread; under load that took about a quarter of each batch's time, during
+/// which the queue's one writer stood idle. The intake keeps the connection while deliveries
+/// keep coming and gives it back when they pause or after a while, so that the queue's other
+/// users (the workers, `/readyz`) get their turn.
+#[derive(Default)]
+pub struct Lease {
+    conn: Option<PoolConnection<Sqlite>>,
+    since: Option<Instant>,
+}
+
+impl Lease {
+    /// How long the lease has held a connection (zero when it holds none).
+    pub fn held_for(&self) -> Duration {
+        self.since.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    /// Give the connection back to the pool.
+    pub fn release(&mut self) {
+        self.conn = None;
+        self.since = None;
+    }
+
+    async fn take(
+        &mut self,
+        pool: &SqlitePool,
+    ) -> std::result::Result<PoolConnection<Sqlite>, sea_orm::sqlx::Error> {
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => {
+                let conn = pool.acquire().await?;
+                self.since = Some(Instant::now());
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Keep `conn` for the next batch.
+    fn keep(&mut self, conn: PoolConnection<Sqlite>) {
+        self.conn = Some(conn);
+    }
+}
+
+/// A delivery made ready for [`JobQueue::accept_leased`] in its request's own task, so that
+/// the batch's one writer only numbers and stores it: its claim key, its conversation's
+/// counter key, and its job's JSON in two pieces around the arrival number.
+pub struct Ready<J> {
+    once_key: String,
+    conversation: String,
+    head: String,
+    tail: String,
+    job: std::marker::PhantomData<fn() -> J>,
 }
 
 /// A handle on the job queue; cheap to clone.
@@ -351,12 +408,55 @@ impl JobQueue {
         deliveries: Vec<(String, J)>,
         ttl: Duration,
     ) -> Result<Vec<Option<u64>>> {
+        let ready = deliveries
+            .into_iter()
+            .map(|(key, job)| self.ready(&key, job))
+            .collect::<Result<Vec<_>>>()?;
+        self.accept_leased(&mut Lease::default(), ready, ttl).await
+    }
+
+    /// Make a delivery (its provider key and job) ready for [`Self::accept_leased`].
+    pub fn ready<J: Sequenced>(&self, key: &str, mut job: J) -> Result<Ready<J>> {
+        let conversation = self.conversation_key(&job.conversation());
+        job.set_seq(0);
+        let json = serde_json::to_string(&job)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write a job as JSON: {e}")))?;
+        let (head, tail) = split_at_seq(&json).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+        Ok(Ready {
+            once_key: self.once_key(key),
+            conversation,
+            head: head.to_string(),
+            tail: tail.to_string(),
+            job: std::marker::PhantomData,
+        })
+    }
+
+    /// [`Self::accept_many`] on the embedded queue's connection held in `lease` (taken from
+    /// the pool first when the lease holds none); the connection stays in the lease afterwards,
+    /// for the next batch, unless the batch failed.
+    pub async fn accept_leased<J: Sequenced>(
+        &self,
+        lease: &mut Lease,
+        deliveries: Vec<Ready<J>>,
+        ttl: Duration,
+    ) -> Result<Vec<Option<u64>>> {
         let queue = self.queue_name::<J>();
         let accepted = match &self.backend {
-            Backend::Sqlite(pool) => {
-                self.purge_expired(pool).await;
-                self.accept_sqlite(pool, &queue, deliveries, ttl).await
-            }
+            Backend::Sqlite(pool) => match lease.take(pool).await {
+                Ok(mut conn) => {
+                    self.purge_expired(&mut *conn).await;
+                    let accepted = self.accept_sqlite(&mut conn, &queue, deliveries, ttl).await;
+                    // A failed batch's connection goes back to the pool (or is closed, when
+                    // its transaction could not be ended), where it is checked before reuse.
+                    if accepted.is_ok() {
+                        lease.keep(conn);
+                    } else {
+                        lease.release();
+                    }
+                    accepted
+                }
+                Err(e) => Err(e.to_string()),
+            },
             Backend::Redis(conn) => self.accept_redis(conn, &queue, deliveries, ttl).await,
         };
         accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))
@@ -366,11 +466,11 @@ impl JobQueue {
     /// [`ACCEPT`]). Each job's JSON goes in two pieces around its arrival number, which only the
     /// script knows. A failed call stored nothing unless Redis failed inside the script, which
     /// these commands do not do on keys of their own types.
-    async fn accept_redis<J: Sequenced>(
+    async fn accept_redis<J>(
         &self,
         conn: &ConnectionManager,
         queue: &str,
-        deliveries: Vec<(String, J)>,
+        deliveries: Vec<Ready<J>>,
         ttl: Duration,
     ) -> std::result::Result<Vec<Option<u64>>, String> {
         let config = redis_config(queue, self.heartbeat);
@@ -383,15 +483,13 @@ impl JobQueue {
             .arg(config.job_meta_hash())
             .arg(chrono::Utc::now().timestamp());
         let count = deliveries.len();
-        for (key, job) in deliveries {
-            let (conversation, json) = self.unnumbered(job)?;
-            let (head, tail) = split_at_seq(&json)?;
+        for ready in deliveries {
             accept
-                .key(self.once_key(&key))
-                .key(format!("{conversation}:seq"))
+                .key(ready.once_key)
+                .key(format!("{}:seq", ready.conversation))
                 .arg(next_job_id().to_string())
-                .arg(head)
-                .arg(tail)
+                .arg(ready.head)
+                .arg(ready.tail)
                 .arg(RETRIES);
         }
         let numbers: Vec<u64> = accept
@@ -408,29 +506,26 @@ impl JobQueue {
     /// connection's thread ([`ACCEPT_SQL`], one transaction). Statement by statement, each
     /// call was a hand-off between threads that, with both cores busy serving requests, waited
     /// for the scheduler; the writer spent most of its time waiting and was the bottleneck.
-    async fn accept_sqlite<J: Sequenced>(
+    async fn accept_sqlite<J>(
         &self,
-        pool: &SqlitePool,
+        conn: &mut PoolConnection<Sqlite>,
         queue: &str,
-        deliveries: Vec<(String, J)>,
+        deliveries: Vec<Ready<J>>,
         ttl: Duration,
     ) -> std::result::Result<Vec<Option<u64>>, String> {
         let count = deliveries.len();
         let mut rows = Vec::with_capacity(count);
-        for (key, job) in deliveries {
-            let (conversation, json) = self.unnumbered(job)?;
-            let (head, tail) = split_at_seq(&json)?;
+        for ready in &deliveries {
             rows.push((
-                self.once_key(&key),
-                conversation,
+                &ready.once_key,
+                &ready.conversation,
                 next_job_id().to_string(),
-                head.to_string(),
-                tail.to_string(),
+                &ready.head,
+                &ready.tail,
             ));
         }
         let batch = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
         let now = chrono::Utc::now().timestamp();
-        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
         let answer = sea_orm::sqlx::query(ACCEPT_SQL)
             .bind(batch)
             .bind(now + ttl.as_secs() as i64)
@@ -438,14 +533,14 @@ impl JobQueue {
             .bind(queue)
             .bind(RETRIES as i64)
             .bind(METADATA.as_str())
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut **conn)
             .await;
         let numbers = match answer {
             Ok(answer) => answer,
             Err(e) => {
                 // The statements stop at the first error, inside the transaction: end it here,
                 // or the connection's next user would run inside it.
-                if let Err(undo) = sea_orm::sqlx::query("ROLLBACK").execute(&mut *conn).await
+                if let Err(undo) = sea_orm::sqlx::query("ROLLBACK").execute(&mut **conn).await
                     && !undo.to_string().contains("no transaction is active")
                 {
                     tracing::error!(error = %undo, "cannot roll back a failed batch; closing the queue connection");
@@ -468,20 +563,8 @@ impl JobQueue {
         Ok(numbers)
     }
 
-    /// A job's conversation counter key, and its JSON with arrival number 0 (for
-    /// [`split_at_seq`]: the number is written in when the batch is accepted).
-    fn unnumbered<J: Sequenced>(
-        &self,
-        mut job: J,
-    ) -> std::result::Result<(String, String), String> {
-        let conversation = self.conversation_key(&job.conversation());
-        job.set_seq(0);
-        let json = serde_json::to_string(&job).map_err(|e| e.to_string())?;
-        Ok((conversation, json))
-    }
-
     /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.
-    async fn purge_expired(&self, pool: &SqlitePool) {
+    async fn purge_expired<'c>(&self, conn: impl sea_orm::sqlx::SqliteExecutor<'c>) {
         let now = chrono::Utc::now().timestamp();
         if self.last_purge.load(Ordering::Relaxed) + 60 > now
             || self.last_purge.swap(now, Ordering::Relaxed) + 60 > now
@@ -494,7 +577,7 @@ impl JobQueue {
         )
         .bind(now)
         .bind(now - CONVERSATION_TTL.as_secs() as i64)
-        .execute(pool)
+        .execute(conn)
         .await;
         if let Err(e) = purged {
             tracing::warn!(error = %e, "expired dedupe claims not deleted; next time");
