@@ -315,3 +315,83 @@ async fn a_flood_of_deliveries_does_not_keep_the_queue_from_its_other_users() {
     let (queued, _) = queue.depth::<CleanupJob>().await.unwrap();
     assert_eq!(queued, 1, "the pushed job is in the queue");
 }
+
+/// The embedded queue's connection keeps the settings it is opened with: every commit synced
+/// (an acknowledged delivery survives a power cut) and a bounded page cache. apalis' own setup
+/// turned `synchronous` off on it and gave it a 250 MB cache, walked whole at commits that
+/// split a page.
+#[tokio::test]
+async fn the_embedded_queue_syncs_its_wal_and_bounds_its_cache() {
+    let (_dir, _settings, queue) = embedded_queue().await;
+    let pragma = |name: &'static str| {
+        let queue = queue.clone();
+        async move { queue.sqlite_pragma(name).await.unwrap() }
+    };
+    assert_eq!(pragma("journal_mode").await.as_deref(), Some("wal"));
+    assert_eq!(pragma("synchronous").await.as_deref(), Some("2"), "FULL");
+    assert_eq!(pragma("cache_size").await.as_deref(), Some("-16384"));
+    assert_eq!(pragma("wal_autocheckpoint").await.as_deref(), Some("4000"));
+    assert!(
+        queue
+            .sqlite_pragma("cache_size; DROP TABLE Jobs")
+            .await
+            .is_err()
+    );
+    assert_eq!(queue.depth::<CleanupJob>().await.unwrap(), (0, 0));
+}
+
+/// The WAL's frames and how many of them are already in the database file, read from the
+/// queue's `-shm` file (SQLite's documented WAL-index: `mxFrame` at byte 16 of the header,
+/// `nBackfill` at byte 96, native byte order), without checkpointing anything.
+fn wal_frames(settings: &Settings) -> (u32, u32) {
+    let mut shm = settings.queue_sqlite_path().into_os_string();
+    shm.push("-shm");
+    let bytes = std::fs::read(&shm).expect("the queue's WAL-index");
+    let at = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().unwrap());
+    (at(16), at(96))
+}
+
+/// The WAL is copied back into the queue's file by the queue's own checkpoint task, not by
+/// the writer at the end of some batch of deliveries (which held that batch up). After a
+/// burst far below the writer's own threshold, every frame is soon in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_queue_checkpoints_its_wal_in_the_background() {
+    let (_dir, settings, queue) = embedded_queue().await;
+    let intake = chatbot::jobs::intake::Intake::start(queue.clone());
+    let senders: Vec<_> = (0..50)
+        .map(|i| {
+            let intake = intake.clone();
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    let id = format!("wal-{i}-{n}");
+                    let job = ingest_job("P1", &format!("2348{i:06}"), &id);
+                    intake.accept(format!("meta:{id}"), job).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let (frames, _) = wal_frames(&settings);
+    assert!(frames > 0, "the deliveries went through the WAL");
+    let (frames, copied) = eventually(
+        "the WAL to be copied into the queue's file",
+        Duration::from_secs(10),
+        || async {
+            let (frames, copied) = wal_frames(&settings);
+            (frames > 0 && copied == frames).then_some((frames, copied))
+        },
+    )
+    .await;
+    assert!(
+        frames < 4000,
+        "{frames} frames: the writer's own threshold was not reached"
+    );
+    assert_eq!(copied, frames);
+    let (queued, _) = queue
+        .depth::<chatbot::jobs::ingest::IngestJob>()
+        .await
+        .unwrap();
+    assert_eq!(queued, 1000, "every delivery is a queued job");
+}

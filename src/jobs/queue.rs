@@ -1,5 +1,6 @@
 //! The one queue interface over the two apalis backends.
 
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,8 +10,8 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::SqliteStorage;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::{Job, JobError, Sequenced};
@@ -28,6 +29,10 @@ const MISSED_HEARTBEATS: usize = 3;
 const CLAIM_SQL: &str = "INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)";
 /// Conversation counters and rate-limit slots outlive any retry of their jobs.
 const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How often the embedded queue's WAL is copied back into its file (see [`checkpoints`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// WAL pages (4 KB) past which the embedded queue's writer checkpoints at the end of a commit.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "4000";
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
 /// The batch table of [`ACCEPT_SQL`], one per connection (the queue has one connection).
@@ -243,6 +248,8 @@ pub struct JobQueue {
     heartbeat: Duration,
     /// When expired dedupe claims were last deleted (SQLite), Unix seconds.
     last_purge: std::sync::Arc<AtomicI64>,
+    /// Held by every clone; the embedded queue's checkpoint task stops when the last is gone.
+    _alive: std::sync::Arc<()>,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -257,6 +264,7 @@ impl std::fmt::Debug for JobQueue {
 impl JobQueue {
     /// Connect to Redis (`REDIS_URL`) or open the embedded queue, creating its tables.
     pub async fn connect(settings: &Settings) -> Result<Self> {
+        let alive = std::sync::Arc::new(());
         let backend = match &settings.redis_url {
             Some(url) => Backend::Redis(connect_redis(url).await?),
             None => {
@@ -266,14 +274,19 @@ impl JobQueue {
                         Error::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                let options = SqliteConnectOptions::new()
-                    .filename(&path)
+                let options = sqlite_options(&path)
                     .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     // The batch table of each accepted batch lives in memory.
-                    .pragma("temp_store", "memory");
+                    .pragma("temp_store", "memory")
+                    // Bounded: the page cache is walked whole at the end of any transaction
+                    // that split a B-tree page (SQLite parks a page at the lock page's number
+                    // while it sorts the new pages), so its size is paid on every commit.
+                    .pragma("cache_size", "-16384")
+                    // The checkpoint task copies the WAL back; past this many pages the writer
+                    // finishes the copy itself, so the WAL starts over even under steady load.
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+                    .pragma("journal_size_limit", "67108864");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .after_connect(|conn, _| {
@@ -295,7 +308,10 @@ impl JobQueue {
                             path.display()
                         ))
                     })?;
-                SqliteStorage::setup(&pool).await.map_err(|e| {
+                // apalis' tables and indexes, without `SqliteStorage::setup`'s pragmas: those
+                // turned `synchronous` off on this connection (a power cut could lose
+                // acknowledged deliveries, or corrupt the file) and gave it a 250 MB page cache.
+                SqliteStorage::migrations().run(&pool).await.map_err(|e| {
                     Error::Unavailable(format!(
                         "cannot set up the job queue {}: {e}",
                         path.display()
@@ -322,6 +338,7 @@ impl JobQueue {
                             Error::Unavailable(format!("cannot set up the queue's tables: {e}"))
                         })?;
                 }
+                tokio::spawn(checkpoints(path, std::sync::Arc::downgrade(&alive)));
                 Backend::Sqlite(pool)
             }
         };
@@ -334,6 +351,7 @@ impl JobQueue {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
             last_purge: Default::default(),
+            _alive: alive,
             heartbeat: Duration::from_secs(
                 (settings.orphan_timeout_secs / MISSED_HEARTBEATS as u64).max(1),
             ),
@@ -395,6 +413,39 @@ impl JobQueue {
             Ok(Err(e)) => Err(Error::Unavailable(format!("job queue: {e}"))),
             Err(_) => Err(Error::Unavailable("job queue: timed out".to_string())),
         }
+    }
+
+    /// The value of one of the embedded queue's settings on its own connection, as text
+    /// (`synchronous`, `cache_size`, `journal_mode`, `journal_size_limit`, `temp_store`,
+    /// `wal_autocheckpoint`); `None` on Redis. How its durability and memory can be checked.
+    pub async fn sqlite_pragma(&self, name: &str) -> Result<Option<String>> {
+        let Backend::Sqlite(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let sql = match name {
+            "synchronous" => "PRAGMA synchronous",
+            "cache_size" => "PRAGMA cache_size",
+            "journal_mode" => "PRAGMA journal_mode",
+            "journal_size_limit" => "PRAGMA journal_size_limit",
+            "temp_store" => "PRAGMA temp_store",
+            "wal_autocheckpoint" => "PRAGMA wal_autocheckpoint",
+            _ => {
+                return Err(Error::Invalid {
+                    code: "unknown_setting",
+                    message: format!("not one of the queue's settings: {name:?}"),
+                });
+            }
+        };
+        let row = sea_orm::sqlx::query(sql)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| Error::Unavailable(format!("job queue: {e}")))?;
+        use sea_orm::sqlx::Row;
+        Ok(row.and_then(|row| {
+            row.try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
+                .ok()
+        }))
     }
 
     /// Accept a batch of deliveries at once (a group commit): claim each key once and, for a
@@ -877,6 +928,61 @@ async fn connect_redis(url: &SecretUrl) -> Result<ConnectionManager> {
         .get_connection_manager_with_config(config)
         .await
         .map_err(unavailable)
+}
+
+/// The embedded queue's file, as every connection to it opens it. `synchronous = FULL`: every
+/// commit is synced before it returns, so a delivery acknowledged with a 200 survives a power
+/// cut, not only a crash of the process; with group commit that is one sync per batch. It also
+/// keeps the syncs small: with `NORMAL` the checkpoint synced a fifth of a second of WAL at
+/// once and the writer's next appends waited for it (p99 at 2,000 deliveries/s 3 -> 8-12 ms),
+/// where `FULL` measured 3.3 ms and the same saturation rate.
+fn sqlite_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+}
+
+/// Copy the embedded queue's WAL back into its file every [`CHECKPOINT_EVERY`], on a
+/// connection of its own, until the queue is dropped. A passive checkpoint takes no lock the
+/// writer needs, so the writer keeps committing meanwhile; done by the writer at the end of a
+/// commit (SQLite's default), the copy and the database file's sync held up every delivery of
+/// that batch.
+async fn checkpoints(path: PathBuf, alive: std::sync::Weak<()>) {
+    use sea_orm::sqlx::{ConnectOptions, Connection};
+    let mut conn: Option<SqliteConnection> = None;
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if alive.strong_count() == 0 {
+            if let Some(conn) = conn.take() {
+                let _ = conn.close().await;
+            }
+            return;
+        }
+        let outcome = match conn.as_mut() {
+            Some(c) => sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(c)
+                .await
+                .map(|_| ()),
+            None => sqlite_options(&path)
+                .connect()
+                .await
+                .map(|c| conn = Some(c)),
+        };
+        match outcome {
+            Ok(()) => failing = false,
+            Err(e) => {
+                // The writer still checkpoints past WAL_AUTOCHECKPOINT_PAGES: nothing is lost,
+                // the WAL only grows longer between copies.
+                if !failing {
+                    tracing::warn!(error = %e, path = %path.display(), "queue checkpoint failed; retrying on a new connection");
+                }
+                failing = true;
+                conn = None;
+            }
+        }
+    }
 }
 
 fn sqlite_config(queue: &str, heartbeat: Duration) -> apalis_sqlite::Config {
