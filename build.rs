@@ -33,9 +33,11 @@ fn main() {
             .expect("under prompts")
             .to_string_lossy()
             .replace('\\', "/");
+        // Resolved when the crate compiles, not here: a build cache shared by checkouts at
+        // other paths may reuse this file, and must not read another checkout's prompts.
         code.push_str(&format!(
-            "    ({rel:?}, include_str!({:?})),\n",
-            file.display().to_string()
+            "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),\n",
+            format!("/prompts/{rel}")
         ));
     }
     code.push_str("];\n");
