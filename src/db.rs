@@ -1,9 +1,10 @@
 //! The data database: connect (SQLite by default, PostgreSQL by URL) and migrate.
 
+use std::ffi::c_int;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 
 use crate::config::SecretUrl;
@@ -31,10 +32,43 @@ pub async fn connect(url: &SecretUrl) -> Result<DatabaseConnection> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
+        })
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_connect(|conn, _| Box::pin(refuse_string_identifiers(conn)))
         });
     Database::connect(opts)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot connect to the database {url}: {e}")))
+}
+
+/// Turn off SQLite's "double-quoted string literal" leniency on a new connection: a quoted
+/// identifier naming no column is an error, never the string it spells.
+///
+/// Besides catching typos, this keeps a pool connection that still holds the schema from
+/// before a migration (migrations run on whichever connections the pool hands out) from
+/// misreading a new column. Preparing `INSERT ... RETURNING "shared"` against the old schema
+/// used to succeed with `"shared"` as a string; SQLite prepares it again against the new
+/// schema when it runs, but sqlx has already taken the result's column names from the first
+/// preparation (`"shared"`, quotes included), so the row had no column `shared`. As an
+/// error, the stale preparation makes SQLite reload the schema and prepare again at once.
+async fn refuse_string_identifiers(conn: &mut SqliteConnection) -> sea_orm::sqlx::Result<()> {
+    use libsqlite3_sys::{
+        SQLITE_DBCONFIG_DQS_DDL, SQLITE_DBCONFIG_DQS_DML, SQLITE_OK, sqlite3_db_config,
+    };
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    for option in [SQLITE_DBCONFIG_DQS_DML, SQLITE_DBCONFIG_DQS_DDL] {
+        // SAFETY: `db` is this connection's open handle, held locked for the call; both
+        // options take an int (0: off) and an optional `int *` for the resulting setting.
+        let rc =
+            unsafe { sqlite3_db_config(db, option, 0 as c_int, std::ptr::null_mut::<c_int>()) };
+        if rc != SQLITE_OK {
+            return Err(sea_orm::sqlx::Error::Configuration(
+                format!("sqlite3_db_config({option}) failed with code {rc}").into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Connect and bring the schema up to date.
