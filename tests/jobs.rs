@@ -213,7 +213,7 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
     .unwrap();
     let batch = || {
         vec![
-            job("234801", "m1", "hello"),
+            job("234801", "m1", "Dzień dobry 👋"),
             job("234801", "m2", "refuse me"),
             job("234802", "m3", "hi"),
         ]
@@ -252,6 +252,27 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
         [Some(1), Some(2), Some(1)]
     );
     assert_eq!(count(&mut other, "Jobs").await, 3);
+    // Each stored job is its delivery (multibyte text intact) with its number.
+    let stored: Vec<(String, u64)> =
+        sea_orm::sqlx::query("SELECT CAST(job AS TEXT) FROM Jobs ORDER BY rowid")
+            .fetch_all(&mut other)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let job: chatbot::jobs::ingest::IngestJob =
+                    serde_json::from_str(row.get::<&str, _>(0)).unwrap();
+                (job.said.text, job.seq)
+            })
+            .collect();
+    assert_eq!(
+        stored,
+        [
+            ("Dzień dobry 👋".to_string(), 1),
+            ("refuse me".to_string(), 2),
+            ("hi".to_string(), 1)
+        ]
+    );
     queue
         .push(CleanupJob {
             expired_before: None,
