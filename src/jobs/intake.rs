@@ -1,20 +1,23 @@
 //! Group commit for webhook acknowledgements. Each accepted delivery must be claimed, numbered
 //! and stored before its 200; done one by one that is two writes per request, on one SQLite
-//! connection or two Redis round trips. Requests instead hand their delivery to one task that
+//! connection or two Redis round trips. Requests instead hand their delivery to one writer that
 //! takes whatever has arrived (up to [`MAX_BATCH`]) and accepts it in one step
 //! ([`JobQueue::accept_leased`]); each request gets its own answer. A request makes its
 //! delivery ready for the queue in its own task ([`JobQueue::ready`]), so the writer, the one
 //! serial step, only numbers and stores. Nothing waits for a batch to fill: a lone request goes
 //! at once, and under load the batch is what arrived while the previous one was being written.
-//! On the embedded queue the writer keeps its connection from one batch to the next while more
-//! are waiting (a [`Lease`], at most [`MAX_LEASE`] at a time).
+//! On the embedded queue the writer runs on a thread of its own ([`run_apart`]) and keeps its
+//! connection from one batch to the next while more are waiting (a [`Lease`], at most
+//! [`MAX_LEASE`] at a time).
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::ingest::IngestJob;
-use super::{JobQueue, Lease, Ready};
+use super::{JobQueue, Lease, QueueBackendKind, Ready};
 use crate::error::{Error, Result};
 
 /// Remember a provider's message id this long: longer than Meta's retries (up to 7 days).
@@ -38,11 +41,13 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Start the writer task on the current runtime.
+    /// Start the writer: for the embedded queue on a thread of its own (see [`run_apart`]),
+    /// for Redis on the current runtime. It stops when the last clone of the intake is dropped.
     pub fn start(queue: JobQueue) -> Self {
         let (tx, mut rx) = mpsc::channel::<Delivery>(BACKLOG);
         let writer = queue.clone();
-        tokio::spawn(async move {
+        let apart = queue.kind() == QueueBackendKind::Sqlite;
+        let work = async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             let mut lease = Lease::default();
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -81,7 +86,12 @@ impl Intake {
                     lease.release();
                 }
             }
-        });
+        };
+        if apart {
+            run_apart(work);
+        } else {
+            tokio::spawn(work);
+        }
         Self { queue, tx }
     }
 
@@ -94,5 +104,125 @@ impl Intake {
         let (answer, answered) = oneshot::channel();
         self.tx.send((ready, answer)).await.map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Run the embedded queue's writer on a thread of its own, with a single-threaded runtime.
+/// Each batch is a hand-off to the SQLite connection's thread and back; on the web runtime the
+/// writer, woken with the batch's result, then waited in the run queue behind the very
+/// requests it holds up, while on a thread of its own the operating system runs it at once.
+/// Not for Redis: its connection is driven by a task on the web runtime, so a writer apart
+/// adds a hand-off instead of saving one (measured slower). On the current runtime if the
+/// thread cannot be started.
+fn run_apart(writer: impl Future<Output = ()> + Send + 'static) {
+    let slot = Arc::new(Mutex::new(Some(writer)));
+    let theirs = slot.clone();
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("chatbot-intake".into())
+                .spawn(move || {
+                    let writer = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(writer) = writer {
+                        runtime.block_on(writer);
+                    }
+                })
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "intake thread not started; the writer shares the web runtime");
+        if let Some(writer) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tokio::spawn(writer);
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::channels::whatsapp_cloud::Said;
+
+    /// Threads of this process with the writer's name.
+    fn writer_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|name| name.trim() == "chatbot-intake")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn job(message_id: &str) -> IngestJob {
+        IngestJob {
+            provider: "meta".into(),
+            business: "P1".into(),
+            from: "234801".into(),
+            message_id: message_id.into(),
+            kind: "text".into(),
+            said: Said {
+                text: "hi".into(),
+                choice: None,
+                unsupported: None,
+            },
+            user_id: None,
+            profile_name: None,
+            received_at: chrono::Utc::now(),
+            seq: 0,
+        }
+    }
+
+    /// The writer answers while the runtime that started it is blocked (it has a thread of its
+    /// own), and that thread ends with the last intake. The only test in this binary that
+    /// starts an intake, so the thread count is this test's.
+    #[tokio::test]
+    async fn the_writer_runs_apart_and_stops_with_the_last_intake() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let queue = JobQueue::connect(&settings).await.unwrap();
+        let intake = Intake::start(queue);
+        // A new thread takes its name as it starts.
+        wait_until(
+            || writer_threads() == 1,
+            "the writer has no thread of its own",
+        );
+        assert_eq!(
+            intake.accept("meta:m0".into(), job("m0")).await.unwrap(),
+            Some(1)
+        );
+        // Block this (single-threaded) runtime until the next delivery is answered: a writer
+        // on this runtime could never answer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let blocked = intake.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(futures::executor::block_on(
+                blocked.accept("meta:m1".into(), job("m1")),
+            ));
+        });
+        let answer = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("answered while the starting runtime is blocked");
+        assert_eq!(answer.unwrap(), Some(2));
+        drop(intake);
+        wait_until(
+            || writer_threads() == 0,
+            "the writer thread outlived its intake",
+        );
+    }
+
+    fn wait_until(done: impl Fn() -> bool, failure: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{failure}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
