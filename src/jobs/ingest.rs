@@ -66,6 +66,26 @@ impl IngestJob {
     pub fn provider(&self) -> Provider {
         Provider::named(&self.provider)
     }
+
+    /// A Meta text message saying `text`, received now, with no profile (the tests' delivery).
+    pub fn meta_text(business: &str, from: &str, message_id: &str, text: &str) -> Self {
+        Self {
+            provider: "meta".into(),
+            business: business.into(),
+            from: from.into(),
+            message_id: message_id.into(),
+            kind: "text".into(),
+            said: crate::channels::whatsapp_cloud::Said {
+                text: text.into(),
+                choice: None,
+                unsupported: None,
+            },
+            user_id: None,
+            profile_name: None,
+            received_at: chrono::Utc::now(),
+            seq: 0,
+        }
+    }
 }
 
 impl Job for IngestJob {

@@ -141,7 +141,6 @@ fn run_apart(writer: impl Future<Output = ()> + Send + 'static) {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::channels::whatsapp_cloud::Said;
 
     /// Threads of this process with the writer's name.
     fn writer_threads() -> usize {
@@ -159,22 +158,7 @@ mod tests {
     }
 
     fn job(message_id: &str) -> IngestJob {
-        IngestJob {
-            provider: "meta".into(),
-            business: "P1".into(),
-            from: "234801".into(),
-            message_id: message_id.into(),
-            kind: "text".into(),
-            said: Said {
-                text: "hi".into(),
-                choice: None,
-                unsupported: None,
-            },
-            user_id: None,
-            profile_name: None,
-            received_at: chrono::Utc::now(),
-            seq: 0,
-        }
+        IngestJob::meta_text("P1", "234801", message_id, "hi")
     }
 
     /// The writer answers while the runtime that started it is blocked (it has a thread of its

@@ -1002,28 +1002,13 @@ fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
 #[cfg(test)]
 mod tests {
     use super::split_at_seq;
-    use crate::channels::whatsapp_cloud::Said;
     use crate::jobs::ingest::IngestJob;
 
     #[test]
     fn a_job_splits_around_its_number_whatever_it_says() {
-        let job = IngestJob {
-            provider: "meta".into(),
-            business: "1555".into(),
-            from: "2348000000001".into(),
-            message_id: "wamid.1".into(),
-            kind: "text".into(),
-            said: Said {
-                // Text that looks like the number's member must not be taken for it.
-                text: r#"{"seq":0} ,"seq":0}"#.into(),
-                choice: None,
-                unsupported: None,
-            },
-            user_id: None,
-            profile_name: None,
-            received_at: chrono::Utc::now(),
-            seq: 0,
-        };
+        // Text that looks like the number's member must not be taken for it.
+        let job =
+            IngestJob::meta_text("1555", "2348000000001", "wamid.1", r#"{"seq":0} ,"seq":0}"#);
         let json = serde_json::to_string(&job).unwrap();
         let (head, tail) = split_at_seq(&json).expect("seq is the last member");
         let spliced = [head, "42", tail].concat();

@@ -376,20 +376,5 @@ pub fn ingest_job(
     from: &str,
     message_id: &str,
 ) -> chatbot::jobs::ingest::IngestJob {
-    chatbot::jobs::ingest::IngestJob {
-        provider: "meta".into(),
-        business: business.into(),
-        from: from.into(),
-        message_id: message_id.into(),
-        kind: "text".into(),
-        said: chatbot::channels::whatsapp_cloud::Said {
-            text: "hi".into(),
-            choice: None,
-            unsupported: None,
-        },
-        user_id: None,
-        profile_name: None,
-        received_at: chrono::Utc::now(),
-        seq: 0,
-    }
+    chatbot::jobs::ingest::IngestJob::meta_text(business, from, message_id, "hi")
 }
