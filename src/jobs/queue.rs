@@ -33,7 +33,8 @@ const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Each checkpoint ends with a sync of the database file, and the writer's next commit sync
 /// waits behind it; the less each copies, the shorter that wait. On a slow 2-core machine,
 /// webhook p99 at 2,000 deliveries/s: every 200 ms 12.6-33.6 ms (three runs), every 50 ms
-/// 5.1-13.1 ms, median 6.7 (five runs), with no checkpoints at all 5.4 ms; same saturation rate.
+/// 5.1-13.1 ms, median 6.7 (five runs), with no checkpoints at all 5.4 ms; same saturation rate
+/// (measured while SQLite still synced with fsync; see `.cargo/config.toml`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// WAL pages (4 KB) past which the embedded queue's writer checkpoints at the end of a commit.
 const WAL_AUTOCHECKPOINT_PAGES: &str = "4000";
