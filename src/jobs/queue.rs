@@ -40,34 +40,47 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 const WAL_AUTOCHECKPOINT_PAGES: &str = "4000";
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
-/// The batch table of [`ACCEPT_SQL`], one per connection (the queue has one connection).
+/// The batch tables of [`ACCEPT_SQL`], one pair per connection (the queue has one
+/// connection): the batch's deliveries, and its values common to all of them.
 const BATCH_TABLE_SQL: &str = "CREATE TEMP TABLE IF NOT EXISTS chatbot_batch (\
      pos INTEGER PRIMARY KEY, once_key TEXT NOT NULL, conversation TEXT NOT NULL, \
-     id TEXT NOT NULL, head TEXT NOT NULL, tail TEXT NOT NULL, \
-     fresh INTEGER NOT NULL DEFAULT 0, seq INTEGER)";
-/// Accept a batch of deliveries on SQLite, one transaction. ?1 is the batch as a JSON array of
-/// `[once key, conversation key, job id, job JSON before its number, after it]` in arrival
-/// order; ?2 when the claims expire; ?3 now; ?4 the queue; ?5 attempts; ?6 apalis' metadata.
+     fresh INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+CREATE TEMP TABLE IF NOT EXISTS chatbot_batch_args (\
+     one INTEGER PRIMARY KEY CHECK (one = 1), expires_at INTEGER NOT NULL, now INTEGER NOT NULL, \
+     queue TEXT NOT NULL, attempts INTEGER NOT NULL, metadata TEXT NOT NULL)";
+/// Accept a batch of deliveries on SQLite, one transaction. Its values are bound, all
+/// positionally (sqlx looks every numbered one up by name, which SQLite finds by walking a
+/// list: with a thousand of them, a twentieth of the batch's instructions): when the claims
+/// expire, now, the queue, attempts, apalis' metadata; then `{keys}`, each delivery's once key
+/// and conversation key in arrival order; then `{jobs}`, each delivery's job id and job JSON
+/// before its number and after it (see [`accept_sql`]). Bound as values, not as one JSON
+/// document, which SQLite parsed once per field of each row (an eighth of a whole webhook
+/// request's instructions). The jobs' JSON goes straight into `Jobs`, never into the batch
+/// table, whose rows are rewritten twice (`CROSS JOIN` keeps the rows in their order and
+/// unmaterialized: SQLite would otherwise copy them first).
 /// A delivery is fresh when its key is not claimed yet and it is its key's first in the
 /// batch; each conversation's counter goes up by its fresh deliveries, which take the numbers
 /// just below the new value in arrival order; the job rows are written as apalis-sqlite's own
 /// `push_tasks` writes them (queries/task/sink.sql, schema pinned with apalis 1.0; the
-/// end-to-end tests run these rows through apalis' workers). The one row returned is the JSON
-/// array of numbers, null for a repeat.
+/// end-to-end tests run these rows through apalis' workers), which fetches them in order of
+/// their ids (see [`next_job_id`]). The one row returned is the JSON array of numbers, null for
+/// a repeat.
 const ACCEPT_SQL: &str = "BEGIN IMMEDIATE;
 DELETE FROM temp.chatbot_batch;
-INSERT INTO temp.chatbot_batch (pos, once_key, conversation, id, head, tail)
-    SELECT key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
-    FROM json_each(?1);
+INSERT OR REPLACE INTO temp.chatbot_batch_args (one, expires_at, now, queue, attempts, metadata)
+    VALUES (1, ?, ?, ?, ?, ?);
+INSERT INTO temp.chatbot_batch (pos, once_key, conversation)
+    SELECT column1, column2, column3 FROM (VALUES {keys}) WHERE column2 IS NOT NULL;
 UPDATE temp.chatbot_batch SET fresh = 1 WHERE pos IN (
     SELECT min(pos) FROM temp.chatbot_batch AS b
     WHERE NOT EXISTS (SELECT 1 FROM main.chatbot_once AS o WHERE o.key = b.once_key)
     GROUP BY once_key);
 INSERT INTO main.chatbot_once (key, expires_at)
-    SELECT once_key, ?2 FROM temp.chatbot_batch WHERE fresh ORDER BY pos;
+    SELECT once_key, a.expires_at FROM temp.chatbot_batch, temp.chatbot_batch_args AS a
+    WHERE fresh ORDER BY pos;
 INSERT INTO main.chatbot_conversation (key, seq, done, touched_at)
-    SELECT conversation, count(*), 0, ?3 FROM temp.chatbot_batch WHERE fresh
-    GROUP BY conversation
+    SELECT conversation, count(*), 0, a.now FROM temp.chatbot_batch, temp.chatbot_batch_args AS a
+    WHERE fresh GROUP BY conversation
     ON CONFLICT (key) DO UPDATE SET seq = seq + excluded.seq, touched_at = excluded.touched_at;
 UPDATE temp.chatbot_batch SET seq = c.seq - r.later
     FROM (SELECT pos, row_number() OVER (PARTITION BY conversation ORDER BY pos DESC) - 1
@@ -77,10 +90,48 @@ UPDATE temp.chatbot_batch SET seq = c.seq - r.later
     WHERE r.pos = chatbot_batch.pos AND c.key = chatbot_batch.conversation;
 INSERT INTO main.Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority,
                        metadata, idempotency_key)
-    SELECT CAST(head || seq || tail AS BLOB), id, ?4, 'Pending', 0, ?5, ?3, 0, ?6, NULL
-    FROM temp.chatbot_batch WHERE fresh ORDER BY pos;
+    SELECT CAST(j.column3 || b.seq || j.column4 AS BLOB), j.column2, a.queue, 'Pending', 0,
+           a.attempts, a.now, 0, a.metadata, NULL
+    FROM (VALUES {jobs}) AS j CROSS JOIN temp.chatbot_batch AS b
+         CROSS JOIN temp.chatbot_batch_args AS a
+    WHERE b.pos = j.column1 AND b.fresh;
 SELECT json_group_array(seq ORDER BY pos) FROM temp.chatbot_batch;
 COMMIT;";
+/// Most deliveries [`accept_sql`] takes at once: 4,096 rows of three values, within SQLite's
+/// 32,766 a statement.
+const ACCEPT_MAX_ROWS: usize = 4096;
+
+/// [`ACCEPT_SQL`] with room for `rows` deliveries, rounded up to a power of two so that a
+/// handful of scripts, each prepared once and kept in the connection's statement cache, serve
+/// every batch size; values left unbound are NULL, and such rows are skipped.
+fn accept_sql(rows: usize) -> std::result::Result<&'static str, String> {
+    const SIZES: usize = ACCEPT_MAX_ROWS.trailing_zeros() as usize + 1;
+    static SCRIPTS: [std::sync::OnceLock<String>; SIZES] =
+        [const { std::sync::OnceLock::new() }; SIZES];
+    if rows > ACCEPT_MAX_ROWS {
+        return Err(format!(
+            "{rows} deliveries at once; at most {ACCEPT_MAX_ROWS}"
+        ));
+    }
+    let room = accept_room(rows);
+    Ok(SCRIPTS[room.trailing_zeros() as usize].get_or_init(|| {
+        let rows = |values: &str| {
+            (0..room)
+                .map(|pos| format!("({pos}, {values})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        ACCEPT_SQL
+            .replace("{keys}", &rows("?, ?"))
+            .replace("{jobs}", &rows("?, ?, ?"))
+    }))
+}
+
+/// Rows of the [`accept_sql`] script that takes `rows` deliveries.
+fn accept_room(rows: usize) -> usize {
+    rows.max(1).next_power_of_two()
+}
+
 /// apalis' metadata of a job pushed with no options, as its `push_tasks` stores it.
 static METADATA: LazyLock<String> = LazyLock::new(|| {
     serde_json::to_string(TaskBuilder::new(()).build().metadata()).unwrap_or_default()
@@ -570,27 +621,27 @@ impl JobQueue {
         ttl: Duration,
     ) -> std::result::Result<Vec<Option<u64>>, String> {
         let count = deliveries.len();
-        let mut rows = Vec::with_capacity(count);
-        for ready in &deliveries {
-            rows.push((
-                &ready.once_key,
-                &ready.conversation,
-                next_job_id().to_string(),
-                &ready.head,
-                &ready.tail,
-            ));
-        }
-        let batch = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
         let now = chrono::Utc::now().timestamp();
-        let answer = sea_orm::sqlx::query(ACCEPT_SQL)
-            .bind(batch)
+        let mut query = sea_orm::sqlx::query(accept_sql(count)?)
             .bind(now + ttl.as_secs() as i64)
             .bind(now)
             .bind(queue)
             .bind(RETRIES as i64)
-            .bind(METADATA.as_str())
-            .fetch_all(&mut **conn)
-            .await;
+            .bind(METADATA.as_str());
+        // The keys' rows the script has room for are bound whole, NULLs past the batch, so
+        // that the jobs' values come next; the jobs' rows past the batch are left unbound.
+        let mut jobs = Vec::with_capacity(count);
+        for ready in deliveries {
+            query = query.bind(ready.once_key).bind(ready.conversation);
+            jobs.push((ready.head, ready.tail));
+        }
+        for _ in count..accept_room(count) {
+            query = query.bind(None::<String>).bind(None::<String>);
+        }
+        for (head, tail) in jobs {
+            query = query.bind(next_job_id().to_string()).bind(head).bind(tail);
+        }
+        let answer = query.fetch_all(&mut **conn).await;
         let numbers = match answer {
             Ok(answer) => answer,
             Err(e) => {
@@ -1006,8 +1057,63 @@ fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
 
 #[cfg(test)]
 mod tests {
-    use super::split_at_seq;
+    use super::*;
     use crate::jobs::ingest::IngestJob;
+
+    /// Batches of every size up to the largest go in whole, their repeats and conversations
+    /// counted across the script's padding; a larger one is refused before anything is written.
+    #[tokio::test]
+    async fn batches_up_to_the_largest_script_are_accepted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let queue = JobQueue::connect(&settings).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        let mut seen = [0u64; 3];
+        for size in [1, 2, 3, 5, 17, 255, 256, 257, ACCEPT_MAX_ROWS] {
+            // Three parents in turn; the last delivery repeats the first of the batch.
+            let batch: Vec<_> = (0..size)
+                .map(|i| {
+                    let id = if i + 1 == size && size > 1 {
+                        format!("{size}-0")
+                    } else {
+                        format!("{size}-{i}")
+                    };
+                    let job = IngestJob::meta_text("P1", &format!("23480{}", i % 3), &id, "hi");
+                    (format!("meta:{id}"), job)
+                })
+                .collect();
+            let numbers = queue.accept_many(batch, ttl).await.unwrap();
+            let fresh = if size > 1 { size - 1 } else { 1 };
+            let expected: Vec<Option<u64>> = (0..size)
+                .map(|i| (i < fresh).then(|| seen[i % 3] + (i / 3) as u64 + 1))
+                .collect();
+            assert_eq!(numbers, expected, "a batch of {size}");
+            for (parent, count) in seen.iter_mut().enumerate() {
+                *count += (0..fresh).filter(|i| i % 3 == parent).count() as u64;
+            }
+        }
+        assert_eq!(
+            queue.depth::<IngestJob>().await.unwrap().0,
+            seen.iter().sum::<u64>()
+        );
+        let too_many = (0..=ACCEPT_MAX_ROWS)
+            .map(|i| {
+                (
+                    format!("meta:x{i}"),
+                    IngestJob::meta_text("P1", "1", &format!("x{i}"), "hi"),
+                )
+            })
+            .collect();
+        let err = queue.accept_many(too_many, ttl).await.unwrap_err();
+        assert!(err.to_string().contains("at most 4096"), "{err}");
+        assert_eq!(
+            queue.depth::<IngestJob>().await.unwrap().0,
+            seen.iter().sum::<u64>()
+        );
+    }
 
     #[test]
     fn a_job_splits_around_its_number_whatever_it_says() {
