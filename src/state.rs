@@ -12,7 +12,10 @@ use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 
 /// App secrets as read at an instant.
-pub type SecretsSnapshot = (std::time::Instant, Arc<Vec<String>>);
+pub type SecretsSnapshot = (
+    std::time::Instant,
+    Arc<crate::channels::whatsapp_cloud::AppSecrets>,
+);
 
 /// Shared, cheap-to-clone application state.
 #[derive(Clone, Debug)]

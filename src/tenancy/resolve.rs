@@ -181,20 +181,22 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<TenantCtx>> {
         .collect())
 }
 
-/// Every Meta app secret configured for a business number (webhooks are signed with one).
-pub async fn meta_app_secrets(db: &impl ConnectionTrait) -> Result<Vec<String>> {
-    let secrets: Vec<Option<String>> = whatsapp_number::Entity::find()
+/// Every Meta business number's app secret (webhooks are signed with one): (the number's
+/// Graph API id, its secret), numbers without a secret left out.
+pub async fn meta_app_secrets(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>> {
+    let secrets: Vec<(Option<String>, Option<String>)> = whatsapp_number::Entity::find()
         .select_only()
+        .column(whatsapp_number::Column::PhoneNumberId)
         .column(whatsapp_number::Column::AppSecret)
         .filter(whatsapp_number::Column::Provider.eq(Provider::Meta.as_str()))
-        .distinct()
+        .order_by_asc(whatsapp_number::Column::Id)
         .into_tuple()
         .all(db)
         .await?;
     Ok(secrets
         .into_iter()
-        .flatten()
-        .filter(|s| !s.is_empty())
+        .filter_map(|(id, secret)| Some((id.unwrap_or_default(), secret?)))
+        .filter(|(_, secret)| !secret.is_empty())
         .collect())
 }
 
