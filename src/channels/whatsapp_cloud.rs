@@ -104,22 +104,18 @@ impl AppSecrets {
     /// From (business number's Graph API id, its app secret) pairs; a secret shared by several
     /// numbers (one Meta app for several schools) is kept once.
     pub fn new(numbers: impl IntoIterator<Item = (String, String)>) -> Self {
-        let mut secrets: Vec<String> = Vec::new();
+        let mut keys = Vec::new();
+        let mut seen = std::collections::HashMap::new();
         let mut by_number = std::collections::HashMap::new();
         for (number, secret) in numbers {
-            let at = match secrets.iter().position(|s| *s == secret) {
-                Some(at) => at,
-                None => {
-                    secrets.push(secret);
-                    secrets.len() - 1
-                }
-            };
+            let at = *seen.entry(secret).or_insert_with_key(|secret: &String| {
+                keys.push(
+                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length"),
+                );
+                keys.len() - 1
+            });
             by_number.entry(number).or_insert(at);
         }
-        let keys = secrets
-            .iter()
-            .map(|s| Hmac::<Sha256>::new_from_slice(s.as_bytes()).expect("any key length"))
-            .collect();
         Self { keys, by_number }
     }
 
