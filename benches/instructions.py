@@ -11,10 +11,13 @@ thread) and the queue's SQLite work. The batch sizes the writer sees vary with t
 totals move by a few per cent from run to run.
 
     cargo build --release
-    python3 benches/instructions.py [--bin target/release/chatbot] [--requests 2000]
+    python3 benches/instructions.py [--bin target/release/chatbot] [--requests 2000] [--keep DIR]
+
+With --keep, the two callgrind dumps are copied to DIR (healthz.out, webhook.out) for
+callgrind_annotate or kcachegrind.
 """
 import argparse, glob, hashlib, hmac, http.client, json, os, socket, subprocess, sys
-import tempfile, threading, time
+import shutil, tempfile, threading, time
 
 
 def free_port():
@@ -91,6 +94,7 @@ def main():
     parser.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "chatbot"))
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--keep", metavar="DIR", help="copy the callgrind dumps into DIR")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if subprocess.run(["which", tool], capture_output=True).returncode != 0:
@@ -139,6 +143,9 @@ def main():
                     sys.exit(f"{bad} of {len(requests)} {name} requests were not answered 200")
                 dump = max(glob.glob(out + "*"), key=os.path.getmtime)
                 results[name] = totals(dump)
+                if args.keep:
+                    os.makedirs(args.keep, exist_ok=True)
+                    shutil.copy(dump, os.path.join(args.keep, f"{name}.out"))
         finally:
             server.terminate()
             server.wait()

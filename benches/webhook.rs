@@ -204,11 +204,39 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Closed loop, `connections` at a time for `seconds`: successful requests per second.
-async fn saturate(base: &str, target: Target<'_>, connections: usize, seconds: f64) -> f64 {
+/// CPU time a process has used so far, user and system, in seconds (Linux; `None` elsewhere).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks of 1/100 s (USER_HZ on every Linux architecture).
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// One saturation round: successful requests per second, and CPU microseconds per request
+/// of the server and of this process (the load generator), when they can be read.
+#[derive(Clone)]
+struct Round {
+    rate: f64,
+    server_us: Option<f64>,
+    client_us: Option<f64>,
+}
+
+/// Closed loop, `connections` at a time for `seconds`, against `server`.
+async fn saturate(server: &Server, target: Target<'_>, connections: usize, seconds: f64) -> Round {
+    let base = server.base.as_str();
     let client = client(connections);
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
+    let cpu = || {
+        (
+            cpu_seconds(server.child.id()),
+            cpu_seconds(std::process::id()),
+        )
+    };
+    let (server_before, client_before) = cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     // Scoped borrow of `target`: run the loops on this task with join_all.
@@ -227,7 +255,16 @@ async fn saturate(base: &str, target: Target<'_>, connections: usize, seconds: f
         }
     });
     futures::future::join_all(loops).await;
-    ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let elapsed = started.elapsed().as_secs_f64();
+    let (server_after, client_after) = cpu();
+    let done = ok.load(Ordering::Relaxed).max(1) as f64;
+    let per_request =
+        |before: Option<f64>, after: Option<f64>| Some((after? - before?) * 1e6 / done);
+    Round {
+        rate: ok.load(Ordering::Relaxed) as f64 / elapsed,
+        server_us: per_request(server_before, server_after),
+        client_us: per_request(client_before, client_after),
+    }
 }
 
 /// Open loop at `rate` per second for `seconds`: latency percentiles in milliseconds, and
@@ -327,8 +364,8 @@ async fn run(seconds: f64) {
             "web.log",
         );
         let warm = demo.deliveries("warm", 2_000, 2_000);
-        saturate(&server.base, Target::Trivial, CONNECTIONS, 1.0).await;
-        saturate(&server.base, Target::Webhook(&warm), CONNECTIONS, 1.0).await;
+        saturate(&server, Target::Trivial, CONNECTIONS, 1.0).await;
+        saturate(&server, Target::Webhook(&warm), CONNECTIONS, 1.0).await;
 
         // Interleaved rounds, medians: on a shared 2-core machine one phase alone swings by
         // half, and a trivial phase measured at a good moment next to a webhook phase at a bad
@@ -337,41 +374,56 @@ async fn run(seconds: f64) {
         let mut acks = vec![Vec::new(); LEVELS.len()];
         for round in 0..ROUNDS {
             for (level, &connections) in LEVELS.iter().enumerate() {
-                trivial[level]
-                    .push(saturate(&server.base, Target::Trivial, connections, seconds).await);
+                trivial[level].push(saturate(&server, Target::Trivial, connections, seconds).await);
                 let fresh = demo.deliveries(
                     &format!("sat{round}-{connections}"),
                     (seconds * 40_000.0) as usize,
                     50_000,
                 );
-                let rate =
-                    saturate(&server.base, Target::Webhook(&fresh), connections, seconds).await;
-                if rate * seconds > fresh.len() as f64 {
+                let round = saturate(&server, Target::Webhook(&fresh), connections, seconds).await;
+                if round.rate * seconds > fresh.len() as f64 {
                     println!(
                         "note: more requests than deliveries at {connections} connections; some were repeats"
                     );
                 }
-                acks[level].push(rate);
+                acks[level].push(round);
             }
         }
-        let show = |v: &[f64]| {
+        let show = |v: &[Round]| {
             v.iter()
-                .map(|r| format!("{r:.0}"))
+                .map(|r| format!("{:.0}", r.rate))
                 .collect::<Vec<_>>()
                 .join(", ")
+        };
+        // Median CPU microseconds per request over the rounds, or "?" where /proc is not read.
+        let cpu = |v: &[Round], of: fn(&Round) -> Option<f64>| {
+            let mut us: Vec<f64> = v.iter().filter_map(of).collect();
+            if us.len() < v.len() {
+                return "?".to_string();
+            }
+            format!("{:.1}", median(&mut us))
         };
         // Each endpoint's best level: (median, connections).
         let (mut best_trivial, mut best_acks) = ((0.0, 0), (0.0, 0));
         for (level, &connections) in LEVELS.iter().enumerate() {
+            let (rounds_t, rounds_a) = (&trivial[level], &acks[level]);
             println!(
                 "saturation      {connections:>3} connections, rounds: GET /healthz {} req/s; webhook {} req/s",
-                show(&trivial[level]),
-                show(&acks[level])
+                show(rounds_t),
+                show(rounds_a)
             );
-            let (t, a) = (median(&mut trivial[level]), median(&mut acks[level]));
+            let rate = |v: &[Round]| median(&mut v.iter().map(|r| r.rate).collect::<Vec<_>>());
+            let (t, a) = (rate(rounds_t), rate(rounds_a));
             println!(
                 "saturation      {connections:>3} connections, medians: GET /healthz {t:.0} req/s; webhook {a:.0} req/s ({:.0}%)",
                 100.0 * a / t
+            );
+            println!(
+                "saturation      {connections:>3} connections, CPU us per request (server / load generator): GET /healthz {} / {}; webhook {} / {}",
+                cpu(rounds_t, |r| r.server_us),
+                cpu(rounds_t, |r| r.client_us),
+                cpu(rounds_a, |r| r.server_us),
+                cpu(rounds_a, |r| r.client_us)
             );
             if t > best_trivial.0 {
                 best_trivial = (t, connections);
