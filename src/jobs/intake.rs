@@ -6,8 +6,9 @@
 //! delivery ready for the queue in its own task ([`JobQueue::ready`]), so the writer, the one
 //! serial step, only numbers and stores. Nothing waits for a batch to fill: a lone request goes
 //! at once, and under load the batch is what arrived while the previous one was being written.
-//! On the embedded queue the writer runs on a thread of its own ([`run_apart`]) and keeps its
-//! connection from one batch to the next while more are waiting (a [`Lease`], at most
+//! On the embedded queue the writer runs on a thread of its own ([`run_apart`]), writes each
+//! batch on a connection of its own through SQLite's C API, and keeps its hold on the queue's
+//! pool connection from one batch to the next while more are waiting (a [`Lease`], at most
 //! [`MAX_LEASE`] at a time).
 
 use std::future::Future;
@@ -107,13 +108,15 @@ impl Intake {
     }
 }
 
-/// Run the embedded queue's writer on a thread of its own, with a single-threaded runtime.
-/// Each batch is a hand-off to the SQLite connection's thread and back; on the web runtime the
-/// writer, woken with the batch's result, then waited in the run queue behind the very
-/// requests it holds up, while on a thread of its own the operating system runs it at once.
-/// Not for Redis: its connection is driven by a task on the web runtime, so a writer apart
-/// adds a hand-off instead of saving one (measured slower). On the current runtime if the
-/// thread cannot be started.
+/// Run the embedded queue's writer on a thread of its own, with a single-threaded runtime:
+/// it writes each batch itself, through SQLite's C API (see `jobs::direct`), which blocks the
+/// thread for the batch's statements and its sync. On the web runtime it would hold up one
+/// of its workers for that long; when it was still a hand-off to sqlx's connection thread,
+/// the writer, woken with the batch's result, waited in the run queue behind the very
+/// requests it held up. Not for Redis: its connection is driven by a task on the web runtime,
+/// so a writer apart adds a hand-off instead of saving one (measured slower). On the current
+/// runtime if the thread cannot be started (each batch then blocks a web worker while it is
+/// written).
 fn run_apart(writer: impl Future<Output = ()> + Send + 'static) {
     let slot = Arc::new(Mutex::new(Some(writer)));
     let theirs = slot.clone();

@@ -4,6 +4,7 @@
 //! name queues after the Rust type path, and renaming a struct would orphan queued jobs).
 
 pub mod cleanup;
+mod direct;
 pub mod ingest;
 pub mod intake;
 mod queue;

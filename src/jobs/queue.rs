@@ -14,6 +14,7 @@ use sea_orm::sqlx::sqlite::{
     SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::direct::{Arg, Direct};
 use super::{Job, JobError, Sequenced};
 use crate::config::{SecretUrl, Settings};
 use crate::error::{Error, Result};
@@ -38,20 +39,28 @@ const CONVERSATION_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// WAL pages (4 KB) past which the embedded queue's writer checkpoints at the end of a commit.
 const WAL_AUTOCHECKPOINT_PAGES: &str = "4000";
+/// How long a connection to the embedded queue waits for another's lock (another process').
+const BUSY_TIMEOUT_MS: i32 = 10_000;
+/// The embedded queue's page cache, in KiB (negative: SQLite's unit for a size, not pages).
+/// Bounded: the page cache is walked whole at the end of any transaction that split a B-tree
+/// page (SQLite parks a page at the lock page's number while it sorts the new pages), so its
+/// size is paid on every commit.
+const CACHE_SIZE: &str = "-16384";
+/// The size the embedded queue's WAL is cut back to after a checkpoint, in bytes.
+const JOURNAL_SIZE_LIMIT: &str = "67108864";
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
-/// The batch tables of [`ACCEPT_SQL`], one pair per connection (the queue has one
-/// connection): the batch's deliveries, and its values common to all of them.
+/// The batch tables of [`ACCEPT_SQL`], on the intake writer's own connection ([`Direct`]),
+/// which alone runs it: the batch's deliveries, and its values common to all of them.
 const BATCH_TABLE_SQL: &str = "CREATE TEMP TABLE IF NOT EXISTS chatbot_batch (\
      pos INTEGER PRIMARY KEY, once_key TEXT NOT NULL, conversation TEXT NOT NULL, \
      fresh INTEGER NOT NULL DEFAULT 0, seq INTEGER);
 CREATE TEMP TABLE IF NOT EXISTS chatbot_batch_args (\
      one INTEGER PRIMARY KEY CHECK (one = 1), expires_at INTEGER NOT NULL, now INTEGER NOT NULL, \
      queue TEXT NOT NULL, attempts INTEGER NOT NULL, metadata TEXT NOT NULL)";
-/// Accept a batch of deliveries on SQLite, one transaction. Its values are bound, all
-/// positionally (sqlx looks every numbered one up by name, which SQLite finds by walking a
-/// list: with a thousand of them, a twentieth of the batch's instructions): when the claims
-/// expire, now, the queue, attempts, apalis' metadata; then `{keys}`, each delivery's once key
+/// Accept a batch of deliveries on SQLite, one transaction. Its values are bound in order,
+/// statement after statement (`?`, never numbered: sqlx looked each numbered one up by name,
+/// which SQLite finds by walking a list): when the claims expire, now, the queue, attempts, apalis' metadata; then `{keys}`, each delivery's once key
 /// and conversation key in arrival order; then `{jobs}`, each delivery's job id and job JSON
 /// before its number and after it (see [`accept_sql`]). Bound as values, not as one JSON
 /// document, which SQLite parsed once per field of each row (an eighth of a whole webhook
@@ -102,7 +111,7 @@ COMMIT;";
 const ACCEPT_MAX_ROWS: usize = 4096;
 
 /// [`ACCEPT_SQL`] with room for `rows` deliveries, rounded up to a power of two so that a
-/// handful of scripts, each prepared once and kept in the connection's statement cache, serve
+/// handful of scripts, each prepared once and kept by the writer's connection ([`Direct`]), serve
 /// every batch size; values left unbound are NULL, and such rows are skipped.
 fn accept_sql(rows: usize) -> std::result::Result<&'static str, String> {
     const SIZES: usize = ACCEPT_MAX_ROWS.trailing_zeros() as usize + 1;
@@ -238,16 +247,19 @@ enum Backend {
     Redis(ConnectionManager),
 }
 
-/// A hold on the embedded queue's one connection across accepted batches (nothing on Redis).
-/// A connection given back to sqlx's pool is returned by a spawned task that first pings the
-/// connection's thread; under load that took about a quarter of each batch's time, during
-/// which the queue's one writer stood idle. The intake keeps the connection while deliveries
-/// keep coming and gives it back when they pause or after a while, so that the queue's other
-/// users (the workers, `/readyz`) get their turn.
+/// A hold on the embedded queue's pool connection across accepted batches (nothing on Redis),
+/// and the writer's own connection ([`Direct`]), which writes the batches while the pool's is
+/// held. A connection given back to sqlx's pool is returned by a spawned task that first pings
+/// the connection's thread; under load that took about a quarter of each batch's time, during
+/// which the queue's one writer stood idle. The intake keeps the hold while deliveries keep
+/// coming and gives it back when they pause or after a while, so that the queue's other users
+/// (the workers, `/readyz`) get their turn.
 #[derive(Default)]
 pub struct Lease {
     conn: Option<PoolConnection<Sqlite>>,
     since: Option<Instant>,
+    /// Kept from one hold to the next; opened on first use, closed after a failed batch.
+    direct: Option<Direct>,
 }
 
 impl Lease {
@@ -256,7 +268,7 @@ impl Lease {
         self.since.map(|t| t.elapsed()).unwrap_or_default()
     }
 
-    /// Give the connection back to the pool.
+    /// Give the pool's connection back (the writer's own stays open).
     pub fn release(&mut self) {
         self.conn = None;
         self.since = None;
@@ -279,6 +291,14 @@ impl Lease {
     /// Keep `conn` for the next batch.
     fn keep(&mut self, conn: PoolConnection<Sqlite>) {
         self.conn = Some(conn);
+    }
+
+    /// The writer's own connection to the queue's file at `path`, opened if need be.
+    fn direct(&mut self, path: &Path) -> std::result::Result<&mut Direct, String> {
+        if self.direct.is_none() {
+            self.direct = Some(Direct::open(path, BUSY_TIMEOUT_MS, &direct_setup())?);
+        }
+        Ok(self.direct.as_mut().expect("opened above"))
     }
 }
 
@@ -332,27 +352,16 @@ impl JobQueue {
                 }
                 let options = sqlite_options(&path)
                     .create_if_missing(true)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS as u64))
                     // The batch table of each accepted batch lives in memory.
                     .pragma("temp_store", "memory")
-                    // Bounded: the page cache is walked whole at the end of any transaction
-                    // that split a B-tree page (SQLite parks a page at the lock page's number
-                    // while it sorts the new pages), so its size is paid on every commit.
-                    .pragma("cache_size", "-16384")
+                    .pragma("cache_size", CACHE_SIZE)
                     // The checkpoint task copies the WAL back; past this many pages the writer
                     // finishes the copy itself, so the WAL starts over even under steady load.
                     .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-                    .pragma("journal_size_limit", "67108864");
+                    .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            sea_orm::sqlx::query(BATCH_TABLE_SQL)
-                                .execute(conn)
-                                .await
-                                .map(|_| ())
-                        })
-                    })
                     // A local file: a ping before every use was one more trip to the
                     // connection's thread per accepted batch.
                     .test_before_acquire(false)
@@ -378,10 +387,11 @@ impl JobQueue {
                     "CREATE INDEX IF NOT EXISTS chatbot_once_expires ON chatbot_once (expires_at)",
                     "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
-                    // apalis' `Jobs` has 13 indexes, each one more B-tree write per accepted
-                    // job. These four only repeat another one's leading columns (the unique
-                    // `id`, `idx_jobs_job_type_covering`, `idx_jobs_status_run_at`), which
-                    // serves every lookup they would, so they cost writes and buy nothing.
+                    // Every index of apalis' `Jobs` is one more B-tree write per accepted job.
+                    // apalis 1.0's own later migrations drop the first three (they repeat the
+                    // unique `id` and `idx_jobs_status_run_at`); the fourth is served by
+                    // `idx_jobs_status_run_at` (status) and the partial fetch indexes
+                    // (`idx_jobs_pending`, `idx_jobs_failed`, by job type).
                     "DROP INDEX IF EXISTS TIdx",
                     "DROP INDEX IF EXISTS JTIdx",
                     "DROP INDEX IF EXISTS SIdx",
@@ -552,9 +562,21 @@ impl JobQueue {
             Backend::Sqlite(pool) => match lease.take(pool).await {
                 Ok(mut conn) => {
                     self.purge_expired(&mut *conn).await;
-                    let accepted = self.accept_sqlite(&mut conn, &queue, deliveries, ttl).await;
-                    // A failed batch's connection goes back to the pool (or is closed, when
-                    // its transaction could not be ended), where it is checked before reuse.
+                    // Written on the writer's own connection while the pool's is held.
+                    let options = pool.connect_options();
+                    let accepted = lease
+                        .direct(options.get_filename())
+                        .and_then(|direct| accept_sqlite(direct, &queue, deliveries, ttl));
+                    if accepted.is_err()
+                        && let Some(direct) = &mut lease.direct
+                        && direct.in_transaction()
+                        && let Err(e) = direct.exec("ROLLBACK")
+                    {
+                        // Closing it ends the transaction; the next batch opens a new one.
+                        tracing::error!(error = %e, "cannot roll back a failed batch; closing the writer's connection");
+                        lease.direct = None;
+                    }
+                    // The pool's connection goes back after a failed batch, for the others.
                     if accepted.is_ok() {
                         lease.keep(conn);
                     } else {
@@ -607,67 +629,6 @@ impl JobQueue {
             return Err(format!("{} answers for {count} deliveries", numbers.len()));
         }
         Ok(numbers.into_iter().map(|n| (n > 0).then_some(n)).collect())
-    }
-
-    /// The SQLite side of [`Self::accept_many`]: the whole batch in one call to the
-    /// connection's thread ([`ACCEPT_SQL`], one transaction). Statement by statement, each
-    /// call was a hand-off between threads that, with both cores busy serving requests, waited
-    /// for the scheduler; the writer spent most of its time waiting and was the bottleneck.
-    async fn accept_sqlite<J>(
-        &self,
-        conn: &mut PoolConnection<Sqlite>,
-        queue: &str,
-        deliveries: Vec<Ready<J>>,
-        ttl: Duration,
-    ) -> std::result::Result<Vec<Option<u64>>, String> {
-        let count = deliveries.len();
-        let now = chrono::Utc::now().timestamp();
-        let mut query = sea_orm::sqlx::query(accept_sql(count)?)
-            .bind(now + ttl.as_secs() as i64)
-            .bind(now)
-            .bind(queue)
-            .bind(RETRIES as i64)
-            .bind(METADATA.as_str());
-        // The keys' rows the script has room for are bound whole, NULLs past the batch, so
-        // that the jobs' values come next; the jobs' rows past the batch are left unbound.
-        let mut jobs = Vec::with_capacity(count);
-        for ready in deliveries {
-            query = query.bind(ready.once_key).bind(ready.conversation);
-            jobs.push((ready.head, ready.tail));
-        }
-        for _ in count..accept_room(count) {
-            query = query.bind(None::<String>).bind(None::<String>);
-        }
-        for (head, tail) in jobs {
-            query = query.bind(next_job_id().to_string()).bind(head).bind(tail);
-        }
-        let answer = query.fetch_all(&mut **conn).await;
-        let numbers = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                // The statements stop at the first error, inside the transaction: end it here,
-                // or the connection's next user would run inside it.
-                if let Err(undo) = sea_orm::sqlx::query("ROLLBACK").execute(&mut **conn).await
-                    && !undo.to_string().contains("no transaction is active")
-                {
-                    tracing::error!(error = %undo, "cannot roll back a failed batch; closing the queue connection");
-                    conn.close_on_drop();
-                }
-                return Err(e.to_string());
-            }
-        };
-        use sea_orm::sqlx::Row;
-        let numbers: Vec<Option<u64>> = match numbers.first() {
-            Some(row) => {
-                serde_json::from_str(row.try_get::<&str, _>(0).map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?
-            }
-            None => return Err("no answer from the batch's statements".into()),
-        };
-        if numbers.len() != count {
-            return Err(format!("{} answers for {count} deliveries", numbers.len()));
-        }
-        Ok(numbers)
     }
 
     /// Delete expired claims and idle conversation counters (SQLite), at most once a minute.
@@ -944,6 +905,51 @@ impl JobQueue {
     }
 }
 
+/// The SQLite side of [`JobQueue::accept_many`]: the whole batch in one run of [`ACCEPT_SQL`]
+/// (one transaction) on the writer's own connection, on the writer's thread. A failed run
+/// leaves its transaction open for the caller to roll back.
+fn accept_sqlite<J>(
+    direct: &mut Direct,
+    queue: &str,
+    deliveries: Vec<Ready<J>>,
+    ttl: Duration,
+) -> std::result::Result<Vec<Option<u64>>, String> {
+    let count = deliveries.len();
+    let script = accept_sql(count)?;
+    let room = accept_room(count);
+    let now = chrono::Utc::now().timestamp();
+    let ids: Vec<String> = (0..count).map(|_| next_job_id().to_string()).collect();
+    let mut args = Vec::with_capacity(5 + 2 * room + 3 * count);
+    args.extend([
+        Arg::Int(now + ttl.as_secs() as i64),
+        Arg::Int(now),
+        Arg::Text(queue),
+        Arg::Int(RETRIES as i64),
+        Arg::Text(METADATA.as_str()),
+    ]);
+    // The keys' rows the script has room for are bound whole, NULLs past the batch, so that
+    // the jobs' values come next; the jobs' rows past the batch are left unbound (NULL).
+    for ready in &deliveries {
+        args.extend([Arg::Text(&ready.once_key), Arg::Text(&ready.conversation)]);
+    }
+    args.extend(std::iter::repeat_n(Arg::Null, 2 * (room - count)));
+    for (ready, id) in deliveries.iter().zip(&ids) {
+        args.extend([
+            Arg::Text(id),
+            Arg::Text(&ready.head),
+            Arg::Text(&ready.tail),
+        ]);
+    }
+    let Some(answer) = direct.run(script, &args)? else {
+        return Err("no answer from the batch's statements".into());
+    };
+    let numbers: Vec<Option<u64>> = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    if numbers.len() != count {
+        return Err(format!("{} answers for {count} deliveries", numbers.len()));
+    }
+    Ok(numbers)
+}
+
 /// A job's JSON with arrival number 0, split around that number: `{..."seq":` and `}`. The
 /// number is the struct's last field (`IngestJob`), so it is the JSON's last member.
 fn split_at_seq(json: &str) -> std::result::Result<(&str, &str), String> {
@@ -997,6 +1003,17 @@ fn sqlite_options(path: &Path) -> SqliteConnectOptions {
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
+}
+
+/// What the intake writer's own connection ([`Direct`]) runs when it opens: the settings the
+/// pool's connections get from [`sqlite_options`] and [`JobQueue::connect`] (`synchronous =
+/// FULL` above all: its commits are what a webhook's 200 stands on), and the batch tables.
+fn direct_setup() -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = memory; \
+         PRAGMA cache_size = {CACHE_SIZE}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
+         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}; {BATCH_TABLE_SQL};"
+    )
 }
 
 /// Copy the embedded queue's WAL back into its file every [`CHECKPOINT_EVERY`], on a
@@ -1113,6 +1130,68 @@ mod tests {
             queue.depth::<IngestJob>().await.unwrap().0,
             seen.iter().sum::<u64>()
         );
+    }
+
+    /// The writer's own connection has the pool's durability settings, and a batch that fails
+    /// halfway leaves nothing behind: its claims are rolled back, so the provider's retry is
+    /// accepted as new, on the same connection.
+    #[tokio::test]
+    async fn the_writers_connection_syncs_its_commits_and_rolls_back_a_failed_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let queue = JobQueue::connect(&settings).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        let mut lease = Lease::default();
+        let ready = |id: &str| {
+            let job = IngestJob::meta_text("P1", "2348011", id, "hi");
+            vec![queue.ready(&format!("meta:{id}"), job).unwrap()]
+        };
+        let first = queue.accept_leased(&mut lease, ready("w1"), ttl).await;
+        assert_eq!(first.unwrap(), vec![Some(1)]);
+        let direct = lease
+            .direct
+            .as_mut()
+            .expect("the writer's connection is open");
+        for (pragma, want) in [
+            ("PRAGMA synchronous", "2"),
+            ("PRAGMA journal_mode", "wal"),
+            ("PRAGMA busy_timeout", "10000"),
+            ("PRAGMA temp_store", "2"),
+        ] {
+            assert_eq!(direct.query_text(pragma).unwrap().as_deref(), Some(want));
+        }
+
+        let pool = match &queue.backend {
+            Backend::Sqlite(pool) => pool.clone(),
+            Backend::Redis(_) => unreachable!(),
+        };
+        // The pool has one connection, which the lease holds after a batch.
+        lease.release();
+        sea_orm::sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON Jobs BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let err = queue
+            .accept_leased(&mut lease, ready("w2"), ttl)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        let direct = lease.direct.as_mut().expect("still open after a rollback");
+        assert!(!direct.in_transaction());
+        sea_orm::sqlx::query("DROP TRIGGER refuse")
+            .execute(&pool)
+            .await
+            .unwrap();
+        lease.release();
+        let retried = queue.accept_leased(&mut lease, ready("w2"), ttl).await;
+        assert_eq!(retried.unwrap(), vec![Some(2)], "the claim was rolled back");
+        lease.release();
+        assert_eq!(queue.depth::<IngestJob>().await.unwrap().0, 2);
     }
 
     #[test]
