@@ -39,7 +39,9 @@ struct Statement {
 /// An open connection and its prepared scripts.
 pub struct Direct {
     db: NonNull<ffi::sqlite3>,
-    scripts: HashMap<&'static str, Vec<Statement>>,
+    /// Keyed by where the script lies and its length, not by its text: scripts are static, and
+    /// the largest is over 100 KB, which hashing would read whole on every batch.
+    scripts: HashMap<(usize, usize), Vec<Statement>>,
 }
 
 // SAFETY: a SQLite connection opened with SQLITE_OPEN_NOMUTEX (multi-thread mode) may be used
@@ -140,11 +142,12 @@ impl Direct {
     /// the first failing statement; a transaction it opened stays open (see
     /// [`Self::in_transaction`]).
     pub fn run(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<Option<String>, String> {
-        if !self.scripts.contains_key(sql) {
+        let key = (sql.as_ptr() as usize, sql.len());
+        if !self.scripts.contains_key(&key) {
             let statements = self.prepare(sql)?;
-            self.scripts.insert(sql, statements);
+            self.scripts.insert(key, statements);
         }
-        let statements = &self.scripts[sql];
+        let statements = &self.scripts[&key];
         let params: usize = statements.iter().map(|s| s.params).sum();
         if args.len() > params {
             return Err(format!(

@@ -60,10 +60,10 @@ CREATE TEMP TABLE IF NOT EXISTS chatbot_batch_args (\
      queue TEXT NOT NULL, attempts INTEGER NOT NULL, metadata TEXT NOT NULL)";
 /// Accept a batch of deliveries on SQLite, one transaction. Its values are bound in order,
 /// statement after statement (`?`, never numbered: sqlx looked each numbered one up by name,
-/// which SQLite finds by walking a list): when the claims expire, now, the queue, attempts, apalis' metadata; then `{keys}`, each delivery's once key
-/// and conversation key in arrival order; then `{jobs}`, each delivery's job id and job JSON
-/// before its number and after it (see [`accept_sql`]). Bound as values, not as one JSON
-/// document, which SQLite parsed once per field of each row (an eighth of a whole webhook
+/// which SQLite finds by walking a list): when the claims expire, now, the queue, attempts,
+/// apalis' metadata; then `{keys}`, each delivery's once key and conversation key in arrival
+/// order; then `{jobs}`, each delivery's job id and job JSON before its number and after it
+/// (see [`accept_sql`]). Bound as values, not as one JSON document, which SQLite parsed once per field of each row (an eighth of a whole webhook
 /// request's instructions). The jobs' JSON goes straight into `Jobs`, never into the batch
 /// table, whose rows are rewritten twice (`CROSS JOIN` keeps the rows in their order and
 /// unmaterialized: SQLite would otherwise copy them first).
@@ -111,8 +111,8 @@ COMMIT;";
 const ACCEPT_MAX_ROWS: usize = 4096;
 
 /// [`ACCEPT_SQL`] with room for `rows` deliveries, rounded up to a power of two so that a
-/// handful of scripts, each prepared once and kept by the writer's connection ([`Direct`]), serve
-/// every batch size; values left unbound are NULL, and such rows are skipped.
+/// handful of scripts, each prepared once and kept by the writer's connection ([`Direct`]),
+/// serve every batch size; values left unbound are NULL, and such rows are skipped.
 fn accept_sql(rows: usize) -> std::result::Result<&'static str, String> {
     const SIZES: usize = ACCEPT_MAX_ROWS.trailing_zeros() as usize + 1;
     static SCRIPTS: [std::sync::OnceLock<String>; SIZES] =
@@ -353,7 +353,7 @@ impl JobQueue {
                 let options = sqlite_options(&path)
                     .create_if_missing(true)
                     .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS as u64))
-                    // The batch table of each accepted batch lives in memory.
+                    // Temporary tables and sorts in memory, as on the writer's connection.
                     .pragma("temp_store", "memory")
                     .pragma("cache_size", CACHE_SIZE)
                     // The checkpoint task copies the WAL back; past this many pages the writer
