@@ -169,12 +169,7 @@ mod tests {
     /// starts an intake, so the thread count is this test's.
     #[tokio::test]
     async fn the_writer_runs_apart_and_stops_with_the_last_intake() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = crate::config::Settings {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let queue = JobQueue::connect(&settings).await.unwrap();
+        let (_dir, queue) = super::super::queue::temp_queue().await;
         let intake = Intake::start(queue);
         // A new thread takes its name as it starts.
         wait_until(

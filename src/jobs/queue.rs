@@ -10,8 +10,7 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::SqliteStorage;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions,
 };
 
 use super::direct::{Arg, Direct};
@@ -48,6 +47,19 @@ const BUSY_TIMEOUT_MS: i32 = 10_000;
 const CACHE_SIZE: &str = "-16384";
 /// The size the embedded queue's WAL is cut back to after a checkpoint, in bytes.
 const JOURNAL_SIZE_LIMIT: &str = "67108864";
+/// How every connection to the embedded queue's file opens it (see [`sqlite_options`]).
+const FILE_PRAGMAS: [(&str, &str); 2] = [("journal_mode", "WAL"), ("synchronous", "FULL")];
+/// The further settings of the connections that write to it: the pool's and the intake
+/// writer's own ([`direct_setup`]).
+const WRITER_PRAGMAS: [(&str, &str); 4] = [
+    // Temporary tables (the batch tables) and sorts in memory.
+    ("temp_store", "memory"),
+    ("cache_size", CACHE_SIZE),
+    // The checkpoint task copies the WAL back; past this many pages the writer finishes the
+    // copy itself, so the WAL starts over even under steady load.
+    ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES),
+    ("journal_size_limit", JOURNAL_SIZE_LIMIT),
+];
 /// Retries per job before it is recorded as failed.
 const RETRIES: usize = 5;
 /// The batch tables of [`ACCEPT_SQL`], on the intake writer's own connection ([`Direct`]),
@@ -63,8 +75,8 @@ CREATE TEMP TABLE IF NOT EXISTS chatbot_batch_args (\
 /// which SQLite finds by walking a list): when the claims expire, now, the queue, attempts,
 /// apalis' metadata; then `{keys}`, each delivery's once key and conversation key in arrival
 /// order; then `{jobs}`, each delivery's job id and job JSON before its number and after it
-/// (see [`accept_sql`]). Bound as values, not as one JSON document, which SQLite parsed once per field of each row (an eighth of a whole webhook
-/// request's instructions). The jobs' JSON goes straight into `Jobs`, never into the batch
+/// (see [`accept_sql`]). Bound as values, not as one JSON document, which SQLite parsed once
+/// per field of each row (an eighth of a whole webhook request's instructions). The jobs' JSON goes straight into `Jobs`, never into the batch
 /// table, whose rows are rewritten twice (`CROSS JOIN` keeps the rows in their order and
 /// unmaterialized: SQLite would otherwise copy them first).
 /// A delivery is fresh when its key is not claimed yet and it is its key's first in the
@@ -350,16 +362,12 @@ impl JobQueue {
                         Error::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                let options = sqlite_options(&path)
-                    .create_if_missing(true)
-                    .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS as u64))
-                    // Temporary tables and sorts in memory, as on the writer's connection.
-                    .pragma("temp_store", "memory")
-                    .pragma("cache_size", CACHE_SIZE)
-                    // The checkpoint task copies the WAL back; past this many pages the writer
-                    // finishes the copy itself, so the WAL starts over even under steady load.
-                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-                    .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT);
+                let options = WRITER_PRAGMAS.iter().fold(
+                    sqlite_options(&path)
+                        .create_if_missing(true)
+                        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS as u64)),
+                    |options, &(name, value)| options.pragma(name, value),
+                );
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     // A local file: a ping before every use was one more trip to the
@@ -999,21 +1007,21 @@ async fn connect_redis(url: &SecretUrl) -> Result<ConnectionManager> {
 /// once and the writer's next appends waited for it (p99 at 2,000 deliveries/s 3 -> 8-12 ms),
 /// where `FULL` measured 3.3 ms and the same saturation rate.
 fn sqlite_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+    FILE_PRAGMAS.iter().fold(
+        SqliteConnectOptions::new().filename(path),
+        |options, &(name, value)| options.pragma(name, value),
+    )
 }
 
-/// What the intake writer's own connection ([`Direct`]) runs when it opens: the settings the
-/// pool's connections get from [`sqlite_options`] and [`JobQueue::connect`] (`synchronous =
-/// FULL` above all: its commits are what a webhook's 200 stands on), and the batch tables.
+/// What the intake writer's own connection ([`Direct`]) runs when it opens: the pool's
+/// settings ([`FILE_PRAGMAS`], `synchronous = FULL` above all: its commits are what a
+/// webhook's 200 stands on, and [`WRITER_PRAGMAS`]), and the batch tables.
 fn direct_setup() -> String {
-    format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = memory; \
-         PRAGMA cache_size = {CACHE_SIZE}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
-         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}; {BATCH_TABLE_SQL};"
-    )
+    let mut setup = String::new();
+    for (name, value) in FILE_PRAGMAS.iter().chain(&WRITER_PRAGMAS) {
+        setup.push_str(&format!("PRAGMA {name} = {value}; "));
+    }
+    setup + BATCH_TABLE_SQL
 }
 
 /// Copy the embedded queue's WAL back into its file every [`CHECKPOINT_EVERY`], on a
@@ -1072,6 +1080,18 @@ fn redis_config(queue: &str, heartbeat: Duration) -> apalis_redis::Config {
         .missed_heartbeats(MISSED_HEARTBEATS)
 }
 
+/// An embedded queue in a directory of its own, for unit tests (keep the directory alive).
+#[cfg(test)]
+pub(super) async fn temp_queue() -> (tempfile::TempDir, JobQueue) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let queue = JobQueue::connect(&settings).await.unwrap();
+    (dir, queue)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,12 +1101,7 @@ mod tests {
     /// counted across the script's padding; a larger one is refused before anything is written.
     #[tokio::test]
     async fn batches_up_to_the_largest_script_are_accepted_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let queue = JobQueue::connect(&settings).await.unwrap();
+        let (_dir, queue) = temp_queue().await;
         let ttl = Duration::from_secs(60);
         let mut seen = [0u64; 3];
         for size in [1, 2, 3, 5, 17, 255, 256, 257, ACCEPT_MAX_ROWS] {
@@ -1137,12 +1152,7 @@ mod tests {
     /// accepted as new, on the same connection.
     #[tokio::test]
     async fn the_writers_connection_syncs_its_commits_and_rolls_back_a_failed_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let queue = JobQueue::connect(&settings).await.unwrap();
+        let (_dir, queue) = temp_queue().await;
         let ttl = Duration::from_secs(60);
         let mut lease = Lease::default();
         let ready = |id: &str| {
