@@ -277,11 +277,19 @@ async fn rejected_deliveries_enqueue_nothing(v: Variant) {
     tampered[last] = b' ';
     let (s, _) = post(&app, &tampered, Some(sign(&body, &wa.app_secret))).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "signature of other bytes");
-    let junk = b"{not json".to_vec();
+    // Signed, naming the number (so its secret is found), but not JSON.
+    let junk = format!("{{\"phone_number_id\":\"{}\", not json", wa.phone_number_id).into_bytes();
     let (s, b) = post(&app, &junk, Some(sign(&junk, &wa.app_secret))).await;
     assert_eq!(
         (s, b["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    // Naming no number, no secret can be chosen: refused unread.
+    let junk = b"{not json".to_vec();
+    let (s, b) = post(&app, &junk, Some(sign(&junk, &wa.app_secret))).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
     );
     let big = vec![b' '; 3 * 1024 * 1024 + 1];
     let (s, _) = post(&app, &big, Some(sign(&big, &wa.app_secret))).await;

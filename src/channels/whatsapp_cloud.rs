@@ -88,8 +88,14 @@ pub async fn verify(state: Data<&AppState>, Query(q): Query<VerifyQuery>) -> Res
 /// business number uses.
 pub struct AppSecrets {
     keys: Vec<Hmac<Sha256>>,
-    by_number: std::collections::HashMap<String, usize>,
+    /// SHA-256 of each secret, to tell a rotated secret from the one kept.
+    fingerprints: Vec<[u8; 32]>,
+    by_number: std::collections::HashMap<String, SecretId>,
 }
+
+/// Which of the app secrets verified a delivery: the numbers it may name are those using it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretId(usize);
 
 impl std::fmt::Debug for AppSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,9 +108,10 @@ impl std::fmt::Debug for AppSecrets {
 
 impl AppSecrets {
     /// From (business number's Graph API id, its app secret) pairs; a secret shared by several
-    /// numbers (one Meta app for several schools) is kept once.
+    /// numbers (one Meta app for several numbers) is kept once.
     pub fn new(numbers: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut keys = Vec::new();
+        let mut fingerprints = Vec::new();
         let mut seen = std::collections::HashMap::new();
         let mut by_number = std::collections::HashMap::new();
         for (number, secret) in numbers {
@@ -112,43 +119,57 @@ impl AppSecrets {
                 keys.push(
                     Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length"),
                 );
-                keys.len() - 1
+                fingerprints.push(<Sha256 as sha2::Digest>::digest(secret.as_bytes()).into());
+                SecretId(keys.len() - 1)
             });
             by_number.entry(number).or_insert(at);
         }
-        Self { keys, by_number }
+        Self {
+            keys,
+            fingerprints,
+            by_number,
+        }
     }
 
-    /// Is `header` an `X-Hub-Signature-256` of `body` made with one of the secrets? Compared
-    /// in constant time per secret. The secret of the business number the body names comes
-    /// first, so a delivery costs one HMAC however many schools there are; the number is found
-    /// by a plain byte search, not by parsing a body that is not verified yet, and only
-    /// decides the order: every secret is still tried before a signature is refused.
-    pub fn verify(&self, body: &[u8], header: Option<&str>) -> bool {
-        let Some(hex_sig) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
-            return false;
-        };
+    /// Does a business number with this Graph API id have an app secret here?
+    pub fn knows(&self, number: &str) -> bool {
+        self.by_number.contains_key(number)
+    }
+
+    /// Is `number` one of those signed with the secret `id`? A delivery may only name these.
+    pub fn owns(&self, id: SecretId, number: &str) -> bool {
+        self.by_number.get(number) == Some(&id)
+    }
+
+    /// The secret whose `X-Hub-Signature-256` `header` is, for `body`: only the secret of the
+    /// business number the body names is tried (found by a plain byte search, not by parsing a
+    /// body that is not verified yet), compared in constant time. So a delivery, good or bad,
+    /// costs one HMAC at most however many schools there are; the caller then checks that every
+    /// number the parsed body names uses that same secret ([`AppSecrets::owns`]).
+    pub fn verify(&self, body: &[u8], header: Option<&str>) -> Option<SecretId> {
+        let hex_sig = header.and_then(|h| h.trim().strip_prefix("sha256="))?;
         // A SHA-256 MAC is 32 bytes; anything else cannot match.
         let mut sig = [0u8; 32];
-        if hex::decode_to_slice(hex_sig, &mut sig).is_err() {
-            return false;
-        }
-        let matches = |key: &Hmac<Sha256>| {
-            let mut mac = key.clone();
-            mac.update(body);
-            mac.verify_slice(&sig).is_ok()
-        };
-        let first = named_number(body).and_then(|n| self.by_number.get(n).copied());
-        if let Some(first) = first
-            && matches(&self.keys[first])
-        {
-            return true;
-        }
-        self.keys
-            .iter()
-            .enumerate()
-            .any(|(at, key)| Some(at) != first && matches(key))
+        hex::decode_to_slice(hex_sig, &mut sig).ok()?;
+        let id = *self.by_number.get(named_number(body)?)?;
+        let mut mac = self.keys[id.0].clone();
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok().then_some(id)
     }
+}
+
+/// Would `after` verify `body` with the same secret as `before` did (or did not)? True when the
+/// number the body names has the same secret in both, or is unknown to both.
+fn same_secret(before: Option<&AppSecrets>, after: &AppSecrets, body: &[u8]) -> bool {
+    let Some(before) = before else {
+        return false;
+    };
+    let fingerprint = |s: &AppSecrets| {
+        named_number(body)
+            .and_then(|n| s.by_number.get(n))
+            .map(|id| s.fingerprints[id.0])
+    };
+    fingerprint(before) == fingerprint(after)
 }
 
 /// The first `"phone_number_id":"..."` of a raw webhook body, as Meta writes it (no spaces):
@@ -429,30 +450,42 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         Err(answer) => return answer,
     };
     let signature = req.header("x-hub-signature-256");
-    // The schools' app secrets, read at most every 30 s; a signature that matches none of them
-    // reads them again (at most once a second), so a school added a moment ago is not refused.
-    let mut verified = false;
+    // The schools' app secrets, read at most every 30 s. A number they do not know, or whose
+    // secret does not verify, has them read again (at most once a second), so a number added or
+    // a secret rotated a moment ago is not refused; the signature is checked again only when
+    // that number's secret did change, so a bad delivery costs one HMAC however often it comes.
+    let mut secrets = None;
+    let mut signer = None;
     for max_age in [SECRETS_MAX_AGE, SECRETS_MIN_AGE] {
-        match app_secrets(&state, max_age).await {
-            Ok(secrets) => verified = secrets.verify(&bytes, signature),
+        let read = match app_secrets(&state, max_age).await {
+            Ok(read) => read,
             Err(e) => {
                 outcome("unavailable");
                 return poem::error::ResponseError::as_response(&e);
             }
+        };
+        if let Some(before) = &secrets
+            && std::sync::Arc::ptr_eq(before, &read)
+        {
+            break;
         }
-        if verified {
+        if !same_secret(secrets.as_deref(), &read, &bytes) {
+            signer = read.verify(&bytes, signature);
+        }
+        secrets = Some(read);
+        if signer.is_some() {
             break;
         }
     }
-    if !verified {
+    let (Some(secrets), Some(signer)) = (secrets, signer) else {
         tracing::warn!("webhook rejected: bad or missing X-Hub-Signature-256");
         outcome("unauthorized");
         return json_error(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
-            "X-Hub-Signature-256 does not match",
+            "X-Hub-Signature-256 does not match the app secret of the business number named",
         );
-    }
+    };
     let notification: Notification = match serde_json::from_slice(&bytes) {
         Ok(n) => n,
         Err(e) => {
@@ -464,8 +497,27 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
             );
         }
     };
+    // One school's secret never speaks for another's number: every number the body names,
+    // for messages and statuses alike, must be one signed with the secret that verified it.
+    let changes = || notification.entry.iter().flat_map(|e| &e.changes);
+    if let Some(foreign) = changes().map(|c| &c.value).find(|v| {
+        let names = !v.metadata.phone_number_id.is_empty();
+        (names || !v.messages.is_empty() || !v.statuses.is_empty())
+            && !secrets.owns(signer, &v.metadata.phone_number_id)
+    }) {
+        tracing::warn!(
+            number = ?foreign.metadata.phone_number_id,
+            "webhook rejected: it names a business number its signing secret does not own"
+        );
+        outcome("unauthorized");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the body names a business number that is not signed with this app secret",
+        );
+    }
     let mut queued = 0;
-    for change in notification.entry.iter().flat_map(|e| &e.changes) {
+    for change in changes() {
         let value = &change.value;
         for message in &value.messages {
             if message.id.is_empty() || message.from.is_empty() {
@@ -552,25 +604,49 @@ mod tests {
     }
 
     #[test]
-    fn any_schools_secret_verifies_whichever_number_the_body_names() {
+    fn only_the_named_numbers_secret_verifies_and_owns_its_numbers() {
         let secrets = secrets();
         assert_eq!(secrets.keys.len(), 2);
         for (number, secret) in [
             ("111", "secret-a"),
             ("222", "secret-b"),
             ("333", "secret-b"),
-            // The hint names another school's number, or none: the others are still tried.
-            ("222", "secret-a"),
-            ("999", "secret-b"),
         ] {
             let body = delivery(number);
             let header = sign(&body, secret);
-            assert!(secrets.verify(&body, Some(&header)), "{number} {secret}");
-            assert!(
-                secrets.verify(&body, Some(&format!(" {header} "))),
-                "{number} {secret}"
-            );
+            let id = secrets.verify(&body, Some(&header));
+            assert!(id.is_some(), "{number} {secret}");
+            assert_eq!(secrets.verify(&body, Some(&format!(" {header} "))), id);
+            assert!(secrets.owns(id.unwrap(), number));
         }
+        // One Meta app for numbers 222 and 333: its signature owns both, and not 111.
+        let b = secrets.verify(&delivery("222"), Some(&sign(&delivery("222"), "secret-b")));
+        assert!(secrets.owns(b.unwrap(), "333"));
+        assert!(!secrets.owns(b.unwrap(), "111"));
+        assert!(!secrets.owns(b.unwrap(), "999"));
+        // Another school's secret, or a number nobody has, verifies nothing.
+        for (number, secret) in [
+            ("222", "secret-a"),
+            ("111", "secret-b"),
+            ("999", "secret-b"),
+        ] {
+            let body = delivery(number);
+            assert_eq!(secrets.verify(&body, Some(&sign(&body, secret))), None);
+        }
+        assert!(secrets.knows("333") && !secrets.knows("999"));
+    }
+
+    #[test]
+    fn a_rotated_secret_is_told_from_the_one_kept() {
+        let body = delivery("111");
+        let before = secrets();
+        let same = secrets();
+        let rotated = AppSecrets::new([("111".to_string(), "secret-a2".to_string())]);
+        assert!(!same_secret(None, &before, &body));
+        assert!(same_secret(Some(&before), &same, &body));
+        assert!(!same_secret(Some(&before), &rotated, &body));
+        let unknown = delivery("999");
+        assert!(same_secret(Some(&before), &rotated, &unknown));
     }
 
     #[test]
@@ -588,8 +664,11 @@ mod tests {
             Some("sha256="),
             None,
         ] {
-            assert!(!secrets.verify(&body, header), "{header:?}");
+            assert_eq!(secrets.verify(&body, header), None, "{header:?}");
         }
-        assert!(!AppSecrets::new([]).verify(&body, Some(&sign(&body, "secret-a"))));
+        assert_eq!(
+            AppSecrets::new([]).verify(&body, Some(&sign(&body, "secret-a"))),
+            None
+        );
     }
 }
