@@ -47,13 +47,6 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             settings.api_rate_per_minute,
             settings.api_rate_burst,
         )),
-        // As the chat's PIN lockout: `pin_max_failures` wrong PINs, then one per
-        // lockout / failures.
-        pin_failures: Arc::new(crate::api::limits::RateLimiter::every(
-            std::time::Duration::from_secs(u64::from(settings.pin_lockout_minutes) * 60)
-                / settings.pin_max_failures.max(1),
-            settings.pin_max_failures,
-        )),
         settings: Arc::new(settings),
     })
 }

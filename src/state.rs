@@ -42,8 +42,6 @@ pub struct AppState {
     pub jwt: Option<Arc<crate::api::jwt::JwtVerifier>>,
     /// API requests per credential.
     pub api_limits: Arc<crate::api::limits::RateLimiter>,
-    /// Wrong PINs sent to the API, per school and student ID.
-    pub pin_failures: Arc<crate::api::limits::RateLimiter>,
     /// The LLM fallback; `None` when no endpoint is configured (rules only).
     pub llm: Option<Arc<crate::llm::Llm>>,
     /// The website engagement flow's catalogue cache and open connections.

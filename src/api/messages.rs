@@ -27,7 +27,9 @@ pub struct InboundMessage {
     /// Id of a tapped button or list row from a previous reply (`choices[].id`).
     #[oai(nullable)]
     pub choice: Option<String>,
-    /// Conversation channel; sessions are kept per channel. Default `api`.
+    /// Conversation channel within the API (1-16 of `a-z` and `_`); sessions are kept per
+    /// channel, stored as `api:<channel>` (default `api`), so an API conversation is never a
+    /// WhatsApp one. Wrong PINs count against the student and the caller's credential.
     #[oai(nullable)]
     pub channel: Option<String>,
 }
@@ -146,8 +148,22 @@ impl MessagesApi {
             unsupported: None,
             provider_id: None,
         };
-        let outcome =
-            conversation::converse(&state, tenant, channel, &phone, &inbound, Utc::now()).await?;
+        // The API's own namespace: never `whatsapp` or `twilio`, whatever the caller names.
+        let channel = match channel {
+            "api" => "api".to_string(),
+            other => format!("api:{other}"),
+        };
+        let guesser = Some(super::results::guesser(&caller));
+        let outcome = conversation::converse_as(
+            &state,
+            tenant,
+            &channel,
+            &phone,
+            &inbound,
+            Utc::now(),
+            guesser,
+        )
+        .await?;
         Ok(Json(MessageResult {
             replies: outcome.replies.iter().map(reply_out).collect(),
             state: outcome.session.state.name().to_string(),

@@ -3,7 +3,6 @@
 //! (a CSV of a class and exam session to fill in by hand, and its upload).
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use poem::web::Data;
 use poem_openapi::param::Query;
@@ -12,12 +11,13 @@ use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use sea_orm::TransactionTrait;
 
 use super::ApiTags;
-use super::auth::Caller;
+use super::auth::{Caller, Credential};
 use super::respond::{ApiError, ApiResult, Page};
 use super::school::{StudentOut, class_of, exam_session_of, student_rows};
 use crate::domain::{PhoneNumber, Pin, StudentId};
 use crate::entities::{student, subject};
 use crate::error::{Error, RowError};
+use crate::school::pin_limits::{Guesser, PinCheck};
 use crate::school::results::{self, StudentResults};
 use crate::school::{calendar, students};
 use crate::state::AppState;
@@ -142,45 +142,63 @@ pub struct UploadOut {
     pub marks_written: u64,
 }
 
-/// The student whose results a request may see, after its proof is checked.
+/// Who a caller guesses PINs as: its API key, or its token's subject within its school.
+pub(crate) fn guesser(caller: &Caller) -> Guesser {
+    match &caller.credential {
+        Credential::ApiKey(id) => Guesser::credential(&format!("key:{id}")),
+        Credential::Jwt(sub) => Guesser::credential(&format!("token:{}:{sub}", caller.tenant.id())),
+    }
+}
+
+/// The student whose results a request may see, after its proof is checked within the PIN
+/// limits (`school::pin_limits`), counted against the student and the caller's credential: a
+/// wrong PIN or an unlinked phone alike is one wrong attempt, reserved before it is checked.
 async fn proven_student(
     state: &AppState,
-    ctx: &TenantCtx,
+    caller: &Caller,
     req: &ChatbotResultsRequest,
 ) -> Result<student::Model, Error> {
+    let ctx = &caller.tenant;
     let id = StudentId::parse(&req.student_id)?;
-    let bucket = format!("{}:{}", ctx.schema_name(), id.as_str());
-    let locked = |wait: std::time::Duration| Error::RateLimited {
-        retry_after_secs: wait.as_secs().max(1),
-    };
-    state
-        .pin_failures
-        .peek(&bucket, Instant::now())
-        .map_err(locked)?;
-    let refused = || {
-        // Counted, so guesses are paced as in the chat.
-        let _ = state.pin_failures.check(&bucket, Instant::now());
-        Error::NotFound("no student matches that student ID and proof".into())
-    };
-    match (&req.pin, &req.phone) {
+    let limits = state.settings.engine_config().pin_limits();
+    let now = chrono::Utc::now();
+    let guesser = guesser(caller);
+    let check = match (&req.pin, &req.phone) {
         (Some(pin), None) => {
             let pin = Pin::parse(pin)?;
-            students::verify_pin(&state.db, ctx, &state.secret, &id, &pin)
+            let proof =
+                async || students::verify_pin(&state.db, ctx, &state.secret, &id, &pin).await;
+            limits
+                .check(&state.db, ctx, &guesser, &id, proof, now)
                 .await?
-                .ok_or_else(refused)
         }
         (None, Some(phone)) => {
             let phone = PhoneNumber::parse(phone)?;
-            let linked = students::linked_to_phone(&state.db, ctx, &phone).await?;
-            linked
-                .into_iter()
-                .find(|s| s.student_id == id.as_str())
-                .ok_or_else(refused)
+            let linked = async || {
+                let linked = students::linked_to_phone(&state.db, ctx, &phone).await?;
+                Ok(linked.into_iter().find(|s| s.student_id == id.as_str()))
+            };
+            limits
+                .check(&state.db, ctx, &guesser, &id, linked, now)
+                .await?
         }
-        _ => Err(Error::invalid(
-            "invalid_proof",
-            "send either `pin` or `phone` (a phone linked to the student)",
+        _ => {
+            return Err(Error::invalid(
+                "invalid_proof",
+                "send either `pin` or `phone` (a phone linked to the student)",
+            ));
+        }
+    };
+    match check {
+        PinCheck::Verified(student) => Ok(student),
+        PinCheck::Wrong { .. } => Err(Error::NotFound(
+            "no student matches that student ID and proof".into(),
         )),
+        PinCheck::Locked { until } => Err(Error::RateLimited {
+            retry_after_secs: u64::try_from((until - now).num_seconds())
+                .unwrap_or(0)
+                .max(1),
+        }),
     }
 }
 
@@ -376,7 +394,7 @@ impl ResultsApi {
         body: Json<ChatbotResultsRequest>,
     ) -> ApiResult<Json<ResultsOut>> {
         let ctx = caller.require_any(&["messages", "staff"])?;
-        let student = proven_student(&state, ctx, &body).await?;
+        let student = proven_student(&state, &caller, &body).await?;
         let session_id = match body.exam_session_id {
             Some(id) => id,
             None => calendar::released_exam_sessions(&state.db, ctx)

@@ -16,16 +16,27 @@ use super::texts::Texts;
 use super::view::{Child, SchoolView};
 use crate::domain::{PhoneNumber, Pin, StudentId};
 use crate::error::Result;
+use crate::school::pin_limits::{Guesser, PinCheck, PinLimits, minutes_left};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Idle time after which the next message starts again at the menu.
     pub idle_timeout: Duration,
-    /// Wrong PINs in a row before PIN entry is paused.
+    /// Wrong PINs a student's PIN may take, and a phone may make, per `lockout` window.
     pub max_pin_failures: u32,
-    /// How long PIN entry stays paused.
+    /// How long a PIN window (and so a lock) lasts.
     pub lockout: Duration,
+}
+
+impl EngineConfig {
+    /// The PIN limits these settings give.
+    pub fn pin_limits(&self) -> PinLimits {
+        PinLimits {
+            max_failures: self.max_pin_failures,
+            window: self.lockout,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -159,12 +170,6 @@ pub struct Session {
     /// Choices of the last reply: a numbered or typed answer refers to them.
     #[serde(default)]
     pub choices: Vec<Choice>,
-    /// Wrong PINs in a row.
-    #[serde(default)]
-    pub pin_failures: u32,
-    /// PIN entry paused until then.
-    #[serde(default)]
-    pub locked_until: Option<DateTime<Utc>>,
     /// Time of the last message.
     #[serde(default)]
     pub last_seen: Option<DateTime<Utc>>,
@@ -423,11 +428,19 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    fn locked_minutes(&self) -> Option<i64> {
-        self.session
-            .locked_until
-            .filter(|until| *until > self.now)
-            .map(|until| ((until - self.now).num_seconds() + 59) / 60)
+    /// Who this conversation's PIN attempts are counted against, beside the student.
+    fn guesser(&self) -> Guesser {
+        self.view
+            .guesser
+            .clone()
+            .unwrap_or_else(|| Guesser::phone(self.phone))
+    }
+
+    /// Minutes until this guesser may try PINs again, when it is paused.
+    async fn paused_minutes(&self) -> Result<Option<i64>> {
+        let (limits, guesser) = (self.config.pin_limits(), self.guesser());
+        let until = self.view.pin_paused_until(&limits, &guesser, self.now);
+        Ok(until.await?.map(|until| minutes_left(until, self.now)))
     }
 
     async fn run(&mut self, inbound: &Inbound) -> Result<()> {
@@ -439,8 +452,6 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         if expired {
             self.session = Session {
                 lang: self.session.lang.clone(),
-                pin_failures: self.session.pin_failures,
-                locked_until: self.session.locked_until,
                 ..Session::default()
             };
             self.say("session_expired", context! {})?;
@@ -484,7 +495,9 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
         // 3. What this state expects.
         match self.session.state.clone() {
-            State::AwaitingStudentId { purpose } => return self.student_id(&inbound.text, purpose),
+            State::AwaitingStudentId { purpose } => {
+                return self.student_id(&inbound.text, purpose).await;
+            }
             State::AwaitingPin {
                 student_id,
                 purpose,
@@ -545,7 +558,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     }
                     _ => Purpose::Results,
                 };
-                self.ask_student_id(purpose)
+                self.ask_student_id(purpose).await
             }
             _ => self.menu(),
         }
@@ -574,8 +587,6 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         self.say("goodbye", context! {})?;
         self.session = Session {
             lang: self.session.lang.clone(),
-            pin_failures: self.session.pin_failures,
-            locked_until: self.session.locked_until,
             ..Session::default()
         };
         Ok(())
@@ -630,7 +641,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             Action::Attendance(w) => (Purpose::Attendance, w),
             Action::Report(w) => (Purpose::Report, w),
             Action::Notices => return self.start(Purpose::Notices).await,
-            Action::AddChild => return self.ask_student_id(Purpose::Results),
+            Action::AddChild => return self.ask_student_id(Purpose::Results).await,
             Action::Menu => return self.menu(),
         };
         let Some(wanted) = wanted.filter(|w| !w.trim().is_empty()) else {
@@ -690,7 +701,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             return self.offer("anything_else", context! {}, choices, State::ViewingNotices);
         }
         match children.len() {
-            0 => self.ask_student_id(purpose),
+            0 => self.ask_student_id(purpose).await,
             1 => {
                 let child = children.into_iter().next().expect("one child");
                 self.with_child(purpose, child).await
@@ -882,8 +893,8 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         )
     }
 
-    fn ask_student_id(&mut self, purpose: Purpose) -> Result<()> {
-        if let Some(minutes) = self.locked_minutes() {
+    async fn ask_student_id(&mut self, purpose: Purpose) -> Result<()> {
+        if let Some(minutes) = self.paused_minutes().await? {
             self.say("pin_locked", context! { minutes })?;
             return self.menu();
         }
@@ -892,32 +903,36 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    fn student_id(&mut self, text: &str, purpose: Purpose) -> Result<()> {
-        match StudentId::parse(text) {
-            Ok(id) => {
-                self.say("ask_pin", context! { student_id => id.as_str() })?;
-                self.session.state = State::AwaitingPin {
-                    student_id: id.as_str().to_string(),
-                    purpose,
-                };
-                Ok(())
-            }
-            Err(_) => self.say("invalid_student_id", context! {}),
+    async fn student_id(&mut self, text: &str, purpose: Purpose) -> Result<()> {
+        let Ok(id) = StudentId::parse(text) else {
+            return self.say("invalid_student_id", context! {});
+        };
+        // A child linked to this phone needs no PIN (and no lock on its PIN keeps them out).
+        if let Some(child) = self
+            .children()
+            .await?
+            .into_iter()
+            .find(|c| c.model.student_id == id.as_str())
+        {
+            return self.with_child(purpose, child).await;
         }
+        self.say("ask_pin", context! { student_id => id.as_str() })?;
+        self.session.state = State::AwaitingPin {
+            student_id: id.as_str().to_string(),
+            purpose,
+        };
+        Ok(())
     }
 
     async fn pin(&mut self, student_id: &str, text: &str, purpose: Purpose) -> Result<()> {
-        if let Some(minutes) = self.locked_minutes() {
-            self.say("pin_locked", context! { minutes })?;
-            return self.menu();
-        }
         let Ok(pin) = Pin::parse(text) else {
             return self.say("invalid_pin", context! {});
         };
         let id = StudentId::parse(student_id)?;
-        match self.view.verify(&id, &pin).await? {
-            Some(child) => {
-                self.session.pin_failures = 0;
+        let (limits, guesser) = (self.config.pin_limits(), self.guesser());
+        let check = self.view.check_pin(&limits, &guesser, &id, &pin, self.now);
+        let (minutes, remaining) = match check.await? {
+            PinCheck::Verified(child) => {
                 if !self.session.verified.contains(&child.model.id) {
                     self.session.verified.push(child.model.id);
                 }
@@ -925,23 +940,19 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     "verified",
                     context! { student => child.name.clone(), class => child.class.clone() },
                 )?;
-                self.with_child(purpose, child).await
+                return self.with_child(purpose, child).await;
             }
-            None => {
-                self.session.pin_failures += 1;
-                if self.session.pin_failures >= self.config.max_pin_failures {
-                    self.session.pin_failures = 0;
-                    self.session.locked_until = Some(self.now + self.config.lockout);
-                    let minutes = self.config.lockout.num_minutes();
-                    self.say("pin_locked", context! { minutes })?;
-                    return self.menu();
-                }
-                let remaining = self.config.max_pin_failures - self.session.pin_failures;
-                self.say("pin_wrong", context! { remaining })?;
-                self.session.state = State::AwaitingStudentId { purpose };
-                Ok(())
-            }
+            PinCheck::Locked { until } => (minutes_left(until, self.now), 0),
+            PinCheck::Wrong { remaining: 0 } => (self.config.lockout.num_minutes(), 0),
+            PinCheck::Wrong { remaining } => (0, remaining),
+        };
+        if remaining == 0 {
+            self.say("pin_locked", context! { minutes })?;
+            return self.menu();
         }
+        self.say("pin_wrong", context! { remaining })?;
+        self.session.state = State::AwaitingStudentId { purpose };
+        Ok(())
     }
 
     async fn pick(&mut self, id: &str) -> Result<()> {
@@ -963,7 +974,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     State::ChoosingChild { purpose } => purpose,
                     _ => Purpose::Results,
                 };
-                self.ask_student_id(purpose)
+                self.ask_student_id(purpose).await
             }
             ("child", _, State::ChoosingChild { purpose }) => {
                 match self.allowed_child(number.unwrap_or(-1)).await? {
@@ -1022,7 +1033,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
     async fn back(&mut self) -> Result<()> {
         let before = self.session.state.clone();
         match before.clone() {
-            State::AwaitingPin { purpose, .. } => self.ask_student_id(purpose)?,
+            State::AwaitingPin { purpose, .. } => self.ask_student_id(purpose).await?,
             State::ViewingResults { student, .. } => self.reopen(student, Purpose::Results).await?,
             State::ViewingAttendance { student, .. } => {
                 self.reopen(student, Purpose::Attendance).await?

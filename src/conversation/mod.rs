@@ -58,8 +58,23 @@ pub async fn converse(
     inbound: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
+    converse_as(state, ctx, channel, phone, inbound, now, None).await
+}
+
+/// [`converse`], with PIN attempts counted against `guesser` instead of the phone (the API
+/// counts them against the caller's credential, whatever phone it names).
+pub async fn converse_as(
+    state: &AppState,
+    ctx: &TenantCtx,
+    channel: &str,
+    phone: &PhoneNumber,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+    guesser: Option<crate::school::pin_limits::Guesser>,
+) -> Result<Outcome> {
     let config = state.settings.engine_config();
-    let view = SchoolView::load(&state.db, ctx, &state.secret).await?;
+    let mut view = SchoolView::load(&state.db, ctx, &state.secret).await?;
+    view.guesser = guesser;
     let key = store::SessionKey {
         channel,
         user: phone.as_str(),

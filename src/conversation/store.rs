@@ -39,7 +39,7 @@ pub async fn load(
     Ok((row, session))
 }
 
-/// Store `session`; it expires after `idle` (or when a PIN lockout ends, if later).
+/// Store `session`; it expires after `idle`.
 pub async fn save(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
@@ -49,7 +49,7 @@ pub async fn save(
     idle: Duration,
     now: DateTime<Utc>,
 ) -> Result<chat_session::Model> {
-    let expires_at = (now + idle).max(session.locked_until.unwrap_or(now));
+    let expires_at = now + idle;
     let data =
         serde_json::to_value(session).map_err(|e| anyhow::anyhow!("session encodes: {e}"))?;
     let saved = match row {

@@ -11,6 +11,7 @@ use crate::entities::{
 };
 use crate::error::Result;
 use crate::school::attendance::AttendanceSummary;
+use crate::school::pin_limits::{Guesser, PinCheck, PinLimits};
 use crate::school::results::StudentResults;
 use crate::school::{attendance, calendar, notices, results, students, welcome};
 use crate::tenancy::TenantCtx;
@@ -36,6 +37,9 @@ pub struct SchoolView<'a, C: ConnectionTrait> {
     key: &'a SecretKey,
     /// The school's profile.
     pub profile: tenant::Model,
+    /// Who PIN attempts are counted against, beside the student: the conversation's phone
+    /// when `None`; an API credential on the API.
+    pub guesser: Option<Guesser>,
 }
 
 impl<'a, C: ConnectionTrait> SchoolView<'a, C> {
@@ -47,6 +51,7 @@ impl<'a, C: ConnectionTrait> SchoolView<'a, C> {
             ctx,
             key,
             profile,
+            guesser: None,
         })
     }
 
@@ -87,12 +92,30 @@ impl<'a, C: ConnectionTrait> SchoolView<'a, C> {
         }
     }
 
-    /// The student whose ID and PIN match.
-    pub async fn verify(&self, id: &StudentId, pin: &Pin) -> Result<Option<Child>> {
-        match students::verify_pin(self.db, self.ctx, self.key, id, pin).await? {
-            Some(s) => Ok(Some(self.child(s).await?)),
-            None => Ok(None),
-        }
+    /// Check a student ID and PIN within the PIN limits (see `school::pin_limits`).
+    pub async fn check_pin(
+        &self,
+        limits: &PinLimits,
+        guesser: &Guesser,
+        id: &StudentId,
+        pin: &Pin,
+        now: DateTime<Utc>,
+    ) -> Result<PinCheck<Child>> {
+        let proof = async || students::verify_pin(self.db, self.ctx, self.key, id, pin).await;
+        let check = limits
+            .check(self.db, self.ctx, guesser, id, proof, now)
+            .await?;
+        check.map(async |s| self.child(s).await).await
+    }
+
+    /// When `guesser` may try PINs again, if it is paused now.
+    pub async fn pin_paused_until(
+        &self,
+        limits: &PinLimits,
+        guesser: &Guesser,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        limits.paused_until(self.db, guesser, now).await
     }
 
     /// Released exam sessions, newest first, at most ten.

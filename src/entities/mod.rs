@@ -16,6 +16,7 @@ pub mod llm_usage;
 pub mod mark;
 pub mod message_log;
 pub mod notice;
+pub mod pin_attempt;
 pub mod report;
 pub mod student;
 pub mod student_mapping;

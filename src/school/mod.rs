@@ -4,6 +4,7 @@
 pub mod attendance;
 pub mod calendar;
 pub mod notices;
+pub mod pin_limits;
 pub mod results;
 pub mod students;
 pub mod welcome;
