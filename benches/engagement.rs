@@ -36,6 +36,8 @@ use tokio::sync::{Barrier, Mutex};
 use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatbot");
+/// The token `/metrics` asks for (`CHATBOT_METRICS_TOKEN`).
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
 struct Server {
     child: Child,
@@ -105,6 +107,7 @@ async fn start_server(dir: &std::path::Path, interval_ms: u64) -> Server {
         .env("CHATBOT_DATA_DIR", dir)
         .env("CHATBOT_ENGAGEMENT_TENANT", "demo")
         .env("CHATBOT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHATBOT_METRICS_TOKEN", METRICS_TOKEN)
         .env("CHATBOT_LOG", "warn")
         .env("CHATBOT_ENGAGEMENT_INTERVAL_MS", interval_ms.to_string())
         .env("CHATBOT_ENGAGEMENT_MAX_PER_ADDRESS", "0")
@@ -318,7 +321,10 @@ fn main() {
             drift.last().copied().unwrap_or(f64::NAN)
         );
         // The server's own share: how late it wrote each paced message (its histogram).
-        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.port))
+        let metrics = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/metrics", server.port))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
             .await
             .unwrap()
             .text()

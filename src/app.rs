@@ -17,17 +17,26 @@ use crate::jobs::{self, JobQueue};
 use crate::state::AppState;
 use crate::{db, http};
 
-/// Connect to the data database (migrating it), the queue, and load the secret key.
-pub async fn build_state(settings: Settings) -> Result<AppState> {
-    let secret = match &settings.secret_key {
+/// The server secret: configured, or the data dir's key file; with the previous one while a
+/// rotation is under way.
+pub fn server_secret(settings: &Settings) -> Result<SecretKey> {
+    let key = match &settings.secret_key {
         Some(s) => SecretKey::from_configured(s.clone()),
         None => SecretKey::load_or_create(&settings.data_dir)?,
     };
+    Ok(key.with_previous(settings.previous_secret_key.clone()))
+}
+
+/// Connect to the data database (migrating it, and sealing any provider secret not yet sealed
+/// under the server secret), the queue, and load the secret key.
+pub async fn build_state(settings: Settings) -> Result<AppState> {
+    let secret = server_secret(&settings)?;
     let database_url = settings.database_url();
     let (db, queue) = tokio::try_join!(
         db::connect_and_migrate(&database_url),
         JobQueue::connect(&settings)
     )?;
+    crate::tenancy::seal_provider_secrets(&db, &secret).await?;
     let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
     let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
     let llm = crate::llm::Llm::from_settings(&settings, &secret)?.map(Arc::new);
@@ -56,6 +65,8 @@ pub struct Application {
     state: AppState,
     /// The web role: a bound listener. `None` in a workers-only process.
     web: Option<(TcpAcceptor, SocketAddr)>,
+    /// The metrics listener (`CHATBOT_METRICS_LISTEN`), beside the web role.
+    metrics: Option<(TcpAcceptor, SocketAddr)>,
     /// The worker role.
     workers: bool,
     shutdown: CancellationToken,
@@ -73,18 +84,15 @@ impl Application {
 
     /// Bind an already built state.
     pub async fn bind(state: AppState, listen: SocketAddr, started: Instant) -> Result<Self> {
-        let acceptor = TcpListener::bind(listen)
-            .into_acceptor()
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
-        let addr = acceptor
-            .local_addr()
-            .into_iter()
-            .find_map(|a| a.as_socket_addr().copied())
-            .unwrap_or(listen);
+        let web = bind(listen).await?;
+        let metrics = match state.settings.metrics_listen {
+            Some(at) => Some(bind(at).await?),
+            None => None,
+        };
         Ok(Self {
             state,
-            web: Some((acceptor, addr)),
+            web: Some(web),
+            metrics,
             workers: true,
             shutdown: CancellationToken::new(),
             started,
@@ -96,6 +104,7 @@ impl Application {
         Self {
             state,
             web: None,
+            metrics: None,
             workers: true,
             shutdown: CancellationToken::new(),
             started,
@@ -116,6 +125,11 @@ impl Application {
             .expect("a workers-only application has no address")
     }
 
+    /// The metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Shared state (database, queue...), e.g. for tests that seed data.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -132,6 +146,7 @@ impl Application {
         let Self {
             state,
             web,
+            metrics,
             workers,
             shutdown,
             started,
@@ -147,15 +162,36 @@ impl Application {
         };
         let grace = Duration::from_secs(state.settings.shutdown_timeout_secs);
 
+        let read_timeout = Duration::from_secs(state.settings.request_read_timeout_secs);
+        if let Some((acceptor, at)) = metrics {
+            let token = shutdown.clone();
+            let routes = http::metrics_routes(state.clone());
+            tokio::spawn(async move {
+                let served =
+                    Server::new_with_acceptor(http::Deadlines::new(acceptor, read_timeout))
+                        .run_with_graceful_shutdown(routes, token.cancelled_owned(), Some(grace))
+                        .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, %at, "metrics listener failed");
+                }
+            });
+            tracing::info!(%at, "metrics served on their own listener");
+        }
         let web = {
             let token = shutdown.clone();
             let routes = http::routes(state.clone());
             tokio::spawn(async move {
                 match web {
-                    Some((acceptor, _)) => Server::new_with_acceptor(acceptor)
-                        .run_with_graceful_shutdown(routes, token.cancelled_owned(), Some(grace))
-                        .await
-                        .map_err(|e| anyhow::anyhow!("HTTP server: {e}")),
+                    Some((acceptor, _)) => {
+                        Server::new_with_acceptor(http::Deadlines::new(acceptor, read_timeout))
+                            .run_with_graceful_shutdown(
+                                routes,
+                                token.cancelled_owned(),
+                                Some(grace),
+                            )
+                            .await
+                            .map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
+                    }
                     None => {
                         token.cancelled().await;
                         Ok(())
@@ -205,6 +241,20 @@ impl Application {
         tracing::info!("chatbot stopped");
         result
     }
+}
+
+/// Bind `at` (port 0 picks a free port): the acceptor and the address actually bound.
+async fn bind(at: SocketAddr) -> Result<(TcpAcceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(at)
+        .into_acceptor()
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {at}: {e}")))?;
+    let addr = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .unwrap_or(at);
+    Ok((acceptor, addr))
 }
 
 /// Run the job workers until `token` is cancelled. A worker whose queue fails under it (Redis

@@ -18,6 +18,10 @@ Configuration (defaults < --config file < environment):
   DATABASE_URL              sqlite:... or postgres://...   [default: SQLite in the data dir]
   REDIS_URL                 redis://... job queue          [default: SQLite queue in the data dir]
   CHATBOT_SECRET_KEY        server secret, >= 32 chars     [default: generated into the data dir]
+  CHATBOT_PREVIOUS_SECRET_KEY the secret being rotated out  [default: none]
+  CHATBOT_METRICS_TOKEN     bearer token for /metrics       [default: none: no public metrics]
+  CHATBOT_METRICS_LISTEN    separate address for /metrics   [default: none]
+  CHATBOT_REQUEST_READ_TIMEOUT seconds to send headers; longest pause in a body [default: 10]
   CHATBOT_LOG_FORMAT        text | json                    [default: text]
   CHATBOT_BODY_LIMIT        max request body, bytes        [default: 4194304]
   CHATBOT_QUEUE_NAMESPACE   prefix of queue names          [default: chatbot]
@@ -58,7 +62,8 @@ pub enum Command {
     },
     /// Run the job workers only, no HTTP (scale them out as separate processes).
     Worker,
-    /// Apply database migrations and exit.
+    /// Apply database migrations, seal any provider secret not yet sealed under the server
+    /// secret (or sealed under CHATBOT_PREVIOUS_SECRET_KEY), and exit.
     Migrate,
     /// Create the demo schools (if absent) and print their credentials.
     SeedDemo {
@@ -364,8 +369,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let url = settings.database_url();
-            db::connect_and_migrate(&url).await?;
-            eprintln!("migrations applied to {url}");
+            let database = db::connect_and_migrate(&url).await?;
+            let sealed =
+                crate::tenancy::seal_provider_secrets(&database, &secret_key(&settings)?).await?;
+            eprintln!(
+                "migrations applied to {url}; provider secrets of {sealed} number(s) sealed again"
+            );
             Ok(())
         }
         Command::SeedDemo { json, reset } => {
@@ -715,10 +724,7 @@ async fn apikey_command(
 }
 
 fn secret_key(settings: &Settings) -> anyhow::Result<SecretKey> {
-    Ok(match &settings.secret_key {
-        Some(s) => SecretKey::from_configured(s.clone()),
-        None => SecretKey::load_or_create(&settings.data_dir)?,
-    })
+    Ok(crate::app::server_secret(settings)?)
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -26,6 +26,18 @@ pub struct Settings {
     pub redis_url: Option<SecretUrl>,
     /// Server secret (`CHATBOT_SECRET_KEY`); `None` means a key file created in the data dir.
     pub secret_key: Option<SecretString>,
+    /// The server secret being replaced (`CHATBOT_PREVIOUS_SECRET_KEY`), during a rotation:
+    /// what it sealed or hashed still opens, and is sealed or hashed again under the new one.
+    pub previous_secret_key: Option<SecretString>,
+    /// Bearer token `/metrics` asks for on the public listener (`CHATBOT_METRICS_TOKEN`);
+    /// without it (or with `metrics_listen`) the public listener does not serve metrics.
+    pub metrics_token: Option<SecretString>,
+    /// A separate address serving `/metrics` only, e.g. 127.0.0.1:9090
+    /// (`CHATBOT_METRICS_LISTEN`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds a client has to send a request's headers, and then its body
+    /// (`CHATBOT_REQUEST_READ_TIMEOUT`).
+    pub request_read_timeout_secs: u64,
     /// `text` or `json` log lines on stderr (`CHATBOT_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Largest request body accepted, in bytes (`CHATBOT_BODY_LIMIT`).
@@ -235,6 +247,10 @@ struct Layer {
     database_url: Option<String>,
     redis_url: Option<String>,
     secret_key: Option<String>,
+    previous_secret_key: Option<String>,
+    metrics_token: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    request_read_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
     body_limit: Option<usize>,
     queue_namespace: Option<String>,
@@ -289,6 +305,10 @@ impl Default for Settings {
             database_url: None,
             redis_url: None,
             secret_key: None,
+            previous_secret_key: None,
+            metrics_token: None,
+            metrics_listen: None,
+            request_read_timeout_secs: 10,
             log_format: LogFormat::Text,
             body_limit: DEFAULT_BODY_LIMIT,
             queue_namespace: "chatbot".to_string(),
@@ -349,6 +369,10 @@ pub mod env {
     pub const REDIS_URL: &str = "REDIS_URL";
     /// Secret key.
     pub const SECRET_KEY: &str = "CHATBOT_SECRET_KEY";
+    pub const PREVIOUS_SECRET_KEY: &str = "CHATBOT_PREVIOUS_SECRET_KEY";
+    pub const METRICS_TOKEN: &str = "CHATBOT_METRICS_TOKEN";
+    pub const METRICS_LISTEN: &str = "CHATBOT_METRICS_LISTEN";
+    pub const REQUEST_READ_TIMEOUT: &str = "CHATBOT_REQUEST_READ_TIMEOUT";
     /// Log format.
     pub const LOG_FORMAT: &str = "CHATBOT_LOG_FORMAT";
     /// Body limit.
@@ -496,6 +520,10 @@ impl Settings {
             database_url: text(env::DATABASE_URL),
             redis_url: text(env::REDIS_URL),
             secret_key: text(env::SECRET_KEY),
+            previous_secret_key: text(env::PREVIOUS_SECRET_KEY),
+            metrics_token: text(env::METRICS_TOKEN),
+            metrics_listen: parse(env, env::METRICS_LISTEN)?,
+            request_read_timeout_secs: parse(env, env::REQUEST_READ_TIMEOUT)?,
             log_format: parse(env, env::LOG_FORMAT)?,
             body_limit: parse(env, env::BODY_LIMIT)?,
             queue_namespace: text(env::QUEUE_NAMESPACE),
@@ -550,6 +578,10 @@ impl Settings {
             database_url,
             redis_url,
             secret_key,
+            previous_secret_key,
+            metrics_token,
+            metrics_listen,
+            request_read_timeout_secs,
             log_format,
             body_limit,
             queue_namespace,
@@ -609,6 +641,18 @@ impl Settings {
         }
         if let Some(v) = secret_key {
             self.secret_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = previous_secret_key {
+            self.previous_secret_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = metrics_token {
+            self.metrics_token = Some(SecretString::from(v));
+        }
+        if let Some(v) = metrics_listen {
+            self.metrics_listen = Some(v);
+        }
+        if let Some(v) = request_read_timeout_secs {
+            self.request_read_timeout_secs = v;
         }
         if let Some(v) = log_format {
             self.log_format = v;
@@ -772,12 +816,31 @@ impl Settings {
                 });
             }
         }
-        if let Some(key) = &self.secret_key
-            && key.expose_secret().len() < 32
+        for (name, key) in [
+            (env::SECRET_KEY, &self.secret_key),
+            (env::PREVIOUS_SECRET_KEY, &self.previous_secret_key),
+        ] {
+            if let Some(key) = key
+                && key.expose_secret().len() < 32
+            {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "must be at least 32 characters".to_string(),
+                });
+            }
+        }
+        if let Some(token) = &self.metrics_token
+            && token.expose_secret().len() < 16
         {
             return Err(ConfigError::Env {
-                name: env::SECRET_KEY,
-                message: "must be at least 32 characters".to_string(),
+                name: env::METRICS_TOKEN,
+                message: "must be at least 16 characters".to_string(),
+            });
+        }
+        if !(1..=3600).contains(&self.request_read_timeout_secs) {
+            return Err(ConfigError::Env {
+                name: env::REQUEST_READ_TIMEOUT,
+                message: "must be 1 to 3600 seconds".to_string(),
             });
         }
         if self.body_limit < 1024 {

@@ -211,7 +211,12 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         .unwrap()
         .unwrap();
     let mut number: whatsapp_number::ActiveModel = number.into();
-    number.access_token = Set(Some("alpha-token".into()));
+    number.access_token = Set(Some(chatbot::tenancy::seal(
+        &app.state.secret,
+        chatbot::crypto::SealedColumn::AccessToken,
+        a.ctx.id(),
+        "alpha-token",
+    )));
     number.update(db).await.unwrap();
     // A registered parent with no linked child, and one who opted out.
     for (phone, opted_in) in [("+2348000000111", true), ("+2348000000222", false)] {

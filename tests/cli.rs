@@ -332,3 +332,108 @@ fn operators_create_schools_and_keys() {
         text(&out.stderr)
     );
 }
+
+/// Issue 28 point 8: a value from outside that holds a newline (here a message id in a signed
+/// webhook, written to the text log by the duplicate check and the worker's span) cannot start
+/// a log line of its own: the running server escapes it.
+#[test]
+fn a_webhook_value_cannot_forge_a_log_line() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatbot(dir.path())
+        .args(["seed-demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wa = &creds["tenants"][0]["whatsapp"];
+    let mut child = chatbot(dir.path())
+        .env("CHATBOT_LISTEN", "127.0.0.1:0")
+        .env("CHATBOT_LOG", "info")
+        .env("CHATBOT_LOG_FORMAT", "text")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {what:?} in:\n{}", seen.join("\n")));
+            seen.push(line.clone());
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let ready = wait_for("chatbot ready");
+    let addr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .expect("the ready line names its address")
+        .to_string();
+
+    let forged = "wamid.x\n2026-12-05T00:00:00.000000Z  INFO chatbot: FORGED admin signed in";
+    let body = serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "1", "phone_number_id": wa["phone_number_id"]},
+            "messages": [{"from": "2348000000999", "id": forged, "timestamp": "1763800000",
+                "type": "text", "text": {"body": "hi"}}],
+        }}]}],
+    }))
+    .unwrap();
+    let signature =
+        chatbot::channels::whatsapp_cloud::sign(&body, wa["app_secret"].as_str().unwrap());
+    let post = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /api/v1/chatbot/webhooks/whatsapp/ HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    };
+    post();
+    post();
+    let duplicate = wait_for("duplicate delivery ignored");
+    assert!(duplicate.contains("wamid.x\\n2026"), "{duplicate}");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+    seen.extend(lines.try_iter());
+    for line in &seen {
+        assert!(!line.starts_with("2026-12-05T00:00:00"), "forged: {line}");
+        assert!(
+            !line.contains("FORGED") || line.contains("wamid.x\\n"),
+            "{line}"
+        );
+    }
+}

@@ -102,7 +102,10 @@ async fn demo_school_is_realistic_and_reseeding_is_stable(v: Variant) {
     let shared = PhoneNumber::parse(SHARED_PARENT_PHONE).unwrap();
     let schools = tenancy::for_sender(db, &shared).await.unwrap();
     assert_eq!(
-        schools.iter().map(|c| c.schema_name()).collect::<Vec<_>>(),
+        schools
+            .iter()
+            .map(|c| c.0.schema_name())
+            .collect::<Vec<_>>(),
         ["demo", "demo-north"]
     );
     assert_eq!(demo::shared_parent_children(&creds).len(), 2);

@@ -506,7 +506,7 @@ async fn success_hands_over_the_link_and_refuses_forgeries(v: Variant) {
                 .collect::<Vec<_>>()
         );
     }
-    // Forged, altered, reordered, unsigned, for another report, missing: refused.
+    // Forged, altered, reordered, unsigned, for another report or none, missing: refused.
     let hash = params
         .split("hash=")
         .nth(1)
@@ -522,6 +522,9 @@ async fn success_hands_over_the_link_and_refuses_forgeries(v: Variant) {
         "date=2023-10-8&report_id=newjob".to_string(),
         format!("{params}&extra=1"),
         signed("date=2023-10-8", "report_id=love"),
+        // Signed for no report in particular (issue 28 point 10), or for two.
+        signed("date=2023-10-8", "time=12:44"),
+        signed("report_id=love", "report_id=newjob"),
     ];
     for bad in forged {
         let mut c = connect(&app, "/ws/chat-success/newjob").await;
@@ -695,7 +698,7 @@ async fn limits_origins_addresses_idle_size_and_floods(v: Variant) {
         "chatbot_engagement_send_lag_seconds_count ".to_string(),
     ];
     common::eventually("the endings counted", Duration::from_secs(10), || async {
-        let text = app.get("/metrics").await.text().await.unwrap();
+        let text = app.metrics().await;
         want.iter().all(|w| text.contains(w.as_str())).then_some(())
     })
     .await;

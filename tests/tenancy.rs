@@ -76,7 +76,7 @@ async fn resolution_rules_find_the_right_school(v: Variant) {
     let shared = PhoneNumber::parse(SHARED_PHONE).unwrap();
     assert_eq!(
         tenancy::for_sender(db, &shared).await.unwrap(),
-        vec![a.ctx.clone(), b.ctx.clone()]
+        vec![(a.ctx.clone(), true), (b.ctx.clone(), true)]
     );
     let stranger = PhoneNumber::parse("+2348011112222").unwrap();
     assert!(tenancy::for_sender(db, &stranger).await.unwrap().is_empty());

@@ -324,7 +324,7 @@ async fn rejected_posts_enqueue_nothing(v: Variant) {
         StatusCode::OK
     );
     wait_for(&mock, 2).await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "chatbot_webhook_requests_total{provider=\"twilio\",outcome=\"unauthorized\"} 5"
@@ -356,7 +356,7 @@ async fn duplicate_message_sids_produce_one_turn(v: Variant) {
     wait_for(&mock, 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(mock.received().len(), 2, "one turn: welcome and menu");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "chatbot_webhook_messages_total{provider=\"twilio\",outcome=\"duplicate\"} 19"

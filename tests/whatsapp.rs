@@ -781,7 +781,7 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
         3,
         "no free-form message outside the window"
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "chatbot_sends_total{provider=\"meta\",tenant=\"demo\",outcome=\"sent\"} 2",
         "chatbot_sends_total{provider=\"meta\",tenant=\"demo\",outcome=\"template\"} 1",

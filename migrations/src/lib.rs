@@ -10,6 +10,7 @@ mod m20261123_000001_background_jobs;
 mod m20261123_000002_llm_usage;
 mod m20261124_000001_engagement_reports;
 mod m20261205_000001_pin_attempts;
+mod m20261205_000002_contacts_seen;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_llm_usage::Migration),
             Box::new(m20261124_000001_engagement_reports::Migration),
             Box::new(m20261205_000001_pin_attempts::Migration),
+            Box::new(m20261205_000002_contacts_seen::Migration),
         ]
     }
 }

@@ -223,6 +223,15 @@ async fn subject_columns(
 /// One mark of an upload: student, subject, CA, exam.
 type UploadedMark = (i64, i64, Option<f64>, Option<f64>);
 
+/// A cell a spreadsheet will not run as a formula (OWASP's CSV injection advice): text that
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`.
+fn spreadsheet_safe(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    }
+}
+
 /// A checked upload: how many students and the marks to write, or every problem found.
 fn parse_upload(
     text: &str,
@@ -481,7 +490,9 @@ impl ResultsApi {
     }
 
     /// A CSV template of a class for an exam session, to fill in by hand and upload with
-    /// `POST results/manual-template/`.
+    /// `POST results/manual-template/`. A name a spreadsheet would take for a formula (it
+    /// starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is written with a leading `'`;
+    /// the upload reads students by `student_id`, never by name.
     #[oai(
         path = "/results/manual-template/",
         method = "get",
@@ -510,7 +521,10 @@ impl ResultsApi {
         let fail = |e: csv::Error| Error::Internal(anyhow::anyhow!("csv: {e}"));
         out.write_record(&header).map_err(fail)?;
         for s in &roster {
-            let mut row = vec![s.student_id.clone(), students::full_name(s)];
+            let mut row = vec![
+                s.student_id.clone(),
+                spreadsheet_safe(&students::full_name(s)),
+            ];
             let lines = by_student
                 .get(&s.id)
                 .map(|r| r.subjects.as_slice())

@@ -11,11 +11,13 @@ use hmac::{Hmac, Mac};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
+use secrecy::ExposeSecret;
 use sha1::Sha1;
 
 use super::graph::{SendError, exchange};
 use super::whatsapp_cloud::{Said, accept_message};
 use crate::conversation::Reply;
+use crate::crypto::SealedColumn;
 use crate::error::{Error, Result, json_error};
 use crate::jobs::ingest::IngestJob;
 use crate::state::AppState;
@@ -228,7 +230,8 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         }
     };
     let url = called_url(&state, req);
-    let token = number.auth_token.as_deref().unwrap_or_default();
+    let token = tenancy::secret(&state.secret, &number, SealedColumn::AuthToken);
+    let token = token.as_ref().map_or("", |t| t.expose_secret());
     if token.is_empty()
         || !signature_matches(&url, &params, req.header("x-twilio-signature"), token)
     {

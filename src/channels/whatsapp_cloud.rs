@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Body, Request, Response, handler};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -39,7 +40,9 @@ async fn app_secrets(
     {
         return Ok(secrets.clone());
     }
-    let secrets = std::sync::Arc::new(AppSecrets::new(tenancy::meta_app_secrets(&state.db).await?));
+    let secrets = std::sync::Arc::new(AppSecrets::new(
+        tenancy::meta_app_secrets(&state.db, &state.secret).await?,
+    ));
     *state
         .secrets_cache
         .lock()
@@ -70,7 +73,7 @@ pub async fn verify(state: Data<&AppState>, Query(q): Query<VerifyQuery>) -> Res
             "hub.mode, hub.verify_token and hub.challenge are required",
         );
     };
-    match tenancy::meta_verify_token_known(&state.db, token).await {
+    match tenancy::meta_verify_token_known(&state.db, &state.secret, token).await {
         Ok(true) => Response::builder()
             .content_type("text/plain")
             .body(challenge),
@@ -109,17 +112,17 @@ impl std::fmt::Debug for AppSecrets {
 impl AppSecrets {
     /// From (business number's Graph API id, its app secret) pairs; a secret shared by several
     /// numbers (one Meta app for several numbers) is kept once.
-    pub fn new(numbers: impl IntoIterator<Item = (String, String)>) -> Self {
+    pub fn new(numbers: impl IntoIterator<Item = (String, SecretString)>) -> Self {
         let mut keys = Vec::new();
         let mut fingerprints = Vec::new();
         let mut seen = std::collections::HashMap::new();
         let mut by_number = std::collections::HashMap::new();
         for (number, secret) in numbers {
-            let at = *seen.entry(secret).or_insert_with_key(|secret: &String| {
-                keys.push(
-                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length"),
-                );
-                fingerprints.push(<Sha256 as sha2::Digest>::digest(secret.as_bytes()).into());
+            let secret = secret.expose_secret().as_bytes();
+            let fingerprint: [u8; 32] = <Sha256 as sha2::Digest>::digest(secret).into();
+            let at = *seen.entry(fingerprint).or_insert_with(|| {
+                keys.push(Hmac::<Sha256>::new_from_slice(secret).expect("any key length"));
+                fingerprints.push(fingerprint);
                 SecretId(keys.len() - 1)
             });
             by_number.entry(number).or_insert(at);
@@ -588,10 +591,10 @@ mod tests {
 
     fn secrets() -> AppSecrets {
         AppSecrets::new([
-            ("111".to_string(), "secret-a".to_string()),
-            ("222".to_string(), "secret-b".to_string()),
+            ("111".to_string(), SecretString::from("secret-a")),
+            ("222".to_string(), SecretString::from("secret-b")),
             // One Meta app for two schools: its secret is kept once.
-            ("333".to_string(), "secret-b".to_string()),
+            ("333".to_string(), SecretString::from("secret-b")),
         ])
     }
 
@@ -641,7 +644,7 @@ mod tests {
         let body = delivery("111");
         let before = secrets();
         let same = secrets();
-        let rotated = AppSecrets::new([("111".to_string(), "secret-a2".to_string())]);
+        let rotated = AppSecrets::new([("111".to_string(), SecretString::from("secret-a2"))]);
         assert!(!same_secret(None, &before, &body));
         assert!(same_secret(Some(&before), &same, &body));
         assert!(!same_secret(Some(&before), &rotated, &body));

@@ -15,6 +15,42 @@ pub fn normalize(text: &str) -> String {
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What a transcript and a prompt hold instead of a PIN.
+pub const PIN_WITHHELD: &str = "[PIN withheld]";
+
+/// A message with anything that may be a PIN taken out, before it is stored or shown to a
+/// model: a message that is only 4-8 digits (with spaces or punctuation between them), and
+/// any 4-8 digit run next to the words "pin", "code" or "password" ("my pin is 1234", "1234 is
+/// the code"). Longer numbers (phones, student IDs with letters) are kept.
+pub fn withhold_pins(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::sync::LazyLock;
+    static AFTER: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b(pin|code|passcode|password)\b(\D{0,24}?)\b\d{4,8}\b")
+            .expect("valid pattern")
+    });
+    static BEFORE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b\d{4,8}\b(\D{0,16}?)\b(pin|code|passcode|password)\b")
+            .expect("valid pattern")
+    });
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if (4..=8).contains(&digits)
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || !c.is_alphanumeric())
+    {
+        return PIN_WITHHELD.into();
+    }
+    match AFTER.replace_all(text, format!("${{1}}${{2}}{PIN_WITHHELD}")) {
+        std::borrow::Cow::Borrowed(_) => {
+            BEFORE.replace_all(text, format!("{PIN_WITHHELD}${{1}}${{2}}"))
+        }
+        std::borrow::Cow::Owned(after) => BEFORE
+            .replace_all(&after, format!("{PIN_WITHHELD}${{1}}${{2}}"))
+            .into_owned()
+            .into(),
+    }
+}
+
 /// Edit distance counting an adjacent swap as one edit (optimal string alignment), bounded:
 /// returns `max + 1` as soon as it is certain to exceed `max`.
 pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
@@ -87,6 +123,35 @@ pub fn menu_number(said: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_are_withheld_wherever_they_are_typed() {
+        for (text, kept) in [
+            ("4821", PIN_WITHHELD),
+            (" 48 21. ", PIN_WITHHELD),
+            ("12345678", PIN_WITHHELD),
+            ("my pin is 4821", "my pin is [PIN withheld]"),
+            ("PIN: 4821 please", "PIN: [PIN withheld] please"),
+            ("the code=00417", "the code=[PIN withheld]"),
+            ("4821 is my pin", "[PIN withheld] is my pin"),
+            (
+                "Pin 1234, code 5678",
+                "Pin [PIN withheld], code [PIN withheld]",
+            ),
+        ] {
+            assert_eq!(withhold_pins(text), kept, "{text}");
+        }
+        for text in [
+            "hi",
+            "123",
+            "call me on +2348012345678",
+            "GFA/2026/0012 results",
+            "results for 2026 please",
+            "pink 1234 shoes are 12345 naira",
+        ] {
+            assert_eq!(withhold_pins(text), text, "{text}");
+        }
+    }
 
     #[test]
     fn normalizes_case_accents_and_punctuation() {

@@ -85,6 +85,8 @@ pub async fn converse_as(
     let before = state.llm.is_some().then(|| session.clone());
     let mut outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
     if let (Some(llm), Some(before), Some(text)) = (&state.llm, before, outcome.unhandled.clone()) {
+        // Nor does a prompt: a PIN typed out of turn ("my pin is 1234") is withheld.
+        let text = input::withhold_pins(&text).into_owned();
         // Rules first, the model second, the rules again.
         let children = engine::children(&view, phone, &before).await?;
         let history = match &row {
@@ -128,10 +130,18 @@ pub async fn converse_as(
         let Effect::GenerateReport {
             student_id,
             exam_session_id,
-            ..
+            language,
         } = effect;
-        if let Some(document) =
-            crate::reports::document_reply(state, ctx, student_id, exam_session_id, now).await?
+        if let Some(document) = crate::reports::document_reply(
+            state,
+            ctx,
+            student_id,
+            exam_session_id,
+            phone,
+            &language,
+            now,
+        )
+        .await?
         {
             let at = match outcome.replies.last() {
                 Some(Reply::Choices { .. }) => outcome.replies.len() - 1,
@@ -170,9 +180,9 @@ pub async fn converse_as(
         ..Default::default()
     };
     let inbound_body = match &inbound.choice {
-        _ if typed_pin => "[PIN withheld]".to_string(),
-        Some(choice) => format!("{} [{choice}]", inbound.text),
-        None => inbound.text.clone(),
+        _ if typed_pin => input::PIN_WITHHELD.to_string(),
+        Some(choice) => format!("{} [{choice}]", input::withhold_pins(&inbound.text)),
+        None => input::withhold_pins(&inbound.text).into_owned(),
     };
     let mut row = log(
         "in",

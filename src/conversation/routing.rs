@@ -18,7 +18,7 @@ use crate::tenancy::{self, TenantCtx, routes};
 pub struct SenderTurn {
     /// The school the turn ran in, once known.
     pub school: Option<TenantCtx>,
-    /// `choosing_school`, `unknown_sender`, or the engine's state.
+    /// `choosing_school`, `naming_school`, `unknown_sender`, or the engine's state.
     pub state: String,
     /// Replies to send.
     pub replies: Vec<Reply>,
@@ -37,6 +37,66 @@ impl SenderTurn {
     }
 }
 
+/// The one school of `schools` whose name the message says (a word of it longer than three
+/// letters, typos forgiven).
+fn named_school(
+    said: &str,
+    schools: &[(TenantCtx, crate::entities::tenant::Model)],
+) -> Option<usize> {
+    let hits: Vec<usize> = schools
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, p))| {
+            !said.is_empty()
+                && normalize(&p.name)
+                    .split(' ')
+                    .any(|w| w.len() > 3 && matches(said, w))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
+/// The one school of `schools` whose whole name the message says (every word of it longer
+/// than three letters, typos forgiven): how a parent reaches a school that imported their phone
+/// but that they never wrote to, without any everyday word taking them there.
+fn named_in_full(
+    said: &str,
+    schools: &[(TenantCtx, crate::entities::tenant::Model)],
+) -> Option<usize> {
+    let hits: Vec<usize> = schools
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, p))| {
+            let name = normalize(&p.name);
+            let mut words = name.split(' ').filter(|w| w.len() > 3).peekable();
+            words.peek().is_some() && words.all(|w| matches(said, w))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
+/// The parent chose `ctx`: remember it and answer with that school's menu, logged under the
+/// message that chose it (so a re-run of that message finds its turn).
+async fn enter(
+    state: &AppState,
+    ctx: &TenantCtx,
+    channel: &str,
+    phone: &PhoneNumber,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+) -> Result<SenderTurn> {
+    let idle = state.settings.engine_config().idle_timeout;
+    routes::choose(&state.db, channel, phone, ctx, now + idle, now).await?;
+    let chosen = Inbound {
+        provider_id: inbound.provider_id.clone(),
+        ..Inbound::text("menu")
+    };
+    let outcome = converse(state, ctx, channel, phone, &chosen, now).await?;
+    Ok(SenderTurn::engine(ctx.clone(), outcome))
+}
+
 /// Run one turn for a message whose school must be found from the sender's phone.
 pub async fn converse_as_sender(
     state: &AppState,
@@ -48,7 +108,13 @@ pub async fn converse_as_sender(
     let db = &state.db;
     let idle = state.settings.engine_config().idle_timeout;
     let said = normalize(&inbound.text);
-    let schools = tenancy::for_sender(db, phone).await?;
+    let contacts = tenancy::for_sender(db, phone).await?;
+    // Only schools the parent has written to are offered: any school can import any phone.
+    let schools: Vec<TenantCtx> = contacts
+        .iter()
+        .filter(|(_, seen)| *seen)
+        .map(|(ctx, _)| ctx.clone())
+        .collect();
     let switching = texts().intent(&said) == Some("switch_school");
     if switching {
         routes::forget(db, channel, phone).await?;
@@ -61,16 +127,31 @@ pub async fn converse_as_sender(
         let outcome = converse(state, &ctx, channel, phone, inbound, now).await?;
         return Ok(SenderTurn::engine(ctx, outcome));
     }
+    // A school that imported this phone but was never written to is reached by naming it.
+    let mut unseen = Vec::new();
+    for (ctx, _) in contacts.iter().filter(|(_, seen)| !seen) {
+        unseen.push((ctx.clone(), ctx.profile(db).await?));
+    }
+    if !switching && let Some(i) = named_in_full(&said, &unseen) {
+        let ctx = unseen[i].0.clone();
+        tenancy::contact_seen(db, &ctx, phone, now).await?;
+        return enter(state, &ctx, channel, phone, inbound, now).await;
+    }
     match schools.as_slice() {
         [] => {
-            let text = texts().render(
-                super::texts::FALLBACK_LANGUAGE,
-                "unknown_sender",
-                context! {},
-            )?;
+            let (name, lang) = match unseen.first() {
+                Some((_, p)) => ("name_school", texts().language(&p.default_language)),
+                None => ("unknown_sender", super::texts::FALLBACK_LANGUAGE),
+            };
+            let text = texts().render(lang, name, context! {})?;
             Ok(SenderTurn {
                 school: None,
-                state: "unknown_sender".into(),
+                state: if unseen.is_empty() {
+                    "unknown_sender"
+                } else {
+                    "naming_school"
+                }
+                .into(),
                 replies: vec![Reply::text(text)],
                 outcome: None,
             })
@@ -95,31 +176,9 @@ pub async fn converse_as_sender(
                         .map(|n| n - 1)
                         .filter(|i| *i < named.len())
                 })
-                .or_else(|| {
-                    let hits: Vec<usize> = named
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (_, p))| {
-                            !said.is_empty()
-                                && normalize(&p.name)
-                                    .split(' ')
-                                    .any(|w| w.len() > 3 && matches(&said, w))
-                        })
-                        .map(|(i, _)| i)
-                        .collect();
-                    (hits.len() == 1).then(|| hits[0])
-                });
+                .or_else(|| named_school(&said, &named));
             if let Some(i) = picked.filter(|_| !switching) {
-                let ctx = named[i].0.clone();
-                routes::choose(db, channel, phone, &ctx, now + idle, now).await?;
-                // The school's menu, logged under the message that chose it (so a re-run
-                // of that message finds its turn).
-                let chosen = Inbound {
-                    provider_id: inbound.provider_id.clone(),
-                    ..Inbound::text("menu")
-                };
-                let outcome = converse(state, &ctx, channel, phone, &chosen, now).await?;
-                return Ok(SenderTurn::engine(ctx, outcome));
+                return enter(state, &named[i].0, channel, phone, inbound, now).await;
             }
             let lang = texts().language(&named[0].1.default_language).to_string();
             let reply = Reply::Choices {

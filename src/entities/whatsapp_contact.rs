@@ -14,6 +14,10 @@ pub struct Model {
     pub wa_user_id: Option<String>,
     pub opted_in: bool,
     pub created_at: DateTimeUtc,
+    /// When the parent last wrote to this school (on its own number, or naming it on a shared
+    /// one), to within an hour; `None` while the school has only imported the phone, which on
+    /// a shared number proves nothing: the school is then neither offered to the phone nor
+    /// broadcasts to it from there.
     pub last_seen_at: Option<DateTimeUtc>,
 }
 

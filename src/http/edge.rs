@@ -1,8 +1,13 @@
 //! The middleware every request passes: a request id (kept from `X-Request-Id` when sane), a
-//! tracing span, a body size limit, one access log line, and the shared JSON error shape for
-//! every error, including poem's own (404, 405, bad payloads).
+//! tracing span, a body size limit and read deadlines, one access log line, and the shared JSON
+//! error shape for every error, including poem's own (404, 405, bad payloads).
+//!
+//! A body is read here, whole, before the request goes on: no pause in it may last longer than
+//! the read timeout, and all of it must arrive within six times that, or the answer is 408 and
+//! the connection is closed. So a client sending a body a byte at a time holds a connection a
+//! bounded time, and the handlers' own work never counts against the client.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
@@ -18,6 +23,7 @@ type AllowTable = std::sync::Arc<Vec<(Vec<String>, String)>>;
 /// Edge middleware; see the module docs.
 pub struct Edge {
     body_limit: usize,
+    read_timeout: Duration,
     allow: AllowTable,
 }
 
@@ -26,8 +32,15 @@ impl Edge {
     pub fn new(body_limit: usize) -> Self {
         Self {
             body_limit,
+            read_timeout: Duration::from_secs(10),
             allow: Default::default(),
         }
+    }
+
+    /// The longest pause allowed while a body arrives (six times it for the whole body).
+    pub fn reading_within(mut self, read_timeout: Duration) -> Self {
+        self.read_timeout = read_timeout;
+        self
     }
 
     /// Answer `405`s with the `Allow` header these paths (`/a/{id}/b/` templates) document.
@@ -69,6 +82,7 @@ impl<E: Endpoint> Middleware<E> for Edge {
         EdgeEndpoint {
             inner,
             body_limit: self.body_limit,
+            read_timeout: self.read_timeout,
             allow: self.allow.clone(),
         }
     }
@@ -78,6 +92,7 @@ impl<E: Endpoint> Middleware<E> for Edge {
 pub struct EdgeEndpoint<E> {
     inner: E,
     body_limit: usize,
+    read_timeout: Duration,
     allow: AllowTable,
 }
 
@@ -128,9 +143,53 @@ pub(crate) async fn read_limited(
     Ok(Some(buf.freeze()))
 }
 
+/// Why a body was not read.
+enum Unread {
+    /// Longer than the limit.
+    TooLarge,
+    /// A pause longer than the read timeout, or longer than six of them in all.
+    TooSlow,
+    /// The connection failed.
+    Failed(std::io::Error),
+}
+
+/// Read a body of at most `limit` bytes, each chunk within `pause` of the one before and the
+/// whole within `6 * pause`.
+async fn read_within(body: Body, limit: usize, pause: Duration) -> Result<bytes::Bytes, Unread> {
+    use futures::StreamExt;
+    let mut stream = body.into_bytes_stream();
+    let mut buf = bytes::BytesMut::new();
+    let whole = tokio::time::sleep(pause * 6);
+    tokio::pin!(whole);
+    loop {
+        let next = tokio::select! {
+            _ = &mut whole => return Err(Unread::TooSlow),
+            next = tokio::time::timeout(pause, stream.next()) => next.map_err(|_| Unread::TooSlow)?,
+        };
+        let Some(chunk) = next else {
+            return Ok(buf.freeze());
+        };
+        let chunk = chunk.map_err(Unread::Failed)?;
+        if buf.len() + chunk.len() > limit {
+            let mut drained = 0usize;
+            let drain = async {
+                while let Some(Ok(more)) = stream.next().await {
+                    drained += more.len();
+                    if drained > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(Unread::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+}
+
 impl<E: Endpoint> EdgeEndpoint<E> {
-    /// `Some(response)` when the body is too large; otherwise the request goes on. Bodies without
-    /// a `Content-Length` (chunked) are read here, up to the limit.
+    /// `Some(response)` when the body is too large or too slow; otherwise the request goes on
+    /// with its body read.
     async fn limit_body(&self, req: &mut Request) -> Option<Response> {
         let too_large = || {
             Some(json_error(
@@ -143,28 +202,43 @@ impl<E: Endpoint> EdgeEndpoint<E> {
             .header(header::CONTENT_LENGTH)
             .map(|v| v.trim().parse::<u64>());
         match declared {
-            Some(Ok(len)) if len > self.body_limit as u64 => too_large(),
-            Some(Ok(_)) => None,
-            Some(Err(_)) => Some(json_error(
+            Some(Ok(len)) if len > self.body_limit as u64 => return too_large(),
+            Some(Ok(0)) => return None,
+            Some(Ok(_)) => {}
+            Some(Err(_)) => {
+                return Some(json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "invalid Content-Length header",
+                ));
+            }
+            None if req.header(header::TRANSFER_ENCODING).is_some() => {}
+            None => return None,
+        }
+        match read_within(req.take_body(), self.body_limit, self.read_timeout).await {
+            Ok(bytes) => {
+                req.set_body(Body::from_bytes(bytes));
+                None
+            }
+            Err(Unread::TooLarge) => too_large(),
+            Err(Unread::TooSlow) => {
+                tracing::warn!("request body too slow; connection closed");
+                Some(json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive in time (no pause over {} s, all of it \
+                         within {} s)",
+                        self.read_timeout.as_secs(),
+                        self.read_timeout.as_secs() * 6
+                    ),
+                ))
+            }
+            Err(Unread::Failed(e)) => Some(json_error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "invalid Content-Length header",
+                format!("cannot read request body: {e}"),
             )),
-            None if req.header(header::TRANSFER_ENCODING).is_some() => {
-                match read_limited(req.take_body(), self.body_limit).await {
-                    Ok(Some(bytes)) => {
-                        req.set_body(Body::from_bytes(bytes));
-                        None
-                    }
-                    Ok(None) => too_large(),
-                    Err(e) => Some(json_error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        format!("cannot read request body: {e}"),
-                    )),
-                }
-            }
-            None => None,
         }
     }
 }
@@ -199,7 +273,10 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             {
                 response.headers_mut().insert(header::ALLOW, value);
             }
-            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if matches!(
+                response.status(),
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+            ) {
                 // The rest of the body may never be read: the connection is not reusable, and
                 // a client that put it back in its pool would fail its next request on it.
                 response

@@ -1,8 +1,9 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the metrics.
 
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
 use poem::{IntoResponse, Response, handler};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::error::json_error;
@@ -45,10 +46,70 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
     }
 }
 
+/// `/metrics` on the public listener: only with `Authorization: Bearer <CHATBOT_METRICS_TOKEN>`,
+/// and never when the metrics have their own listener (`CHATBOT_METRICS_LISTEN`). The metrics
+/// name schools and count their traffic: not for anyone who finds the URL.
+#[handler]
+pub async fn public_metrics(req: &poem::Request, state: Data<&AppState>) -> Response {
+    let settings = &state.settings;
+    let Some(token) = settings
+        .metrics_token
+        .as_ref()
+        .filter(|_| settings.metrics_listen.is_none())
+    else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are not served here (see CHATBOT_METRICS_TOKEN and CHATBOT_METRICS_LISTEN)",
+        );
+    };
+    if !bearer_is(req, token.expose_secret()) {
+        let mut refused = json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "metrics need Authorization: Bearer <CHATBOT_METRICS_TOKEN>",
+        );
+        refused.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static("Bearer"),
+        );
+        return refused;
+    }
+    metrics_of(&state).await
+}
+
+/// `/metrics` on the metrics listener: a token is asked for only when one is set.
+#[handler]
+pub async fn private_metrics(req: &poem::Request, state: Data<&AppState>) -> Response {
+    if let Some(token) = &state.settings.metrics_token
+        && !bearer_is(req, token.expose_secret())
+    {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "metrics need Authorization: Bearer <CHATBOT_METRICS_TOKEN>",
+        );
+    }
+    metrics_of(&state).await
+}
+
+/// Does the request carry `Authorization: Bearer <token>`? Compared in constant time.
+fn bearer_is(req: &poem::Request, token: &str) -> bool {
+    use sha2::Digest;
+    let given = req
+        .header(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let (a, b) = (sha2::Sha256::digest(given), sha2::Sha256::digest(token));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 /// Prometheus metrics: this process' counters and histograms, and the queue depths (shared by
 /// every process on the queue) read now.
-#[handler]
-pub async fn metrics(state: Data<&AppState>) -> Response {
+async fn metrics_of(state: &AppState) -> Response {
     use crate::jobs::{cleanup::CleanupJob, ingest::IngestJob, send::SendJob};
     let depths = [
         ("ingest", state.queue.depth::<IngestJob>().await),

@@ -1,9 +1,11 @@
 //! The HTTP server's routes and edge: health probes, the API, its docs, and the middleware
 //! every request passes through.
 
+mod deadlines;
 mod edge;
 mod health;
 
+pub use deadlines::Deadlines;
 pub use edge::Edge;
 pub(crate) use edge::read_limited;
 
@@ -18,12 +20,13 @@ use crate::state::AppState;
 /// All routes of the service, wrapped in the edge middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
     let body_limit = state.settings.body_limit;
+    let read_timeout = std::time::Duration::from_secs(state.settings.request_read_timeout_secs);
     let docs = Html(api::swagger_html());
     let spec = api::spec_json();
     Route::new()
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
-        .at("/metrics", get(health::metrics))
+        .at("/metrics", get(health::public_metrics))
         .at(
             "/api/v1/chatbot/webhooks/whatsapp",
             get(whatsapp_cloud::verify).post(whatsapp_cloud::deliver),
@@ -55,7 +58,18 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         // Seed clients call `welcome-messages/`; poem-openapi routes `welcome-messages`.
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(Edge::new(body_limit).allowing(api::documented_methods()))
+        .with(
+            Edge::new(body_limit)
+                .reading_within(read_timeout)
+                .allowing(api::documented_methods()),
+        )
+}
+
+/// The routes of the metrics listener (`CHATBOT_METRICS_LISTEN`): `/metrics` only.
+pub fn metrics_routes(state: AppState) -> impl Endpoint {
+    Route::new()
+        .at("/metrics", get(health::private_metrics))
+        .data(state)
 }
 
 #[derive(Clone)]

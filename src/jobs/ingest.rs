@@ -230,6 +230,11 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
             conversation::converse(state, &owner, "whatsapp", &phone, &inbound, now).await?;
         (Some(owner), outcome.replies)
     };
+    if let Some(ctx) = &school {
+        // The parent has written to this school: its contact may now be reached from a shared
+        // number too.
+        tenancy::contact_seen(&state.db, ctx, &phone, now).await?;
+    }
     if replies.is_empty() {
         return Ok(false);
     }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use apalis::prelude::Data;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use chrono::Utc;
@@ -14,6 +15,7 @@ use super::{Job, JobFuture};
 use crate::channels::graph::{SendError, message_body};
 use crate::channels::twilio;
 use crate::conversation::{Reply, transcript};
+use crate::crypto::SealedColumn;
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
@@ -124,9 +126,11 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
             ],
         )
     };
+    let access_token = tenancy::secret(&state.secret, &number, SealedColumn::AccessToken);
+    let auth_token = tenancy::secret(&state.secret, &number, SealedColumn::AuthToken);
     let credentials_missing = match provider {
-        Provider::Meta => number.access_token.is_none(),
-        Provider::Twilio => number.account_sid.is_none() || number.auth_token.is_none(),
+        Provider::Meta => access_token.is_none(),
+        Provider::Twilio => number.account_sid.is_none() || auth_token.is_none(),
     };
     if credentials_missing {
         tracing::error!(business = %job.business, "no sending credentials for this number; replies dropped");
@@ -179,7 +183,7 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
                         template_body(&job.to, name, &state.settings.whatsapp_template_language)
                     }
                 };
-                let token = number.access_token.as_deref().unwrap_or_default();
+                let token = access_token.as_ref().map_or("", |t| t.expose_secret());
                 state.graph.send(&job.business, token, &body).await
             }
             Provider::Twilio => {
@@ -196,7 +200,7 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
                     .twilio
                     .send(
                         number.account_sid.as_deref().unwrap_or_default(),
-                        number.auth_token.as_deref().unwrap_or_default(),
+                        auth_token.as_ref().map_or("", |t| t.expose_secret()),
                         &number.phone_number,
                         &job.to,
                         &form,

@@ -263,17 +263,25 @@ async fn delete_reports(
 }
 
 /// The registered numbers a notice reaches: for the whole school every opted-in WhatsApp
-/// contact; for a form or a class the opted-in contacts linked to its enrolled students.
+/// contact; for a form or a class the opted-in contacts linked to its enrolled students. From
+/// a `shared` (platform) number, only contacts who have written to the school: any school can
+/// import any phone, and the platform's number must not carry one school's messages to
+/// another's parents.
 pub async fn recipients(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
     notice: &notice::Model,
+    shared: bool,
 ) -> Result<Vec<String>> {
-    let contacts: BTreeSet<String> = ctx
+    let mut contacts = ctx
         .find::<whatsapp_contact::Entity>()
         .select_only()
         .column(whatsapp_contact::Column::Phone)
-        .filter(whatsapp_contact::Column::OptedIn.eq(true))
+        .filter(whatsapp_contact::Column::OptedIn.eq(true));
+    if shared {
+        contacts = contacts.filter(whatsapp_contact::Column::LastSeenAt.is_not_null());
+    }
+    let contacts: BTreeSet<String> = contacts
         .into_tuple::<String>()
         .all(db)
         .await?
@@ -341,7 +349,7 @@ async fn broadcast(
         Provider::Meta => number.phone_number_id.clone().unwrap_or_default(),
         Provider::Twilio => number.phone_number.clone(),
     };
-    let phones = recipients(&state.db, ctx, &notice).await?;
+    let phones = recipients(&state.db, ctx, &notice, number.shared).await?;
     let mut active: background_job::ActiveModel = row.clone().into();
     active.total = Set(phones.len() as i64);
     active.updated_at = Set(Utc::now());

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{Response, handler};
-use sea_orm::{ConnectionTrait, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, Set};
 use serde::Deserialize;
 
 use crate::conversation::Reply;
@@ -337,13 +337,21 @@ pub fn file_name(student_id: &str) -> String {
     format!("report-{safe}.pdf")
 }
 
-/// The chat's report effect carried out: the card of a released exam session rendered and
-/// stored, and a document reply with its signed link; `None` when there is nothing to send.
+/// Fresh report cards a phone may have rendered per hour; a card already rendered for the same
+/// student and exam session within a link's lifetime is sent again without counting.
+pub const RENDERS_PER_PHONE_PER_HOUR: i64 = 10;
+
+/// The report card of a student for a released exam session, as a document to send a parent
+/// at `phone`: the card rendered for them within the link's lifetime when there is one,
+/// otherwise a new one (at most [`RENDERS_PER_PHONE_PER_HOUR`], else a text in `language`
+/// saying when to ask again). `None` when the student or the released session is gone.
 pub async fn document_reply(
     state: &AppState,
     ctx: &TenantCtx,
     student_pk: i64,
     exam_session_id: i64,
+    phone: &crate::domain::PhoneNumber,
+    language: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Reply>> {
     let Some(student) = students::by_pk(&state.db, ctx, student_pk).await? else {
@@ -355,15 +363,53 @@ pub async fn document_reply(
     else {
         return Ok(None);
     };
-    let Some(row) = generate(state, ctx, &student, &exam).await? else {
-        return Ok(None);
+    let lifetime = chrono::Duration::minutes(state.settings.report_link_ttl_minutes.into());
+    let recent = ctx
+        .find::<report::Entity>()
+        .filter(report::Column::Kind.eq(store::kind::STUDENT))
+        .filter(report::Column::StudentId.eq(student.id))
+        .filter(report::Column::ExamSessionId.eq(exam.id))
+        .filter(report::Column::Status.eq("ready"))
+        .filter(report::Column::CreatedAt.gt(now - lifetime))
+        .order_by_desc(report::Column::Id)
+        .one(&state.db)
+        .await?;
+    let row = match recent {
+        Some(row) => row,
+        None => {
+            let renders = crate::school::pin_limits::count_in_window(
+                &state.db,
+                format!("reports:{}:{}", ctx.id(), phone.as_str()),
+                Some(ctx.id()),
+                chrono::Duration::hours(1),
+                now.timestamp(),
+            )
+            .await?;
+            if renders > RENDERS_PER_PHONE_PER_HOUR {
+                tracing::warn!(
+                    tenant = ctx.schema_name(),
+                    renders,
+                    "report card refused: too many asked from one phone this hour"
+                );
+                let text = crate::conversation::texts().render(
+                    language,
+                    "reports_paused",
+                    minijinja::context! {},
+                )?;
+                return Ok(Some(Reply::text(text)));
+            }
+            let Some(row) = generate(state, ctx, &student, &exam).await? else {
+                return Ok(None);
+            };
+            tracing::info!(
+                tenant = ctx.schema_name(),
+                report = row.id,
+                bytes = row.size_bytes.unwrap_or_default(),
+                "report card rendered for a parent"
+            );
+            row
+        }
     };
-    tracing::info!(
-        tenant = ctx.schema_name(),
-        report = row.id,
-        bytes = row.size_bytes.unwrap_or_default(),
-        "report card rendered for a parent"
-    );
     Ok(Some(Reply::Document {
         url: store::link(state, ctx.id(), row.id, now),
         filename: file_name(&student.student_id),

@@ -96,6 +96,55 @@ fn guesser_key(guesser: &Guesser) -> String {
     format!("guesser:{}", guesser.0)
 }
 
+/// Count one more event on `key` in its window of `window` (a new window when the last one
+/// ended), atomically, whichever process counts: the counter after this event. Shared by the
+/// PIN limits and other per-phone limits (report cards); `tenant` ties the row to a school.
+pub async fn count_in_window(
+    db: &impl ConnectionTrait,
+    key: String,
+    tenant: Option<i64>,
+    window: Duration,
+    now: i64,
+) -> Result<i64> {
+    Ok(reserve(db, key, tenant, window, now).await?.attempts)
+}
+
+async fn reserve(
+    db: &impl ConnectionTrait,
+    key: String,
+    tenant: Option<i64>,
+    window: Duration,
+    now: i64,
+) -> Result<Reserved> {
+    use pin_attempt::Column as C;
+    let ended = Expr::col((pin_attempt::Entity, C::WindowStart)).lte(now - window.num_seconds());
+    let mut on_conflict = OnConflict::column(C::Key);
+    on_conflict
+        .value(
+            C::Attempts,
+            Expr::case(ended.clone(), 1)
+                .finally(Expr::col((pin_attempt::Entity, C::Attempts)).add(1)),
+        )
+        .value(
+            C::WindowStart,
+            Expr::case(ended, now).finally(Expr::col((pin_attempt::Entity, C::WindowStart))),
+        );
+    let row = pin_attempt::Entity::insert(pin_attempt::ActiveModel {
+        key: Set(key),
+        tenant_id: Set(tenant),
+        window_start: Set(now),
+        attempts: Set(1),
+    })
+    .on_conflict(on_conflict)
+    .exec_with_returning(db)
+    .await?;
+    Ok(Reserved {
+        key: row.key,
+        window_start: row.window_start,
+        attempts: row.attempts,
+    })
+}
+
 impl PinLimits {
     /// Reserve one attempt on `key`: a new window when the last one ended, then one more.
     async fn reserve(
@@ -105,34 +154,7 @@ impl PinLimits {
         tenant: Option<i64>,
         now: i64,
     ) -> Result<Reserved> {
-        use pin_attempt::Column as C;
-        let ended =
-            Expr::col((pin_attempt::Entity, C::WindowStart)).lte(now - self.window.num_seconds());
-        let mut on_conflict = OnConflict::column(C::Key);
-        on_conflict
-            .value(
-                C::Attempts,
-                Expr::case(ended.clone(), 1)
-                    .finally(Expr::col((pin_attempt::Entity, C::Attempts)).add(1)),
-            )
-            .value(
-                C::WindowStart,
-                Expr::case(ended, now).finally(Expr::col((pin_attempt::Entity, C::WindowStart))),
-            );
-        let row = pin_attempt::Entity::insert(pin_attempt::ActiveModel {
-            key: Set(key),
-            tenant_id: Set(tenant),
-            window_start: Set(now),
-            attempts: Set(1),
-        })
-        .on_conflict(on_conflict)
-        .exec_with_returning(db)
-        .await?;
-        Ok(Reserved {
-            key: row.key,
-            window_start: row.window_start,
-            attempts: row.attempts,
-        })
+        reserve(db, key, tenant, self.window, now).await
     }
 
     /// Give an attempt back (the PIN was right, or never checked), in its window only.

@@ -1,5 +1,6 @@
 //! Students and the phones verified for them.
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::crypto::SecretKey;
@@ -34,7 +35,9 @@ pub async fn by_pk(
         .await?)
 }
 
-/// The student whose ID and PIN both match; `None` for a wrong ID or a wrong PIN alike.
+/// The student whose ID and PIN both match; `None` for a wrong ID or a wrong PIN alike. A PIN
+/// hashed under the previous server secret (during a rotation) is hashed again under the
+/// current one.
 pub async fn verify_pin(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
@@ -42,9 +45,24 @@ pub async fn verify_pin(
     id: &StudentId,
     pin: &Pin,
 ) -> Result<Option<student::Model>> {
-    Ok(by_student_id(db, ctx, id)
-        .await?
-        .filter(|s| s.active && key.verify_pin(pin.as_str(), &s.pin_hash)))
+    let Some(found) = by_student_id(db, ctx, id).await?.filter(|s| s.active) else {
+        return Ok(None);
+    };
+    match key.pin_match(pin.as_str(), &found.pin_hash) {
+        None => Ok(None),
+        Some(false) => Ok(Some(found)),
+        Some(true) => {
+            ctx.update_many::<student::Entity>()
+                .col_expr(
+                    student::Column::PinHash,
+                    Expr::value(key.hash_pin(pin.as_str())),
+                )
+                .filter(student::Column::Id.eq(found.id))
+                .exec(db)
+                .await?;
+            Ok(Some(found))
+        }
+    }
 }
 
 /// Students this phone is mapped to (WhatsApp student mappings), by name.

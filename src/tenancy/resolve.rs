@@ -108,28 +108,63 @@ pub async fn schools_on(
     sender: &PhoneNumber,
 ) -> Result<Vec<TenantCtx>> {
     if number.shared {
-        for_sender(db, sender).await
+        Ok(for_sender(db, sender)
+            .await?
+            .into_iter()
+            .map(|(ctx, _)| ctx)
+            .collect())
     } else {
         Ok(vec![owner.clone()])
     }
 }
 
-/// Every school this phone is a registered WhatsApp contact of, oldest link first. A parent with
-/// children in two schools gets two contexts and must choose.
-pub async fn for_sender(db: &impl ConnectionTrait, phone: &PhoneNumber) -> Result<Vec<TenantCtx>> {
-    let tenant_ids: Vec<i64> = whatsapp_contact::Entity::find()
-        .select_only()
-        .column(whatsapp_contact::Column::TenantId)
-        .filter(whatsapp_contact::Column::Phone.eq(phone.as_str()))
-        .order_by_asc(whatsapp_contact::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let mut out = Vec::with_capacity(tenant_ids.len());
-    for id in tenant_ids {
-        out.push(by_pk(db, id).await?);
+/// Every school this phone is a registered WhatsApp contact of, oldest link first, each with
+/// whether the parent has written to it ([`contact_seen`]). A parent with children in two
+/// schools gets two contexts and must choose; a school that only imported the phone is not
+/// offered on a shared number until the parent names it.
+pub async fn for_sender(
+    db: &impl ConnectionTrait,
+    phone: &PhoneNumber,
+) -> Result<Vec<(TenantCtx, bool)>> {
+    let contacts: Vec<(i64, Option<chrono::DateTime<chrono::Utc>>)> =
+        whatsapp_contact::Entity::find()
+            .select_only()
+            .column(whatsapp_contact::Column::TenantId)
+            .column(whatsapp_contact::Column::LastSeenAt)
+            .filter(whatsapp_contact::Column::Phone.eq(phone.as_str()))
+            .order_by_asc(whatsapp_contact::Column::Id)
+            .into_tuple()
+            .all(db)
+            .await?;
+    let mut out = Vec::with_capacity(contacts.len());
+    for (id, seen) in contacts {
+        out.push((by_pk(db, id).await?, seen.is_some()));
     }
     Ok(out)
+}
+
+/// The parent at `phone` wrote to this school: mark the contact (if the school has one) as
+/// seen, at most once an hour.
+pub async fn contact_seen(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    phone: &PhoneNumber,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    ctx.update_many::<whatsapp_contact::Entity>()
+        .col_expr(
+            whatsapp_contact::Column::LastSeenAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(whatsapp_contact::Column::Phone.eq(phone.as_str()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(whatsapp_contact::Column::LastSeenAt.is_null())
+                .add(whatsapp_contact::Column::LastSeenAt.lt(now - chrono::Duration::hours(1))),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// An authenticated API key: its tenant, name and scopes.
@@ -179,38 +214,6 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<TenantCtx>> {
         .iter()
         .map(TenantCtx::from_model)
         .collect())
-}
-
-/// Every Meta business number's app secret (webhooks are signed with one): (the number's
-/// Graph API id, its secret), numbers without a secret left out.
-pub async fn meta_app_secrets(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>> {
-    let secrets: Vec<(Option<String>, Option<String>)> = whatsapp_number::Entity::find()
-        .select_only()
-        .column(whatsapp_number::Column::PhoneNumberId)
-        .column(whatsapp_number::Column::AppSecret)
-        .filter(whatsapp_number::Column::Provider.eq(Provider::Meta.as_str()))
-        .order_by_asc(whatsapp_number::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(secrets
-        .into_iter()
-        .filter_map(|(id, secret)| Some((id.unwrap_or_default(), secret?)))
-        .filter(|(_, secret)| !secret.is_empty())
-        .collect())
-}
-
-/// Is `token` the webhook verify token of some school's Meta number?
-pub async fn meta_verify_token_known(db: &impl ConnectionTrait, token: &str) -> Result<bool> {
-    if token.is_empty() {
-        return Ok(false);
-    }
-    Ok(whatsapp_number::Entity::find()
-        .filter(whatsapp_number::Column::Provider.eq(Provider::Meta.as_str()))
-        .filter(whatsapp_number::Column::VerifyToken.eq(token))
-        .one(db)
-        .await?
-        .is_some())
 }
 
 /// The number a school's own messages (broadcasts) go out from: its own Meta number with an

@@ -3,7 +3,7 @@
 //! query that forgets its tenant filter returns the other school's rows.
 #![allow(dead_code)]
 
-use chatbot::crypto::{SecretKey, api_key_from};
+use chatbot::crypto::{SealedColumn, SecretKey, api_key_from};
 use chatbot::domain::SchemaName;
 use chatbot::entities::*;
 use chatbot::tenancy::{self, NewTenant, TenantCtx};
@@ -83,7 +83,12 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         provider: Set("meta".into()),
         phone_number: Set(format!("+1555010000{n}")),
         phone_number_id: Set(Some(phone_number_id.clone())),
-        app_secret: Set(Some(format!("secret-{n}"))),
+        app_secret: Set(Some(tenancy::seal(
+            key,
+            SealedColumn::AppSecret,
+            t,
+            &format!("secret-{n}"),
+        ))),
         created_at: Set(now),
         ..Default::default()
     }
@@ -94,7 +99,12 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         tenant_id: Set(t),
         provider: Set("twilio".into()),
         phone_number: Set(twilio_number.clone()),
-        auth_token: Set(Some(format!("token-{n}"))),
+        auth_token: Set(Some(tenancy::seal(
+            key,
+            SealedColumn::AuthToken,
+            t,
+            &format!("token-{n}"),
+        ))),
         created_at: Set(now),
         ..Default::default()
     }
@@ -105,6 +115,7 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         tenant_id: Set(t),
         phone: Set(SHARED_PHONE.into()),
         opted_in: Set(true),
+        last_seen_at: Set(Some(now)),
         created_at: Set(now),
         ..Default::default()
     }

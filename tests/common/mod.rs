@@ -102,6 +102,9 @@ impl Drop for RedisNamespace {
     }
 }
 
+/// The token tests read `/metrics` with (`CHATBOT_METRICS_TOKEN`).
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// Engines and settings for one test, before the app is started.
 pub struct TestEnv {
     pub settings: Settings,
@@ -131,6 +134,7 @@ impl TestEnv {
                 "test-secret-key-0123456789abcdef-0123456789".to_string(),
             )),
             queue_namespace: namespace.clone(),
+            metrics_token: Some(SecretString::from(METRICS_TOKEN.to_string())),
             shutdown_timeout_secs: 5,
             ..Settings::default()
         };
@@ -188,13 +192,15 @@ async fn create_pg_database(admin_url: &str, name: &str) {
 /// A running application and an HTTP client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics listener, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub state: AppState,
     pub http: reqwest::Client,
     token: CancellationToken,
     handle: Option<JoinHandle<chatbot::error::Result<()>>>,
-    // Dropped last: the database and namespace outlive the app.
-    env: TestEnv,
+    // Dropped last: the database and namespace outlive the app (taken only by `restart`).
+    env: Option<TestEnv>,
 }
 
 impl TestApp {
@@ -239,11 +245,13 @@ impl TestApp {
 
     fn from_application(application: Application, env: TestEnv) -> Self {
         let addr = application.local_addr();
+        let metrics_addr = application.metrics_addr();
         let state = application.state().clone();
         let token = application.shutdown_token();
         let handle = tokio::spawn(application.run());
         Self {
             addr,
+            metrics_addr,
             base: format!("http://{addr}"),
             state,
             http: reqwest::Client::builder()
@@ -252,7 +260,7 @@ impl TestApp {
                 .unwrap(),
             token,
             handle: Some(handle),
-            env,
+            env: Some(env),
         }
     }
 
@@ -270,14 +278,48 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The metrics text, read with the metrics token.
+    #[allow(dead_code)]
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        r.text().await.unwrap()
+    }
+
     /// The variant this app runs.
     pub fn variant(&self) -> Variant {
-        self.env.variant
+        self.env().variant
     }
 
     /// Settings in force.
     pub fn settings(&self) -> &Settings {
-        &self.env.settings
+        &self.env().settings
+    }
+
+    fn env(&self) -> &TestEnv {
+        self.env.as_ref().expect("the app owns its engines")
+    }
+
+    /// Stop gracefully and start again on the same engines (database, queue, data dir), with
+    /// `change` applied to the settings first: a restart of the service, as after an upgrade.
+    #[allow(dead_code)]
+    pub async fn restart(mut self, change: impl FnOnce(&mut Settings)) -> TestApp {
+        self.token.cancel();
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("app stops within 20 s")
+            .expect("app task did not panic")
+            .expect("app stopped cleanly");
+        let mut env = self.env.take().expect("the app owns its engines");
+        change(&mut env.settings);
+        env.start().await
     }
 
     /// Stop gracefully and return what `run` returned.

@@ -2,7 +2,8 @@
 //! successful payment (`date=2023-10-8&time=12:44&...&hash=XXX&report_id=XXX`), signed by the
 //! payment system. `hash` is the lowercase hex HMAC-SHA256, keyed with
 //! `CHATBOT_REPORT_HASH_SECRET`, of the string with the `hash` pair removed and the other pairs
-//! kept in their order, joined by `&`.
+//! kept in their order, joined by `&`. The signed pairs must include exactly one `report_id`,
+//! the socket's own: parameters signed for no report in particular are refused.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -22,8 +23,8 @@ pub enum ParamsError {
     /// The hash does not match: forged or altered.
     #[error("report_url_params hash does not match")]
     Forged,
-    /// Signed for another report.
-    #[error("report_url_params are for another report")]
+    /// Signed for another report, or for no report in particular.
+    #[error("report_url_params must carry one signed report_id, this report's")]
     OtherReport,
 }
 
@@ -97,7 +98,8 @@ pub fn verify<'a>(secret: &[u8], params: &'a str, report_id: &str) -> Result<&'a
         .split('&')
         .filter_map(|p| p.strip_prefix("report_id="))
         .collect::<Vec<_>>();
-    if named.iter().any(|r| *r != report_id) {
+    // Bound to this report: a payment for one report never opens another.
+    if named != [report_id] {
         return Err(ParamsError::OtherReport);
     }
     Ok(params)
@@ -143,5 +145,19 @@ mod tests {
             verify(KEY, "a=<script>&hash=00", "newjob"),
             Err(ParamsError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_report_id_is_signed_and_must_be_the_sockets() {
+        let unbound = signed_params(KEY, "date=2023-10-8&time=12:44");
+        assert_eq!(
+            verify(KEY, &unbound, "newjob"),
+            Err(ParamsError::OtherReport)
+        );
+        let twice = signed_params(KEY, "report_id=newjob&report_id=love");
+        assert_eq!(verify(KEY, &twice, "newjob"), Err(ParamsError::OtherReport));
+        // A report_id outside the signature (after the hash is computed) does not count.
+        let tacked = format!("{unbound}&report_id=newjob");
+        assert_eq!(verify(KEY, &tacked, "newjob"), Err(ParamsError::Forged));
     }
 }
