@@ -19,15 +19,7 @@ variants!(
 const BASE: &str = "/api/v1/chatbot";
 
 async fn get_chatbot(app: &TestApp, key: &str, body: Value) -> (StatusCode, Value) {
-    let r = app
-        .http
-        .post(app.url(&format!("{BASE}/get-chatbot/")))
-        .header("X-API-KEY", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
+    app.get_chatbot(key, body).await
 }
 
 async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, String) {

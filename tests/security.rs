@@ -31,12 +31,7 @@ variants!(
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
 
 async fn start(v: Variant) -> Option<(TestApp, MockGraph, DemoCredentials)> {
-    let mut env = TestEnv::new(v).await?;
-    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    let app = env.start().await;
-    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
-    Some((app, mock, creds))
+    TestApp::with_demo_and_graph(v).await
 }
 
 /// One change of a Meta notification: `number` written to, with messages and statuses.
@@ -297,15 +292,7 @@ fn wrong_pin(pin: &str) -> &'static str {
 }
 
 async fn get_chatbot(app: &TestApp, key: &str, body: Value) -> (StatusCode, Value) {
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/get-chatbot/"))
-        .header("X-API-KEY", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
+    app.get_chatbot(key, body).await
 }
 
 /// Point 2: a parent who knows their own child's PIN guesses another's, between two phones and

@@ -71,12 +71,7 @@ async fn a_report_card_arrives_as_a_document_whose_link_downloads_it(v: Variant)
 const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
 
 async fn start(v: Variant) -> Option<(TestApp, MockGraph, DemoCredentials)> {
-    let mut env = TestEnv::new(v).await?;
-    let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    let app = env.start().await;
-    let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
-    Some((app, mock, creds))
+    TestApp::with_demo_and_graph(v).await
 }
 
 /// Digits (as Meta writes them) of the demo school's first parent with one child.

@@ -37,32 +37,14 @@ impl SenderTurn {
     }
 }
 
-/// The one school of `schools` whose name the message says (a word of it longer than three
-/// letters, typos forgiven).
+/// The one school of `schools` whose name the message says: one word of it longer than three
+/// letters (`every_word` false), or every such word (true: how a parent reaches a school that
+/// imported their phone but that they never wrote to, without an everyday word taking them
+/// there); typos forgiven.
 fn named_school(
     said: &str,
     schools: &[(TenantCtx, crate::entities::tenant::Model)],
-) -> Option<usize> {
-    let hits: Vec<usize> = schools
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, p))| {
-            !said.is_empty()
-                && normalize(&p.name)
-                    .split(' ')
-                    .any(|w| w.len() > 3 && matches(said, w))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    (hits.len() == 1).then(|| hits[0])
-}
-
-/// The one school of `schools` whose whole name the message says (every word of it longer
-/// than three letters, typos forgiven): how a parent reaches a school that imported their phone
-/// but that they never wrote to, without any everyday word taking them there.
-fn named_in_full(
-    said: &str,
-    schools: &[(TenantCtx, crate::entities::tenant::Model)],
+    every_word: bool,
 ) -> Option<usize> {
     let hits: Vec<usize> = schools
         .iter()
@@ -70,7 +52,10 @@ fn named_in_full(
         .filter(|(_, (_, p))| {
             let name = normalize(&p.name);
             let mut words = name.split(' ').filter(|w| w.len() > 3).peekable();
-            words.peek().is_some() && words.all(|w| matches(said, w))
+            match every_word {
+                true => words.peek().is_some() && words.all(|w| matches(said, w)),
+                false => words.any(|w| matches(said, w)),
+            }
         })
         .map(|(i, _)| i)
         .collect();
@@ -132,7 +117,7 @@ pub async fn converse_as_sender(
     for (ctx, _) in contacts.iter().filter(|(_, seen)| !seen) {
         unseen.push((ctx.clone(), ctx.profile(db).await?));
     }
-    if !switching && let Some(i) = named_in_full(&said, &unseen) {
+    if !switching && let Some(i) = named_school(&said, &unseen, true) {
         let ctx = unseen[i].0.clone();
         tenancy::contact_seen(db, &ctx, phone, now).await?;
         return enter(state, &ctx, channel, phone, inbound, now).await;
@@ -176,7 +161,7 @@ pub async fn converse_as_sender(
                         .map(|n| n - 1)
                         .filter(|i| *i < named.len())
                 })
-                .or_else(|| named_school(&said, &named));
+                .or_else(|| named_school(&said, &named, false));
             if let Some(i) = picked.filter(|_| !switching) {
                 return enter(state, &named[i].0, channel, phone, inbound, now).await;
             }

@@ -132,6 +132,9 @@ impl<S> Timed<S> {
         if bytes.starts_with(b"HTTP/1.1 101") {
             self.phase = Phase::Open;
             self.set_deadline(None);
+        } else if bytes.starts_with(b"HTTP/1.1 1") {
+            // `100 Continue` (and other interim answers): the body is still to come, and the
+            // real answer after it.
         } else {
             // The answer is going out: the next request may follow.
             self.phase = Phase::Idle;
@@ -240,6 +243,16 @@ mod tests {
         t.answering(b"HTTP/1.1 101 Switching Protocols\r\n");
         assert_eq!(t.phase, Phase::Open);
         assert!(t.deadline.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_interim_answer_is_not_the_answer() {
+        let mut t = timed();
+        t.received(b"POST /api HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        t.answering(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!((t.phase, t.deadline.is_none()), (Phase::Serving, true));
+        t.received(b"a body without a blank line");
+        assert_eq!(t.phase, Phase::Serving, "the body is not a new head");
     }
 
     #[tokio::test]

@@ -114,6 +114,21 @@ fn request_id(req: &Request) -> String {
 const DRAIN_BYTES: usize = 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Read and drop what is left of an over-limit body, up to [`DRAIN_BYTES`] / [`DRAIN_TIME`].
+async fn drain(stream: &mut (impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin)) {
+    use futures::StreamExt;
+    let mut drained = 0usize;
+    let rest = async {
+        while let Some(Ok(more)) = stream.next().await {
+            drained += more.len();
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
+}
+
 /// Read a body of at most `limit` bytes: `Ok(None)` when it is longer (the rest is drained up
 /// to [`DRAIN_BYTES`] / [`DRAIN_TIME`]).
 pub(crate) async fn read_limited(
@@ -126,16 +141,7 @@ pub(crate) async fn read_limited(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         if buf.len() + chunk.len() > limit {
-            let mut drained = 0usize;
-            let drain = async {
-                while let Some(Ok(more)) = stream.next().await {
-                    drained += more.len();
-                    if drained > DRAIN_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            drain(&mut stream).await;
             return Ok(None);
         }
         buf.extend_from_slice(&chunk);
@@ -171,16 +177,7 @@ async fn read_within(body: Body, limit: usize, pause: Duration) -> Result<bytes:
         };
         let chunk = chunk.map_err(Unread::Failed)?;
         if buf.len() + chunk.len() > limit {
-            let mut drained = 0usize;
-            let drain = async {
-                while let Some(Ok(more)) = stream.next().await {
-                    drained += more.len();
-                    if drained > DRAIN_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            drain(&mut stream).await;
             return Err(Unread::TooLarge);
         }
         buf.extend_from_slice(&chunk);

@@ -238,6 +238,49 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
+    /// A running app with the demo schools, sending to a mock Graph API; `None` when the
+    /// variant is skipped.
+    #[allow(dead_code)]
+    pub async fn with_demo_and_graph(
+        v: Variant,
+    ) -> Option<(
+        Self,
+        chatbot::channels::mock_graph::MockGraph,
+        chatbot::demo::DemoCredentials,
+    )> {
+        let mut env = TestEnv::new(v).await?;
+        let mock = chatbot::channels::mock_graph::MockGraph::start(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        env.settings.whatsapp_api_base = mock.base_url();
+        let app = env.start().await;
+        let creds = chatbot::demo::seed(&app.state.db, &app.state.secret)
+            .await
+            .unwrap();
+        Some((app, mock, creds))
+    }
+
+    /// `POST get-chatbot/` with an API key: the status and the JSON answer.
+    #[allow(dead_code)]
+    pub async fn get_chatbot(
+        &self,
+        key: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/chatbot/get-chatbot/"))
+            .header("X-API-KEY", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Fresh engines and a running app; `None` when the variant is skipped.
     pub async fn spawn(variant: Variant) -> Option<Self> {
         Some(TestEnv::new(variant).await?.start().await)
@@ -310,13 +353,7 @@ impl TestApp {
     /// `change` applied to the settings first: a restart of the service, as after an upgrade.
     #[allow(dead_code)]
     pub async fn restart(mut self, change: impl FnOnce(&mut Settings)) -> TestApp {
-        self.token.cancel();
-        let handle = self.handle.take().expect("running");
-        tokio::time::timeout(Duration::from_secs(20), handle)
-            .await
-            .expect("app stops within 20 s")
-            .expect("app task did not panic")
-            .expect("app stopped cleanly");
+        self.halt().await.expect("app stopped cleanly");
         let mut env = self.env.take().expect("the app owns its engines");
         change(&mut env.settings);
         env.start().await
@@ -324,6 +361,10 @@ impl TestApp {
 
     /// Stop gracefully and return what `run` returned.
     pub async fn stop(mut self) -> chatbot::error::Result<()> {
+        self.halt().await
+    }
+
+    async fn halt(&mut self) -> chatbot::error::Result<()> {
         self.token.cancel();
         let handle = self.handle.take().expect("running");
         tokio::time::timeout(Duration::from_secs(20), handle)
