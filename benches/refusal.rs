@@ -102,8 +102,7 @@ async fn run(schools: usize, requests: usize) {
             provider: Set("meta".into()),
             phone_number: Set(format!("+1555{i:07}")),
             phone_number_id: Set(Some(number_id(i))),
-            app_secret: Set(Some(tenancy::seal(
-                &state.secret,
+            app_secret: Set(Some(state.secret.seal(
                 SealedColumn::AppSecret,
                 ctx.id(),
                 &format!("app-secret-of-school-{i}"),

@@ -211,8 +211,7 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         .unwrap()
         .unwrap();
     let mut number: whatsapp_number::ActiveModel = number.into();
-    number.access_token = Set(Some(chatbot::tenancy::seal(
-        &app.state.secret,
+    number.access_token = Set(Some(app.state.secret.seal(
         chatbot::crypto::SealedColumn::AccessToken,
         a.ctx.id(),
         "alpha-token",

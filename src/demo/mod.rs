@@ -462,15 +462,14 @@ async fn insert_school(
 
     let wa = &g.credentials.whatsapp;
     use crate::crypto::SealedColumn::{AccessToken, AppSecret, AuthToken, VerifyToken};
-    use crate::tenancy::seal;
     whatsapp_number::ActiveModel {
         tenant_id: Set(tid),
         provider: Set("meta".to_string()),
         phone_number: Set(wa.display_phone_number.clone()),
         phone_number_id: Set(Some(wa.phone_number_id.clone())),
-        app_secret: Set(Some(seal(key, AppSecret, tid, &wa.app_secret))),
-        verify_token: Set(Some(seal(key, VerifyToken, tid, &wa.verify_token))),
-        access_token: Set(Some(seal(key, AccessToken, tid, &wa.access_token))),
+        app_secret: Set(Some(key.seal(AppSecret, tid, &wa.app_secret))),
+        verify_token: Set(Some(key.seal(VerifyToken, tid, &wa.verify_token))),
+        access_token: Set(Some(key.seal(AccessToken, tid, &wa.access_token))),
         created_at: Set(now),
         ..Default::default()
     }
@@ -481,7 +480,7 @@ async fn insert_school(
         provider: Set("twilio".to_string()),
         phone_number: Set(wa.twilio_number.clone()),
         account_sid: Set(Some(wa.twilio_account_sid.clone())),
-        auth_token: Set(Some(seal(key, AuthToken, tid, &wa.twilio_auth_token))),
+        auth_token: Set(Some(key.seal(AuthToken, tid, &wa.twilio_auth_token))),
         created_at: Set(now),
         ..Default::default()
     }
@@ -493,8 +492,8 @@ async fn insert_school(
             provider: Set("meta".to_string()),
             phone_number: Set(SHARED_NUMBER.to_string()),
             phone_number_id: Set(Some(SHARED_NUMBER_ID.to_string())),
-            app_secret: Set(Some(seal(key, AppSecret, tid, &wa.app_secret))),
-            access_token: Set(Some(seal(key, AccessToken, tid, &wa.access_token))),
+            app_secret: Set(Some(key.seal(AppSecret, tid, &wa.app_secret))),
+            access_token: Set(Some(key.seal(AccessToken, tid, &wa.access_token))),
             shared: Set(true),
             created_at: Set(now),
             ..Default::default()

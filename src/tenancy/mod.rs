@@ -9,7 +9,7 @@ pub mod routes;
 mod secrets;
 
 pub use resolve::*;
-pub use secrets::{meta_app_secrets, meta_verify_token_known, seal, seal_provider_secrets, secret};
+pub use secrets::{meta_app_secrets, meta_verify_token_known, seal_provider_secrets, secret};
 
 use chrono::Utc;
 use sea_orm::{

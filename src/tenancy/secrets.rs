@@ -40,11 +40,6 @@ pub fn secret(
     }
 }
 
-/// Seal a secret for `column` of a number of school `tenant_id`, as it is to be stored.
-pub fn seal(key: &SecretKey, column: SealedColumn, tenant_id: i64, plaintext: &str) -> String {
-    key.seal(column, tenant_id, plaintext)
-}
-
 /// Seal every provider secret that is stored in clear (written by an older version) or sealed
 /// under the previous server secret, under the current one. Run at start-up and by
 /// `chatbot migrate`; returns how many numbers were sealed again. A value that opens under
@@ -134,18 +129,9 @@ pub async fn meta_verify_token_known(
     let mut known = false;
     for n in meta_numbers(db).await? {
         if let Some(stored) = secret(key, &n, SealedColumn::VerifyToken) {
-            known |= constant_time_eq(stored.expose_secret().as_bytes(), token.as_bytes());
+            known |=
+                crate::crypto::secrets_equal(stored.expose_secret().as_bytes(), token.as_bytes());
         }
     }
     Ok(known)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::Digest;
-    // Equal-length digests compared byte by byte without an early exit.
-    let (a, b) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }

@@ -83,8 +83,7 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         provider: Set("meta".into()),
         phone_number: Set(format!("+1555010000{n}")),
         phone_number_id: Set(Some(phone_number_id.clone())),
-        app_secret: Set(Some(tenancy::seal(
-            key,
+        app_secret: Set(Some(key.seal(
             SealedColumn::AppSecret,
             t,
             &format!("secret-{n}"),
@@ -99,8 +98,7 @@ pub async fn school(db: &DatabaseConnection, key: &SecretKey, slug: &str, n: u32
         tenant_id: Set(t),
         provider: Set("twilio".into()),
         phone_number: Set(twilio_number.clone()),
-        auth_token: Set(Some(tenancy::seal(
-            key,
+        auth_token: Set(Some(key.seal(
             SealedColumn::AuthToken,
             t,
             &format!("token-{n}"),
