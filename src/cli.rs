@@ -174,6 +174,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ApikeyAction,
     },
+    /// Manage a school's WhatsApp business numbers and their provider secrets (sealed at rest,
+    /// never printed): register, list, rotate secrets, remove. Schools do the same through
+    /// the API (whatsapp-numbers/); only operators register the platform's shared number.
+    Number {
+        #[command(subcommand)]
+        action: NumberAction,
+    },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
         /// Write to this file instead of stdout (the committed copy is openapi/openapi.json).
@@ -311,6 +318,91 @@ pub enum ApikeyAction {
         tenant: String,
         /// The key's id or prefix (as `apikey list` shows).
         key: String,
+    },
+}
+
+/// Provider secrets on the command line. Prefer the environment variables: arguments show in
+/// `ps` and in shell history.
+#[derive(Debug, clap::Args)]
+pub struct NumberSecretArgs {
+    /// Meta: a permanent (system user) access token.
+    #[arg(long, env = "CHATBOT_NUMBER_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: Option<String>,
+    /// Meta: the app's secret (it signs the webhooks).
+    #[arg(long, env = "CHATBOT_NUMBER_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+    /// Meta: the webhook verify token (16 characters or more, your choice).
+    #[arg(long, env = "CHATBOT_NUMBER_VERIFY_TOKEN", hide_env_values = true)]
+    verify_token: Option<String>,
+    /// Twilio: the auth token.
+    #[arg(long, env = "CHATBOT_NUMBER_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+/// `chatbot number ...`.
+#[derive(Debug, Subcommand)]
+pub enum NumberAction {
+    /// Register a number: `--meta --phone +234... --phone-number-id ID` with the access token,
+    /// app secret and verify token, or `--twilio --phone +1... --account-sid AC...` with the
+    /// auth token. Prints the webhook URL to paste into the provider's console.
+    #[command(group(clap::ArgGroup::new("provider").required(true).args(["meta", "twilio"])))]
+    Add {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// A Meta (WhatsApp Cloud API) number.
+        #[arg(long)]
+        meta: bool,
+        /// A Twilio WhatsApp sender.
+        #[arg(long)]
+        twilio: bool,
+        /// The number parents write to, e.g. +2348012345678.
+        #[arg(long)]
+        phone: String,
+        /// Meta: the number's "Phone number ID".
+        #[arg(long, required_if_eq("meta", "true"))]
+        phone_number_id: Option<String>,
+        /// Twilio: the account SID (AC...).
+        #[arg(long, required_if_eq("twilio", "true"))]
+        account_sid: Option<String>,
+        #[command(flatten)]
+        secrets: NumberSecretArgs,
+        /// The platform's shared number: several schools, the sender's phone decides.
+        #[arg(long)]
+        shared: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a school's numbers (the last four characters of each secret, never more).
+    List {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace some of a number's secrets (those given; the others stay).
+    Rotate {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// The number's id (as `number list` shows) or the number itself.
+        number: String,
+        /// Twilio: another account SID.
+        #[arg(long)]
+        account_sid: Option<String>,
+        #[command(flatten)]
+        secrets: NumberSecretArgs,
+    },
+    /// Remove a number: its webhooks are refused from then on.
+    Remove {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// The number's id (as `number list` shows) or the number itself.
+        number: String,
     },
 }
 
@@ -457,6 +549,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Apikey { action } => {
             let database = db::connect_and_migrate(&settings.database_url()).await?;
             apikey_command(&database, action).await
+        }
+        Command::Number { action } => {
+            let key = secret_key(&settings)?;
+            let database = db::connect_and_migrate(&settings.database_url()).await?;
+            number_command(&database, &key, &settings, action).await
         }
         Command::Openapi { output } => {
             let spec = api::spec_json();
@@ -723,6 +820,177 @@ async fn apikey_command(
     Ok(())
 }
 
+/// One number as `number list` and `number add` print it.
+fn number_json(
+    key: &SecretKey,
+    settings: &Settings,
+    n: &crate::entities::whatsapp_number::Model,
+) -> serde_json::Value {
+    use crate::crypto::SealedColumn;
+    use crate::tenancy::{Provider, numbers};
+    let base = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "<CHATBOT_PUBLIC_URL>".to_string());
+    let mut secrets = serde_json::Map::new();
+    for column in SealedColumn::ALL {
+        if let Some(last4) = numbers::last4(key, n, column) {
+            secrets.insert(format!("{}_last4", column.name()), last4.into());
+        }
+    }
+    serde_json::json!({
+        "id": n.id,
+        "provider": n.provider,
+        "phone_number": n.phone_number,
+        "phone_number_id": n.phone_number_id,
+        "account_sid": n.account_sid,
+        "shared": n.shared,
+        "secrets": secrets,
+        "webhook_url": format!("{base}{}", numbers::webhook_path(Provider::named(&n.provider))),
+        "created_at": n.created_at,
+        "secrets_updated_at": n.secrets_updated_at,
+    })
+}
+
+async fn number_command(
+    database: &sea_orm::DatabaseConnection,
+    key: &SecretKey,
+    settings: &Settings,
+    action: NumberAction,
+) -> anyhow::Result<()> {
+    use crate::domain::{PhoneNumber, SchemaName};
+    use crate::tenancy::numbers::{self, MetaNumber, NewNumber, NewSecrets, TwilioNumber};
+    use secrecy::SecretString;
+    let school = |name: String| async move {
+        crate::tenancy::by_schema_name(database, &SchemaName::parse(&name)?).await
+    };
+    let required = |value: Option<String>, flag: &str| {
+        value.map(SecretString::from).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--{flag} is required (or CHATBOT_NUMBER_{})",
+                flag.replace('-', "_").to_ascii_uppercase()
+            )
+        })
+    };
+    let now = chrono::Utc::now();
+    match action {
+        NumberAction::Add {
+            tenant,
+            meta,
+            twilio: _,
+            phone,
+            phone_number_id,
+            account_sid,
+            secrets,
+            shared,
+            json,
+        } => {
+            let ctx = school(tenant.clone()).await?;
+            let phone_number = PhoneNumber::parse(&phone)?;
+            let new = if meta {
+                NewNumber::Meta(MetaNumber {
+                    phone_number,
+                    phone_number_id: phone_number_id.unwrap_or_default(),
+                    access_token: required(secrets.access_token, "access-token")?,
+                    app_secret: required(secrets.app_secret, "app-secret")?,
+                    verify_token: required(secrets.verify_token, "verify-token")?,
+                })
+            } else {
+                NewNumber::Twilio(TwilioNumber {
+                    phone_number,
+                    account_sid: account_sid.unwrap_or_default(),
+                    auth_token: required(secrets.auth_token, "auth-token")?,
+                })
+            };
+            let n = numbers::register(database, key, &ctx, new, shared, now).await?;
+            let view = number_json(key, settings, &n);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!(
+                    "registered {} number {} (id {}) for `{tenant}`; secrets sealed",
+                    n.provider, n.phone_number, n.id
+                );
+                println!(
+                    "webhook URL: {}",
+                    view["webhook_url"].as_str().unwrap_or("")
+                );
+            }
+        }
+        NumberAction::List { tenant, json } => {
+            let ctx = school(tenant).await?;
+            let rows = numbers::of_school(database, &ctx).await?;
+            let views: Vec<_> = rows.iter().map(|n| number_json(key, settings, n)).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!("ID\tPROVIDER\tNUMBER\tMETA ID / SID\tSHARED\tSECRETS (last 4)\tWEBHOOK");
+                for (n, v) in rows.iter().zip(&views) {
+                    let secrets = v["secrets"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    format!(
+                                        "{}=…{}",
+                                        k.trim_end_matches("_last4"),
+                                        v.as_str().unwrap_or("")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        n.id,
+                        n.provider,
+                        n.phone_number,
+                        n.phone_number_id
+                            .as_deref()
+                            .or(n.account_sid.as_deref())
+                            .unwrap_or("-"),
+                        if n.shared { "yes" } else { "no" },
+                        secrets,
+                        v["webhook_url"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        NumberAction::Rotate {
+            tenant,
+            number,
+            account_sid,
+            secrets,
+        } => {
+            let ctx = school(tenant).await?;
+            let n = numbers::named(database, &ctx, &number).await?;
+            let changes = NewSecrets {
+                access_token: secrets.access_token.map(SecretString::from),
+                app_secret: secrets.app_secret.map(SecretString::from),
+                verify_token: secrets.verify_token.map(SecretString::from),
+                account_sid,
+                auth_token: secrets.auth_token.map(SecretString::from),
+            };
+            let n = numbers::replace_secrets(database, key, &ctx, n.id, changes, true, now).await?;
+            println!(
+                "replaced the secrets of {} number {} (id {}); sealed",
+                n.provider, n.phone_number, n.id
+            );
+        }
+        NumberAction::Remove { tenant, number } => {
+            let ctx = school(tenant.clone()).await?;
+            let n = numbers::named(database, &ctx, &number).await?;
+            let n = numbers::remove(database, &ctx, n.id, true).await?;
+            println!(
+                "removed {} number {} (id {}) from `{tenant}`",
+                n.provider, n.phone_number, n.id
+            );
+        }
+    }
+    Ok(())
+}
+
 fn secret_key(settings: &Settings) -> anyhow::Result<SecretKey> {
     Ok(crate::app::server_secret(settings)?)
 }
@@ -839,6 +1107,11 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
                 Effect::GenerateReport { student_id, exam_session_id, .. } => out.push_str(&format!(
                     "     [report card requested: student {student_id}, exam session {exam_session_id}]\n"
                 )),
+                Effect::SetOptIn { opted_in } => out.push_str(if *opted_in {
+                    "     [opted in to the school's broadcasts]\n"
+                } else {
+                    "     [opted out of the school's broadcasts]\n"
+                }),
             }
         }
         stdout.write_all(out.as_bytes()).await?;

@@ -47,3 +47,12 @@ pub struct AppState {
     /// The website engagement flow's catalogue cache and open connections.
     pub engagement: Arc<crate::channels::engagement::Engagement>,
 }
+
+impl AppState {
+    /// Forget the app secrets kept in memory (a number was registered, rotated or removed), so
+    /// the next webhook reads them again; other processes notice within a second of a
+    /// signature that no longer matches.
+    pub fn forget_app_secrets(&self) {
+        *self.secrets_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}

@@ -116,6 +116,7 @@ fn b_markers(b: &School) -> Vec<String> {
         b.student.first_name.clone(),
         "secret-2".into(),
         "token-2".into(),
+        b.phone_number_id.clone(),
         b.domain.clone(),
         B_REPORT_TITLE.into(),
     ]
@@ -165,6 +166,21 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         .id;
     let b_notice = b.ctx.find::<notice::Entity>().all(db).await.unwrap()[0].id;
     let b_report = b.ctx.find::<report::Entity>().all(db).await.unwrap()[0].id;
+    let b_number = b
+        .ctx
+        .find::<whatsapp_number::Entity>()
+        .all(db)
+        .await
+        .unwrap()[0]
+        .id;
+    let b_subject = b.ctx.find::<subject::Entity>().all(db).await.unwrap()[0].id;
+    let b_contact = b
+        .ctx
+        .find::<whatsapp_contact::Entity>()
+        .all(db)
+        .await
+        .unwrap()[0]
+        .id;
     let b_session = b
         .ctx
         .find::<academic_session::Entity>()
@@ -191,8 +207,42 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         case(Method::GET, "/welcome-messages/{id}/", format!("/welcome-messages/{b_welcome}/")),
         case(Method::PUT, "/welcome-messages/{id}/", format!("/welcome-messages/{b_welcome}/")).json(json!({"body": "pwned"})),
         case(Method::DELETE, "/welcome-messages/{id}/", format!("/welcome-messages/{b_welcome}/")),
+        case(Method::GET, "/whatsapp-numbers/", "/whatsapp-numbers/".into()),
+        case(Method::POST, "/whatsapp-numbers/", "/whatsapp-numbers/".into()).json(json!({"provider": "meta", "phone_number": "+15550100002", "phone_number_id": "999000111", "access_token": "access-token-0123456789", "app_secret": "app-secret-0123456789", "verify_token": "verify-token-0123456789"})),
+        case(Method::GET, "/whatsapp-numbers/{id}/", format!("/whatsapp-numbers/{b_number}/")),
+        case(Method::PUT, "/whatsapp-numbers/{id}/", format!("/whatsapp-numbers/{b_number}/")).json(json!({"app_secret": "pwned-pwned-pwned-pwned"})),
+        case(Method::DELETE, "/whatsapp-numbers/{id}/", format!("/whatsapp-numbers/{b_number}/")),
         case(Method::GET, "/students/", format!("/students/?class_id={bc}")),
         case(Method::GET, "/academic-sessions/", "/academic-sessions/".into()),
+        case(Method::POST, "/academic-sessions/", "/academic-sessions/".into()).json(json!({"name": "2030/2031", "starts_on": "2030-09-01", "ends_on": "2031-07-01", "is_current": true})),
+        case(Method::GET, "/academic-sessions/{id}/", format!("/academic-sessions/{b_session}/")),
+        case(Method::PUT, "/academic-sessions/{id}/", format!("/academic-sessions/{b_session}/")).json(json!({"name": "pwned", "starts_on": "2025-09-01", "ends_on": "2026-07-01"})),
+        case(Method::DELETE, "/academic-sessions/{id}/", format!("/academic-sessions/{b_session}/")),
+        case(Method::GET, "/terms/", format!("/terms/?academic_session_id={b_session}")),
+        case(Method::POST, "/terms/", "/terms/".into()).json(json!({"academic_session_id": b_session, "name": "pwned", "starts_on": "2026-06-01", "ends_on": "2026-06-30"})),
+        case(Method::GET, "/terms/{id}/", format!("/terms/{}/", b.term_id)),
+        case(Method::PUT, "/terms/{id}/", format!("/terms/{}/", b.term_id)).json(json!({"academic_session_id": b_session, "name": "pwned", "starts_on": "2025-09-01", "ends_on": "2025-12-01"})),
+        case(Method::DELETE, "/terms/{id}/", format!("/terms/{}/", b.term_id)),
+        case(Method::GET, "/classes/", "/classes/".into()),
+        case(Method::POST, "/classes/", "/classes/".into()).json(json!({"name": "A's own class", "form": "JSS 3"})),
+        case(Method::GET, "/classes/{id}/", format!("/classes/{bc}/")),
+        case(Method::PUT, "/classes/{id}/", format!("/classes/{bc}/")).json(json!({"name": "pwned", "form": "JSS 1"})),
+        case(Method::DELETE, "/classes/{id}/", format!("/classes/{bc}/")),
+        case(Method::GET, "/subjects/", "/subjects/".into()),
+        case(Method::POST, "/subjects/", "/subjects/".into()).json(json!({"code": "AOWN", "name": "A's own subject"})),
+        case(Method::GET, "/subjects/{id}/", format!("/subjects/{b_subject}/")),
+        case(Method::PUT, "/subjects/{id}/", format!("/subjects/{b_subject}/")).json(json!({"code": "PWN", "name": "pwned"})),
+        case(Method::DELETE, "/subjects/{id}/", format!("/subjects/{b_subject}/")),
+        case(Method::GET, "/exam-sessions/", format!("/exam-sessions/?term_id={}", b.term_id)),
+        case(Method::POST, "/exam-sessions/", "/exam-sessions/".into()).json(json!({"term_id": b.term_id, "name": "pwned", "released": true})),
+        case(Method::GET, "/exam-sessions/{id}/", format!("/exam-sessions/{be}/")),
+        case(Method::PUT, "/exam-sessions/{id}/", format!("/exam-sessions/{be}/")).json(json!({"term_id": a.term_id, "name": "pwned"})),
+        case(Method::DELETE, "/exam-sessions/{id}/", format!("/exam-sessions/{be}/")),
+        case(Method::POST, "/exam-sessions/{id}/release/", format!("/exam-sessions/{bu}/release/")),
+        case(Method::POST, "/exam-sessions/{id}/unrelease/", format!("/exam-sessions/{be}/unrelease/")),
+        case(Method::GET, "/contacts/", format!("/contacts/?phone={}", "%2B2348099990000")),
+        case(Method::GET, "/contacts/{id}/", format!("/contacts/{b_contact}/")),
+        case(Method::PUT, "/contacts/{id}/", format!("/contacts/{b_contact}/")).json(json!({"opted_in": false})),
         case(Method::GET, "/released-exam-sessions/", "/released-exam-sessions/".into()),
         case(Method::GET, "/notices/", "/notices/?include_inactive=true".into()),
         case(Method::POST, "/notices/", "/notices/".into()).json(json!({"title": "t", "body": "b", "audience": "class", "audience_class_id": bc})),

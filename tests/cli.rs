@@ -43,6 +43,7 @@ fn every_command_has_help() {
         ("openapi", "--output"),
         ("tenant", "create"),
         ("apikey", "revoke"),
+        ("number", "rotate"),
     ] {
         let out = chatbot(dir.path()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
@@ -436,4 +437,156 @@ fn a_webhook_value_cannot_forge_a_log_line() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn operators_register_rotate_and_remove_a_schools_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = chatbot(dir.path());
+        cmd.env("CHATBOT_PUBLIC_URL", "https://bot.example.org");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(run(
+        &[
+            "tenant", "create", "--schema", "lagos-gs", "--name", "Lagos GS",
+        ],
+        &[],
+    ));
+    const ACCESS: &str = "EAAG-cli-access-token-0001";
+    const SECRET: &str = "cli-app-secret-0123456789abcdef";
+    const VERIFY: &str = "cli-verify-token-0001";
+    const ROTATED: &str = "cli-app-secret-rotated-00009999";
+    // Secrets from the environment, so they stay out of `ps` and shell history.
+    let meta_env = [
+        ("CHATBOT_NUMBER_ACCESS_TOKEN", ACCESS),
+        ("CHATBOT_NUMBER_APP_SECRET", SECRET),
+        ("CHATBOT_NUMBER_VERIFY_TOKEN", VERIFY),
+    ];
+    let add = [
+        "number",
+        "add",
+        "--tenant",
+        "lagos-gs",
+        "--meta",
+        "--phone",
+        "+2348011110000",
+        "--phone-number-id",
+        "777000111",
+        "--json",
+    ];
+    let added: Value = serde_json::from_str(&ok(run(&add, &meta_env))).unwrap();
+    assert_eq!(
+        added["webhook_url"],
+        "https://bot.example.org/api/v1/chatbot/webhooks/whatsapp"
+    );
+    assert_eq!(added["secrets"]["access_token_last4"], "0001");
+    // Twilio, with its token as an argument.
+    ok(run(
+        &[
+            "number",
+            "add",
+            "--tenant",
+            "lagos-gs",
+            "--twilio",
+            "--phone",
+            "+14155550101",
+            "--account-sid",
+            "AC0123456789abcdef0123456789abcdef",
+            "--auth-token",
+            "cli-twilio-auth-token-000001",
+        ],
+        &[],
+    ));
+    // The same number again: refused, saying why.
+    let again = run(&add, &meta_env);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already registered"),
+        "{}",
+        text(&again.stderr)
+    );
+    // A missing secret or provider is a usage error.
+    let missing = run(&add, &meta_env[..2]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("verify-token"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let neither = run(
+        &[
+            "number",
+            "add",
+            "--tenant",
+            "lagos-gs",
+            "--phone",
+            "+2348011110001",
+        ],
+        &[],
+    );
+    assert!(!neither.status.success());
+
+    let rotate = [
+        "number",
+        "rotate",
+        "--tenant",
+        "lagos-gs",
+        "+2348011110000",
+        "--app-secret",
+        ROTATED,
+    ];
+    assert!(ok(run(&rotate, &[])).contains("replaced"));
+    let list = ok(run(
+        &["number", "list", "--tenant", "lagos-gs", "--json"],
+        &[],
+    ));
+    let rows: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(rows[0]["secrets"]["app_secret_last4"], "9999");
+    let table = ok(run(&["number", "list", "--tenant", "lagos-gs"], &[]));
+    assert!(
+        table.contains("+14155550101") && table.contains("auth_token=…0001"),
+        "{table}"
+    );
+    // No secret in clear in anything printed, nor in the database file.
+    let mut stored = String::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            stored.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    for secret in [
+        ACCESS,
+        SECRET,
+        VERIFY,
+        ROTATED,
+        "cli-twilio-auth-token-000001",
+    ] {
+        assert!(!list.contains(secret) && !table.contains(secret));
+        assert!(!stored.contains(secret), "{secret} stored in clear");
+    }
+    let id = rows[1]["id"].as_i64().unwrap().to_string();
+    assert!(ok(run(&["number", "remove", "--tenant", "lagos-gs", &id], &[])).contains("removed"));
+    let list = ok(run(
+        &["number", "list", "--tenant", "lagos-gs", "--json"],
+        &[],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&list)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -173,7 +173,9 @@ async fn parent_with_two_children_reaches_results_attendance_and_notices(v: Vari
             t("language", &["Français"], "choosing_language"),
             t("francais", &["français", "Résultats"], "main_menu"),
             t("résultats", &["Quel enfant"], "choosing_child"),
-            t("stop", &["Au revoir"], "start"),
+            t("stop", &["ne recevrez plus", "START"], "choosing_child"),
+            t("Start", &["de nouveau"], "choosing_child"),
+            t("annuler", &["Au revoir"], "start"),
             t("bonjour", &["Greenfield Academy", "Résultats"], "main_menu"),
         ])
         .await;
@@ -291,10 +293,10 @@ async fn wrong_pins_lock_the_phone_out(v: Variant) {
         t(wrong, &["paused for 15 minutes"], "main_menu"),
     ])
     .await;
-    // Even the right PIN is refused while locked, and "stop" does not lift the lock.
+    // Even the right PIN is refused while locked, and "cancel" does not lift the lock.
     chat.play(&[
         t("results", &["paused"], "main_menu"),
-        t("stop", &["Goodbye"], "start"),
+        t("cancel", &["Goodbye"], "start"),
         t("hi", &["Welcome"], "main_menu"),
         t("results", &["paused"], "main_menu"),
     ])

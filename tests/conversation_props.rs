@@ -232,11 +232,12 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
                             prop_assert!(allowed.contains(&pk), "state references student {pk}");
                         }
                         for e in &out.effects {
-                            let Effect::GenerateReport { student_id, .. } = e;
-                            prop_assert!(
-                                allowed.contains(student_id),
-                                "report for student {student_id}"
-                            );
+                            if let Effect::GenerateReport { student_id, .. } = e {
+                                prop_assert!(
+                                    allowed.contains(student_id),
+                                    "report for student {student_id}"
+                                );
+                            }
                         }
                         prop_assert!(!out.replies.is_empty(), "never silence after {step:?}");
                         let shown: String = out.replies.iter().map(|r| r.to_plain()).collect();

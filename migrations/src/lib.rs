@@ -11,6 +11,8 @@ mod m20261123_000002_llm_usage;
 mod m20261124_000001_engagement_reports;
 mod m20261205_000001_pin_attempts;
 mod m20261205_000002_contacts_seen;
+mod m20261205_000003_number_secrets_updated;
+mod m20261205_000004_contact_opt_changes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_engagement_reports::Migration),
             Box::new(m20261205_000001_pin_attempts::Migration),
             Box::new(m20261205_000002_contacts_seen::Migration),
+            Box::new(m20261205_000003_number_secrets_updated::Migration),
+            Box::new(m20261205_000004_contact_opt_changes::Migration),
         ]
     }
 }

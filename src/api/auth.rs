@@ -67,6 +67,14 @@ impl Caller {
         self.require_any(&[scope])
     }
 
+    /// Who is calling, as records of changes name it: `key:<id>` or `jwt:<subject>`.
+    pub fn who(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey(id) => format!("key:{id}"),
+            Credential::Jwt(sub) => format!("jwt:{sub}"),
+        }
+    }
+
     /// Refuse unless the caller has one of `scopes` (or `admin`).
     pub fn require_any(&self, scopes: &[&str]) -> Result<&TenantCtx, Error> {
         if self

@@ -20,6 +20,7 @@ use crate::entities::{
     attendance, class, exam_session, student, student_mapping, subject, term, whatsapp_contact,
 };
 use crate::error::{Error, RowError};
+use crate::school::contacts::OptSource;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
 
@@ -38,7 +39,9 @@ pub enum ImportKind {
     /// `pin` (4-8 digits, stored hashed; required for a new student), `active`, `gender`,
     /// `date_of_birth` (YYYY-MM-DD) (key: `student_id`).
     Students,
-    /// `phone`, `name`, `opted_in` (key: `phone`).
+    /// `phone`, `name`, `opted_in` (key: `phone`; without `opted_in` a new contact is opted
+    /// in and an existing one keeps its state; a parent's own STOP is never undone by an
+    /// import).
     Contacts,
     /// `phone`, `student_id`, `relationship`: which parent phone may see which student
     /// (key: both). The phone becomes a registered contact if it is not one.
@@ -395,7 +398,8 @@ async fn import_students(
     Ok(written)
 }
 
-/// Add or update contacts; `(phone, name, opted_in)`, `None` leaving a value as it is.
+/// Add or update contacts; `(phone, name, opted_in)`, `None` leaving a value as it is (a new
+/// contact is opted in unless the row says otherwise).
 async fn upsert_contacts(
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
@@ -420,8 +424,16 @@ async fn upsert_contacts(
                 if let Some(name) = name {
                     m.name = Set(Some(name));
                 }
-                if let Some(opted_in) = opted_in {
+                // A parent's own STOP stands until the parent sends START: an import never
+                // opts them back in.
+                let parents_stop = !c.opted_in && c.opt_changed_by.as_deref() == Some("chat");
+                if let Some(opted_in) = opted_in
+                    && opted_in != c.opted_in
+                    && !(opted_in && parents_stop)
+                {
                     m.opted_in = Set(opted_in);
+                    m.opt_changed_at = Set(Some(now));
+                    m.opt_changed_by = Set(Some(OptSource::Import.as_stored()));
                 }
                 m.update(txn).await?;
                 written.updated += 1;
@@ -432,6 +444,8 @@ async fn upsert_contacts(
                     phone: Set(phone.as_str().to_string()),
                     name: Set(name),
                     opted_in: Set(opted_in.unwrap_or(true)),
+                    opt_changed_at: Set(opted_in.map(|_| now)),
+                    opt_changed_by: Set(opted_in.map(|_| OptSource::Import.as_stored())),
                     created_at: Set(now),
                     ..Default::default()
                 }
@@ -459,7 +473,7 @@ async fn import_contacts(
         if let Some(phone) = phone
             && check.unique(&mut seen, *line, "phone", phone.as_str())
         {
-            plan.push((phone, name, opted_in.or(Some(true))));
+            plan.push((phone, name, opted_in));
         }
     }
     let mut written = Written::default();

@@ -4,6 +4,8 @@
 //! can produce it anywhere.
 
 pub mod auth;
+mod contacts;
+mod curriculum;
 mod engagement;
 mod imports;
 mod jobs;
@@ -12,6 +14,7 @@ pub mod limits;
 mod messages;
 mod meta;
 mod notices;
+mod numbers;
 pub mod respond;
 mod results;
 mod school;
@@ -40,7 +43,10 @@ pub type Apis = (
     meta::MetaApi,
     messages::MessagesApi,
     welcome::WelcomeApi,
+    numbers::NumbersApi,
     school::SchoolApi,
+    curriculum::CurriculumApi,
+    contacts::ContactsApi,
     notices::NoticesApi,
     results::ResultsApi,
     jobs::JobsApi,
@@ -55,7 +61,10 @@ pub fn service() -> OpenApiService<Apis, ()> {
             meta::MetaApi,
             messages::MessagesApi,
             welcome::WelcomeApi,
+            numbers::NumbersApi,
             school::SchoolApi,
+            curriculum::CurriculumApi,
+            contacts::ContactsApi,
             notices::NoticesApi,
             results::ResultsApi,
             jobs::JobsApi,

@@ -1,9 +1,8 @@
-//! `students/`, `academic-sessions/`, `released-exam-sessions/`: what the chatbot flows know
-//! about a school, read by staff and integrators.
+//! `students/`, `released-exam-sessions/`: what the chatbot flows know about a school, read by
+//! staff and integrators.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -12,6 +11,7 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 
 use super::ApiTags;
 use super::auth::Caller;
+use super::curriculum::ExamSessionOut;
 use super::respond::{ApiResult, Page, fetch_page};
 use crate::domain::PhoneNumber;
 use crate::entities::{class, student, student_mapping};
@@ -44,40 +44,6 @@ pub struct StudentOut {
     pub form: Option<String>,
     /// Whether the student is enrolled.
     pub active: bool,
-}
-
-/// An academic session (school year).
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct AcademicSessionOut {
-    /// Id.
-    pub id: i64,
-    /// Name, e.g. `2025/2026`.
-    pub name: String,
-    /// First day.
-    pub starts_on: NaiveDate,
-    /// Last day.
-    pub ends_on: NaiveDate,
-    /// Whether it is the current one.
-    pub is_current: bool,
-}
-
-/// An exam session whose results parents can see.
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ExamSessionOut {
-    /// Id, for `results/` and `get-chatbot/`.
-    pub id: i64,
-    /// Name, e.g. `First Term Examination`.
-    pub name: String,
-    /// Term id.
-    pub term_id: i64,
-    /// Term name.
-    pub term: Option<String>,
-    /// Academic session id of the term.
-    pub academic_session_id: Option<i64>,
-    /// When the results were released.
-    pub released_at: Option<DateTime<Utc>>,
 }
 
 /// The school's exam session `id` (released or not), or a 404.
@@ -187,32 +153,6 @@ impl SchoolApi {
         Ok(Json(slice.page(results)))
     }
 
-    /// Academic sessions, newest first.
-    #[oai(
-        path = "/academic-sessions/",
-        method = "get",
-        operation_id = "list_academic_sessions"
-    )]
-    async fn academic_sessions(
-        &self,
-        caller: Caller,
-        state: Data<&AppState>,
-    ) -> ApiResult<Json<Vec<AcademicSessionOut>>> {
-        let ctx = caller.require("staff")?;
-        let rows = calendar::academic_sessions(&state.db, ctx).await?;
-        Ok(Json(
-            rows.into_iter()
-                .map(|s| AcademicSessionOut {
-                    id: s.id,
-                    name: s.name,
-                    starts_on: s.starts_on,
-                    ends_on: s.ends_on,
-                    is_current: s.is_current,
-                })
-                .collect(),
-        ))
-    }
-
     /// Exam sessions whose results are released to parents, newest first.
     #[oai(
         path = "/released-exam-sessions/",
@@ -235,14 +175,7 @@ impl SchoolApi {
             rows.into_iter()
                 .map(|e| {
                     let term = terms.get(&e.term_id);
-                    ExamSessionOut {
-                        id: e.id,
-                        name: e.name,
-                        term_id: e.term_id,
-                        term: term.map(|t| t.name.clone()),
-                        academic_session_id: term.map(|t| t.academic_session_id),
-                        released_at: e.released_at,
-                    }
+                    ExamSessionOut::of(e, term)
                 })
                 .collect(),
         ))

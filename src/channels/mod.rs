@@ -28,6 +28,25 @@ pub(crate) fn http_client() -> Result<reqwest::Client> {
         .map_err(|e| Error::Internal(anyhow::anyhow!("HTTP client: {e}")))
 }
 
+/// The service's base URL as providers and browsers reach it: `CHATBOT_PUBLIC_URL`, or without
+/// it the request's `X-Forwarded-Proto` and `X-Forwarded-Host` / `Host`.
+pub fn public_base(public_url: Option<&str>, req: &poem::Request) -> String {
+    if let Some(base) = public_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let scheme = req
+        .header("x-forwarded-proto")
+        .and_then(|p| p.split(',').next())
+        .map(str::trim)
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    let host = req
+        .header("x-forwarded-host")
+        .or_else(|| req.header("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
 /// Count one webhook request of `provider` by outcome.
 pub(crate) fn count_webhook(metrics: &Metrics, provider: &'static str, outcome: &str) {
     metrics.inc(

@@ -104,28 +104,18 @@ fn port_like(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The URL Twilio called: `CHATBOT_PUBLIC_URL` + the path and query as received, or, without
-/// it, the request's `X-Forwarded-Proto` / `Host`.
+/// The URL Twilio called: the service's public base ([`super::public_base`]) + the path and
+/// query as received.
 fn called_url(state: &AppState, req: &Request) -> String {
     let path = req
         .original_uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    if let Some(base) = &state.settings.public_url {
-        return format!("{base}{path}");
-    }
-    let scheme = req
-        .header("x-forwarded-proto")
-        .and_then(|p| p.split(',').next())
-        .map(str::trim)
-        .filter(|p| matches!(*p, "http" | "https"))
-        .unwrap_or("http");
-    let host = req
-        .header("x-forwarded-host")
-        .or_else(|| req.header("host"))
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{path}")
+    format!(
+        "{}{path}",
+        super::public_base(state.settings.public_url.as_deref(), req)
+    )
 }
 
 /// The first value of form parameter `name`.

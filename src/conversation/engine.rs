@@ -213,6 +213,12 @@ pub enum Effect {
         /// Language of the covering message.
         language: String,
     },
+    /// The parent sent STOP (`false`) or START (`true`): the school's broadcasts skip this
+    /// phone, or reach it again.
+    SetOptIn {
+        /// Whether broadcasts reach the phone from now on.
+        opted_in: bool,
+    },
 }
 
 /// The result of one turn.
@@ -445,6 +451,15 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
 
     async fn run(&mut self, inbound: &Inbound) -> Result<()> {
         let said = normalize(&inbound.text);
+        // STOP / START, whole and in any state: WhatsApp's opt-out, honoured before anything
+        // else; the conversation itself goes on where it was.
+        if inbound.choice.is_none()
+            && let Some(opted_in) = self.texts.opt_change(&said)
+        {
+            self.say(if opted_in { "opted_in" } else { "opted_out" }, context! {})?;
+            self.effects.push(Effect::SetOptIn { opted_in });
+            return Ok(());
+        }
         let expired = self
             .session
             .last_seen

@@ -127,11 +127,19 @@ pub async fn converse_as(
     // The report card a parent asked for: rendered now, sent as a document with its link,
     // just before the menu that follows the "preparing" message.
     for effect in outcome.effects.clone() {
-        let Effect::GenerateReport {
-            student_id,
-            exam_session_id,
-            language,
-        } = effect;
+        let (student_id, exam_session_id, language) = match effect {
+            Effect::GenerateReport {
+                student_id,
+                exam_session_id,
+                language,
+            } => (student_id, exam_session_id, language),
+            Effect::SetOptIn { opted_in } => {
+                let by = crate::school::contacts::OptSource::Chat;
+                crate::school::contacts::set_opt_in(&state.db, ctx, phone, opted_in, &by, now)
+                    .await?;
+                continue;
+            }
+        };
         if let Some(document) = crate::reports::document_reply(
             state,
             ctx,

@@ -36,6 +36,9 @@ fn template_error(name: &str, e: minijinja::Error) -> Error {
     Error::Internal(anyhow::anyhow!("reply template `{name}`: {e:#}"))
 }
 
+/// Keyword lists named `opt_...` are matched whole ([`Texts::opt_change`]), not as intents.
+const OPT_PREFIX: &str = "opt_";
+
 impl Texts {
     /// Load the templates embedded from `prompts/replies/`.
     pub fn embedded() -> Result<Self> {
@@ -149,6 +152,9 @@ impl Texts {
         let mut best: Option<(&str, usize)> = None;
         for table in self.keywords.values() {
             for (intent, words) in table {
+                if intent.starts_with(OPT_PREFIX) {
+                    continue;
+                }
                 for word in words {
                     if super::input::matches(said, word)
                         && best.is_none_or(|(_, len)| word.len() > len)
@@ -159,6 +165,24 @@ impl Texts {
             }
         }
         best.map(|(intent, _)| intent)
+    }
+
+    /// `Some(false)` when normalized input `said` is, as a whole, an opt-out word (STOP,
+    /// UNSUBSCRIBE...), `Some(true)` when it is an opt-in word (START...), in any language.
+    /// Exact: no typo tolerance and never inside a sentence, so "bus stop" or "top" opts no
+    /// one out.
+    pub fn opt_change(&self, said: &str) -> Option<bool> {
+        for table in self.keywords.values() {
+            for (intent, opted_in) in [("opt_out", false), ("opt_in", true)] {
+                if table
+                    .get(intent)
+                    .is_some_and(|words| words.iter().any(|w| w == said))
+                {
+                    return Some(opted_in);
+                }
+            }
+        }
+        None
     }
 
     /// The language whose name (`language_name` label) the input is, if any.

@@ -19,6 +19,11 @@ pub struct Model {
     /// a shared number proves nothing: the school is then neither offered to the phone nor
     /// broadcasts to it from there.
     pub last_seen_at: Option<DateTimeUtc>,
+    /// When `opted_in` last changed.
+    pub opt_changed_at: Option<DateTimeUtc>,
+    /// How it last changed: `chat` (the parent sent STOP or START), `api:<credential>`,
+    /// `import`.
+    pub opt_changed_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

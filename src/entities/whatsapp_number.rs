@@ -24,6 +24,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// A platform number serving several schools: the sender's phone picks the school.
     pub shared: bool,
+    /// When the provider secrets were last set through the API or the CLI.
+    pub secrets_updated_at: Option<DateTimeUtc>,
 }
 
 // Hand-written so that secrets never reach logs through `{:?}`.
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Model {
             .field("auth_token", &"[redacted]")
             .field("created_at", &self.created_at)
             .field("shared", &self.shared)
+            .field("secrets_updated_at", &self.secrets_updated_at)
             .finish()
     }
 }

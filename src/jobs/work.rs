@@ -2,7 +2,7 @@
 //! broadcasts. The request is a `background_jobs` row of its school (status and progress are
 //! read there); the queued job only names it, so a retry finds what was already done.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use apalis::prelude::Data;
 use chrono::Utc;
@@ -262,31 +262,45 @@ async fn delete_reports(
     Ok(Ok(serde_json::json!({"deleted": deleted})))
 }
 
-/// The registered numbers a notice reaches: for the whole school every opted-in WhatsApp
-/// contact; for a form or a class the opted-in contacts linked to its enrolled students. From
-/// a `shared` (platform) number, only contacts who have written to the school: any school can
-/// import any phone, and the platform's number must not carry one school's messages to
-/// another's parents.
+/// Whom a notice is for: the registered numbers it reaches, and those it would reach but
+/// whose parent opted out (STOP). For the whole school every WhatsApp contact; for a form or a
+/// class the contacts linked to its enrolled students. From a `shared` (platform) number, only
+/// contacts who have written to the school: any school can import any phone, and the
+/// platform's number must not carry one school's messages to another's parents.
+pub struct Recipients {
+    /// Opted in: the notice goes to these.
+    pub send: Vec<String>,
+    /// Opted out: skipped, and counted.
+    pub opted_out: Vec<String>,
+}
+
 pub async fn recipients(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
     notice: &notice::Model,
     shared: bool,
-) -> Result<Vec<String>> {
+) -> Result<Recipients> {
     let mut contacts = ctx
         .find::<whatsapp_contact::Entity>()
         .select_only()
         .column(whatsapp_contact::Column::Phone)
-        .filter(whatsapp_contact::Column::OptedIn.eq(true));
+        .column(whatsapp_contact::Column::OptedIn);
     if shared {
         contacts = contacts.filter(whatsapp_contact::Column::LastSeenAt.is_not_null());
     }
-    let contacts: BTreeSet<String> = contacts
-        .into_tuple::<String>()
+    let contacts: BTreeMap<String, bool> = contacts
+        .into_tuple::<(String, bool)>()
         .all(db)
         .await?
         .into_iter()
         .collect();
+    let split = |phones: &mut dyn Iterator<Item = (&String, &bool)>| {
+        let (send, opted_out): (Vec<_>, Vec<_>) = phones.partition(|(_, opted_in)| **opted_in);
+        Recipients {
+            send: send.into_iter().map(|(p, _)| p.clone()).collect(),
+            opted_out: opted_out.into_iter().map(|(p, _)| p.clone()).collect(),
+        }
+    };
     let classes: Vec<i64> = match notice.audience.as_str() {
         audience::FORM => {
             ctx.find::<class::Entity>()
@@ -298,7 +312,7 @@ pub async fn recipients(
                 .await?
         }
         audience::CLASS => notice.audience_class_id.into_iter().collect(),
-        _ => return Ok(contacts.into_iter().collect()),
+        _ => return Ok(split(&mut contacts.iter())),
     };
     let pupils: Vec<i64> = ctx
         .find::<student::Entity>()
@@ -319,8 +333,15 @@ pub async fn recipients(
         .await?
         .into_iter()
         .collect();
-    Ok(linked.intersection(&contacts).cloned().collect())
+    Ok(split(
+        &mut contacts
+            .iter()
+            .filter(|(phone, _)| linked.contains(phone.as_str())),
+    ))
 }
+
+/// Why a broadcast recipient was skipped: the parent sent STOP.
+pub const SKIPPED_OPTED_OUT: &str = "opted_out";
 
 async fn broadcast(
     state: &AppState,
@@ -349,7 +370,10 @@ async fn broadcast(
         Provider::Meta => number.phone_number_id.clone().unwrap_or_default(),
         Provider::Twilio => number.phone_number.clone(),
     };
-    let phones = recipients(&state.db, ctx, &notice, number.shared).await?;
+    let Recipients {
+        send: phones,
+        opted_out,
+    } = recipients(&state.db, ctx, &notice, number.shared).await?;
     let mut active: background_job::ActiveModel = row.clone().into();
     active.total = Set(phones.len() as i64);
     active.updated_at = Set(Utc::now());
@@ -372,6 +396,28 @@ async fn broadcast(
         text: format!("*{}*\n\n{}", notice.title, notice.body),
     };
     let now = Utc::now();
+    // Parents who sent STOP: listed among the recipients as skipped, never sent to.
+    for phone in &opted_out {
+        if queued.contains(phone.as_str()) {
+            continue;
+        }
+        message_log::ActiveModel {
+            tenant_id: Set(ctx.id()),
+            channel: Set("whatsapp".into()),
+            direction: Set("out".into()),
+            user_id: Set(phone.clone()),
+            reply_to: Set(Some(format!("{prefix}{phone}"))),
+            kind: Set("text".into()),
+            body: Set(reply.to_plain()),
+            status: Set("skipped".into()),
+            error: Set(Some(SKIPPED_OPTED_OUT.into())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&state.db)
+        .await?;
+    }
     for phone in &phones {
         let Ok(parsed) = PhoneNumber::parse(phone) else {
             tracing::warn!(%phone, "unusable contact number skipped");
@@ -414,11 +460,13 @@ async fn broadcast(
     tracing::info!(
         notice = notice.id,
         recipients = phones.len(),
+        opted_out = opted_out.len(),
         "broadcast queued"
     );
     Ok(Ok(serde_json::json!({
         "notice_id": notice.id,
         "recipients": phones.len(),
+        "skipped": {SKIPPED_OPTED_OUT: opted_out.len()},
         "provider": provider.as_str(),
     })))
 }

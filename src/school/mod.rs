@@ -3,6 +3,8 @@
 
 pub mod attendance;
 pub mod calendar;
+pub mod contacts;
+pub mod curriculum;
 pub mod notices;
 pub mod pin_limits;
 pub mod results;

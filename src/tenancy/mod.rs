@@ -4,6 +4,7 @@
 //! number, sender phone or API key) or by creating one; its query builders always filter on
 //! `tenant_id`, so code holding a context for school A cannot read school B's rows.
 
+pub mod numbers;
 mod resolve;
 pub mod routes;
 mod secrets;
