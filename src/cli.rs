@@ -219,6 +219,16 @@ pub enum TenantAction {
         #[arg(long)]
         json: bool,
     },
+    /// Print a school's go-live checklist (what setup-status/ answers): each step done or
+    /// missing, with the API call that does it.
+    Status {
+        /// The school's schema name.
+        #[arg(long)]
+        tenant: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set a school's own daily cap of LLM tokens (or go back to CHATBOT_LLM_DAILY_TOKENS),
     /// and show today's usage.
     LlmCap {
@@ -740,6 +750,35 @@ async fn tenant_command(
                 used.as_ref().map_or(0, |u| u.requests),
                 used.as_ref().map_or(0, |u| u.failures),
             );
+        }
+        TenantAction::Status { tenant, json } => {
+            let ctx = crate::tenancy::by_schema_name(
+                database,
+                &crate::domain::SchemaName::parse(&tenant)?,
+            )
+            .await?;
+            let steps = crate::school::setup::status(database, &ctx, chrono::Utc::now()).await?;
+            let ready = steps.iter().all(|s| s.done);
+            if json {
+                let doc = serde_json::json!({"ready": ready, "steps": steps});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for s in &steps {
+                    let mark = if s.done { "done   " } else { "MISSING" };
+                    println!("{mark} {:<22} {}", s.step, s.detail);
+                    if !s.done {
+                        println!("        {:<22} -> {}", "", s.endpoint);
+                    }
+                }
+                println!(
+                    "{}",
+                    if ready {
+                        format!("`{tenant}` is ready for parents")
+                    } else {
+                        format!("`{tenant}` is not live yet")
+                    }
+                );
+            }
         }
         TenantAction::List { json } => {
             let rows = admin::list_tenants(database).await?;

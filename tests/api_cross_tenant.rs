@@ -240,6 +240,7 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         case(Method::DELETE, "/exam-sessions/{id}/", format!("/exam-sessions/{be}/")),
         case(Method::POST, "/exam-sessions/{id}/release/", format!("/exam-sessions/{bu}/release/")),
         case(Method::POST, "/exam-sessions/{id}/unrelease/", format!("/exam-sessions/{be}/unrelease/")),
+        case(Method::GET, "/setup-status/", "/setup-status/".into()),
         case(Method::GET, "/contacts/", format!("/contacts/?phone={}", "%2B2348099990000")),
         case(Method::GET, "/contacts/{id}/", format!("/contacts/{b_contact}/")),
         case(Method::PUT, "/contacts/{id}/", format!("/contacts/{b_contact}/")).json(json!({"opted_in": false})),

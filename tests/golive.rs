@@ -17,6 +17,8 @@ variants!(
     numbers_are_one_schools_and_their_input_is_checked,
     a_school_enters_its_calendar_and_curriculum,
     stop_skips_a_parent_in_broadcasts_and_start_brings_them_back,
+    broadcasts_outside_the_window_go_as_each_numbers_template,
+    a_new_school_goes_live_from_an_empty_database,
 );
 
 const PUBLIC: &str = "https://bot.example.org";
@@ -69,12 +71,23 @@ async fn post_meta(app: &TestApp, body: &[u8], secret: &str) -> StatusCode {
 }
 
 async fn post_twilio(app: &TestApp, to: &str, from: &str, sid: &str, token: &str) -> StatusCode {
+    post_twilio_text(app, to, from, sid, "hi", token).await
+}
+
+async fn post_twilio_text(
+    app: &TestApp,
+    to: &str,
+    from: &str,
+    sid: &str,
+    text: &str,
+    token: &str,
+) -> StatusCode {
     let params: Vec<(String, String)> = [
         ("MessageSid", sid),
         ("AccountSid", SID),
         ("From", &format!("whatsapp:{from}")),
         ("To", &format!("whatsapp:{to}")),
-        ("Body", "hi"),
+        ("Body", text),
         ("NumMedia", "0"),
     ]
     .iter()
@@ -957,5 +970,468 @@ async fn stop_skips_a_parent_in_broadcasts_and_start_brings_them_back(v: Variant
             .starts_with("api:key:"),
         "{changed}"
     );
+    app.stop().await.unwrap();
+}
+
+async fn broadcasts_outside_the_window_go_as_each_numbers_template(v: Variant) {
+    let Some((app, mock)) = start(v).await else {
+        return;
+    };
+    let creds = chatbot::demo::seed(&app.state.db, &app.state.secret)
+        .await
+        .unwrap();
+    let demo = &creds.tenants[0];
+    let key = demo.api_key.as_str();
+    let numbers = expect(
+        &app,
+        key,
+        Method::GET,
+        "/whatsapp-numbers/",
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let meta = numbers["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["provider"] == "meta" && n["shared"] == false)
+        .unwrap()
+        .clone();
+    let path = format!("/whatsapp-numbers/{}/", meta["id"]);
+    // A template of the other provider, or a bad name, is refused and changes nothing.
+    for bad in [
+        json!({"content_sid": "HX0123456789abcdef0123456789abcdef"}),
+        json!({"name": "School Notice", "language": "en"}),
+        json!({"name": "school_notice"}),
+    ] {
+        expect(
+            &app,
+            key,
+            Method::PUT,
+            &path,
+            Some(json!({"broadcast_template": bad})),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let template = json!({"name": "school_notice", "language": "en_GB",
+                          "parameters": ["school_name", "notice_title", "notice_summary"]});
+    let out = expect(
+        &app,
+        key,
+        Method::PUT,
+        &path,
+        Some(json!({"broadcast_template": template})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(out["broadcast_template"], template);
+    assert_eq!(
+        out["app_secret_last4"], meta["app_secret_last4"],
+        "secrets untouched"
+    );
+
+    // No demo parent has written: every one is outside the window and gets the template.
+    let body = "Sports day is on Friday,\n\nfrom 9 am on the main field. Parents are welcome to come and cheer for their children.";
+    let notice = expect(
+        &app,
+        key,
+        Method::POST,
+        "/notices/",
+        Some(json!({"title": "Sports day", "body": body})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let job = broadcast(&app, key, notice["id"].as_i64().unwrap()).await;
+    let recipients = job["result"]["recipients"].as_u64().unwrap() as usize;
+    assert!(recipients > 0, "{job}");
+    let sent = eventually(
+        "every recipient's template",
+        Duration::from_secs(30),
+        || async {
+            let got: Vec<Value> = mock
+                .received()
+                .into_iter()
+                .filter(|r| r.body["type"] == "template")
+                .map(|r| r.body)
+                .collect();
+            (got.len() >= recipients).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(sent.len(), recipients);
+    let t = &sent[0]["template"];
+    assert_eq!(t["name"], "school_notice");
+    assert_eq!(t["language"]["code"], "en_GB");
+    let params: Vec<&str> = t["components"][0]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(t["components"][0]["type"], "body");
+    assert_eq!(params[0], creds.tenants[0].name);
+    assert_eq!(params[1], "Sports day");
+    // The summary: one line, at most 100 characters, ending in an ellipsis when cut.
+    assert!(
+        params[2].starts_with("Sports day is on Friday, from 9 am"),
+        "{}",
+        params[2]
+    );
+    assert!(
+        params[2].chars().count() <= 100 && params[2].ends_with('…'),
+        "{}",
+        params[2]
+    );
+    assert!(!params[2].contains('\n'));
+
+    // Twilio: a school with only a Twilio number, its Content SID and variables.
+    let db = &app.state.db;
+    chatbot::admin::create_tenant(
+        db,
+        "lagos-gs",
+        "Lagos Grammar School",
+        "Africa/Lagos",
+        "en",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let k = chatbot::admin::create_api_key(db, "lagos-gs", "it", &["admin".into()])
+        .await
+        .unwrap()
+        .key;
+    let sid = "HX0123456789abcdef0123456789abcdef";
+    expect(&app, &k, Method::POST, "/whatsapp-numbers/", Some(json!({"provider": "twilio", "phone_number": "+14155550101",
+        "account_sid": SID, "auth_token": AUTH,
+        "broadcast_template": {"content_sid": sid, "parameters": ["notice_title", "school_name"]}})), StatusCode::CREATED).await;
+    let r = app
+        .http
+        .post(app.url("/api/v1/chatbot/imports/contacts/"))
+        .header("X-API-KEY", &k)
+        .header("Content-Type", "text/csv")
+        .body("phone\n+2348077770001\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let notice = expect(
+        &app,
+        &k,
+        Method::POST,
+        "/notices/",
+        Some(json!({"title": "Resumption", "body": "School resumes on Monday."})),
+        StatusCode::CREATED,
+    )
+    .await;
+    broadcast(&app, &k, notice["id"].as_i64().unwrap()).await;
+    let form = eventually("the Twilio template", Duration::from_secs(30), || async {
+        mock.received()
+            .into_iter()
+            .find(|r| r.provider == "twilio" && r.to() == "2348077770001")
+            .map(|r| r.body)
+    })
+    .await;
+    assert_eq!(form["ContentSid"], sid, "{form}");
+    let variables: Value =
+        serde_json::from_str(form["ContentVariables"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        variables,
+        json!({"1": "Resumption", "2": "Lagos Grammar School"})
+    );
+    assert!(form.get("Body").is_none(), "{form}");
+    app.stop().await.unwrap();
+}
+
+/// The `chatbot` binary against the running app's database, with its server secret.
+fn operator(app: &TestApp, args: &[&str]) -> String {
+    let settings = app.settings();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatbot"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHATBOT_DATA_DIR", &settings.data_dir)
+        .env("CHATBOT_LOG", "warn")
+        .env("CHATBOT_PUBLIC_URL", PUBLIC)
+        .env(
+            "CHATBOT_SECRET_KEY",
+            secrecy::ExposeSecret::expose_secret(settings.secret_key.as_ref().unwrap()),
+        );
+    if let Some(url) = &settings.database_url {
+        cmd.env("DATABASE_URL", url.expose());
+    }
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "chatbot {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn import(app: &TestApp, key: &str, kind: &str, csv: &str) {
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/chatbot/imports/{kind}/")))
+        .header("X-API-KEY", key)
+        .header("Content-Type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{kind}: {}", r.text().await.unwrap());
+}
+
+/// The parent's results, however many taps it takes: `send(text)` delivers a message, and
+/// `answers()` is what reached the parent so far.
+async fn ask_results<S, SF, A>(prefix: &str, send: S, answers: A) -> String
+where
+    S: Fn(String, String) -> SF,
+    SF: std::future::Future<Output = StatusCode>,
+    A: Fn() -> Vec<String>,
+{
+    let mut n = 0;
+    for text in ["hi", "results", "1", "1"] {
+        n += 1;
+        let before = answers().len();
+        assert_eq!(
+            send(format!("{prefix}-{n}"), text.to_string()).await,
+            StatusCode::OK
+        );
+        let got = eventually(
+            &format!("an answer to `{text}`"),
+            Duration::from_secs(30),
+            || {
+                let all = answers();
+                async move { (all.len() > before).then_some(all) }
+            },
+        )
+        .await;
+        if let Some(r) = got.iter().find(|a| a.contains("Mathematics")) {
+            return r.clone();
+        }
+    }
+    panic!("no results reached the parent: {:?}", answers());
+}
+
+async fn a_new_school_goes_live_from_an_empty_database(v: Variant) {
+    let Some((app, mock)) = start(v).await else {
+        return;
+    };
+    // The operator: the school, its admin key, its two numbers (CLI).
+    operator(
+        &app,
+        &[
+            "tenant",
+            "create",
+            "--schema",
+            "lagos-gs",
+            "--name",
+            "Lagos Grammar School",
+            "--time-zone",
+            "Africa/Lagos",
+        ],
+    );
+    let key = operator(
+        &app,
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            "lagos-gs",
+            "--name",
+            "school IT",
+        ],
+    );
+    let k = key.trim();
+    operator(
+        &app,
+        &[
+            "number",
+            "add",
+            "--tenant",
+            "lagos-gs",
+            "--meta",
+            "--phone",
+            "+2348011110000",
+            "--phone-number-id",
+            "777000111",
+            "--access-token",
+            ACCESS,
+            "--app-secret",
+            APP_SECRET,
+            "--verify-token",
+            VERIFY,
+        ],
+    );
+    operator(
+        &app,
+        &[
+            "number",
+            "add",
+            "--tenant",
+            "lagos-gs",
+            "--twilio",
+            "--phone",
+            "+14155550101",
+            "--account-sid",
+            SID,
+            "--auth-token",
+            AUTH,
+        ],
+    );
+    let status = operator(
+        &app,
+        &["tenant", "status", "--tenant", "lagos-gs", "--json"],
+    );
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["ready"], false);
+    assert_eq!(status["steps"][0]["done"], true, "{status}");
+
+    // The school's IT person, over HTTP only.
+    use Method as M;
+    use StatusCode as S;
+    // A year and a term around today, whatever day the test runs.
+    let today = chrono::Utc::now().date_naive();
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let year = expect(&app, k, M::POST, "/academic-sessions/", Some(json!({"name": "This year", "starts_on": day(-120), "ends_on": day(240), "is_current": true})), S::CREATED).await;
+    let term = expect(
+        &app,
+        k,
+        M::POST,
+        "/terms/",
+        Some(
+            json!({"academic_session_id": year["id"], "name": "Third Term",
+        "starts_on": day(-30), "ends_on": day(30)}),
+        ),
+        S::CREATED,
+    )
+    .await;
+    expect(
+        &app,
+        k,
+        M::POST,
+        "/classes/",
+        Some(json!({"name": "JSS 1A", "form": "JSS 1"})),
+        S::CREATED,
+    )
+    .await;
+    expect(
+        &app,
+        k,
+        M::POST,
+        "/subjects/",
+        Some(json!({"code": "MTH", "name": "Mathematics"})),
+        S::CREATED,
+    )
+    .await;
+    let exam = expect(
+        &app,
+        k,
+        M::POST,
+        "/exam-sessions/",
+        Some(json!({"term_id": term["id"], "name": "Third Term Examination"})),
+        S::CREATED,
+    )
+    .await;
+    let exam_id = exam["id"].as_i64().unwrap();
+    import(
+        &app,
+        k,
+        "students",
+        "student_id,first_name,last_name,class,pin\nLGS/001,Ada,Obi,JSS 1A,4821\n",
+    )
+    .await;
+    import(
+        &app,
+        k,
+        "mappings",
+        "phone,student_id\n+2348022220001,LGS/001\n+2348022220002,LGS/001\n",
+    )
+    .await;
+    import(
+        &app,
+        k,
+        "marks",
+        &format!("student_id,exam_session_id,subject,ca,exam\nLGS/001,{exam_id},MTH,31,56\n"),
+    )
+    .await;
+    expect(
+        &app,
+        k,
+        M::POST,
+        &format!("/exam-sessions/{exam_id}/release/"),
+        None,
+        S::OK,
+    )
+    .await;
+    expect(
+        &app,
+        k,
+        M::POST,
+        "/welcome-messages/",
+        Some(json!({"body": "Welcome to Lagos Grammar School."})),
+        S::CREATED,
+    )
+    .await;
+
+    // A parent on Meta, signed with the school's own app secret.
+    let answers_to = |digits: &'static str| {
+        let mock = mock.clone();
+        move || {
+            mock.received()
+                .into_iter()
+                .filter(|r| r.to() == digits)
+                .map(|r| r.body.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let results = ask_results(
+        "wamid.golive",
+        |id, text| {
+            let app = &app;
+            async move {
+                post_meta(
+                    app,
+                    &meta_message("777000111", "2348022220001", &id, &text),
+                    APP_SECRET,
+                )
+                .await
+            }
+        },
+        answers_to("2348022220001"),
+    )
+    .await;
+    assert!(
+        results.contains("Ada Obi") && results.contains("87"),
+        "{results}"
+    );
+    // And one on Twilio, signed with the school's own auth token.
+    let results = ask_results(
+        "SMgolive",
+        |id, text| {
+            let app = &app;
+            async move {
+                post_twilio_text(app, "+14155550101", "+2348022220002", &id, &text, AUTH).await
+            }
+        },
+        answers_to("2348022220002"),
+    )
+    .await;
+    assert!(
+        results.contains("Ada Obi") && results.contains("87"),
+        "{results}"
+    );
+    // What is left: broadcast templates for the two numbers.
+    let status = expect(&app, k, M::GET, "/setup-status/", None, S::OK).await;
+    let missing: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["done"] == false)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, ["broadcast_templates"], "{status}");
     app.stop().await.unwrap();
 }

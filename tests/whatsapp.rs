@@ -763,6 +763,7 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
             seq: 0,
             tenant: None,
             inbound_at: None,
+            notice: None,
         })
         .await
         .unwrap();

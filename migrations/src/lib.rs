@@ -13,6 +13,7 @@ mod m20261205_000001_pin_attempts;
 mod m20261205_000002_contacts_seen;
 mod m20261205_000003_number_secrets_updated;
 mod m20261205_000004_contact_opt_changes;
+mod m20261205_000005_number_templates;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_contacts_seen::Migration),
             Box::new(m20261205_000003_number_secrets_updated::Migration),
             Box::new(m20261205_000004_contact_opt_changes::Migration),
+            Box::new(m20261205_000005_number_templates::Migration),
         ]
     }
 }

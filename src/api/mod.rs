@@ -18,6 +18,7 @@ mod numbers;
 pub mod respond;
 mod results;
 mod school;
+mod setup;
 mod welcome;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -47,6 +48,7 @@ pub type Apis = (
     school::SchoolApi,
     curriculum::CurriculumApi,
     contacts::ContactsApi,
+    setup::SetupApi,
     notices::NoticesApi,
     results::ResultsApi,
     jobs::JobsApi,
@@ -65,6 +67,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             school::SchoolApi,
             curriculum::CurriculumApi,
             contacts::ContactsApi,
+            setup::SetupApi,
             notices::NoticesApi,
             results::ResultsApi,
             jobs::JobsApi,

@@ -7,7 +7,7 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi, Union};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Union};
 use secrecy::SecretString;
 
 use super::ApiTags;
@@ -18,7 +18,87 @@ use crate::domain::PhoneNumber;
 use crate::entities::whatsapp_number;
 use crate::state::AppState;
 use crate::tenancy::Provider;
-use crate::tenancy::numbers::{self, MetaNumber, NewNumber, NewSecrets, TwilioNumber};
+use crate::tenancy::numbers::{
+    self, BroadcastTemplate, MetaNumber, NewNumber, NewSecrets, TemplateField, TwilioNumber,
+};
+
+/// A notice field that fills a template parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TemplateFieldName {
+    /// The school's name.
+    SchoolName,
+    /// The notice's title.
+    NoticeTitle,
+    /// The notice's first words (at most 100 characters, one line).
+    NoticeSummary,
+    /// The whole notice on one line (at most 1000 characters).
+    NoticeBody,
+}
+
+impl From<TemplateFieldName> for TemplateField {
+    fn from(f: TemplateFieldName) -> Self {
+        match f {
+            TemplateFieldName::SchoolName => Self::SchoolName,
+            TemplateFieldName::NoticeTitle => Self::NoticeTitle,
+            TemplateFieldName::NoticeSummary => Self::NoticeSummary,
+            TemplateFieldName::NoticeBody => Self::NoticeBody,
+        }
+    }
+}
+
+impl From<TemplateField> for TemplateFieldName {
+    fn from(f: TemplateField) -> Self {
+        match f {
+            TemplateField::SchoolName => Self::SchoolName,
+            TemplateField::NoticeTitle => Self::NoticeTitle,
+            TemplateField::NoticeSummary => Self::NoticeSummary,
+            TemplateField::NoticeBody => Self::NoticeBody,
+        }
+    }
+}
+
+/// The approved template a number's broadcasts go as outside WhatsApp's 24-hour window (inside
+/// it a notice goes as free text). Meta: `name` and `language`; Twilio: `content_sid`. Each of
+/// `parameters` fills the template's next placeholder ({{1}}, {{2}}, ...) from the notice.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct BroadcastTemplateDoc {
+    /// Meta: the template's name, as approved in WhatsApp Manager.
+    #[oai(validator(pattern = "^[a-z0-9_]{1,512}$"))]
+    pub name: Option<String>,
+    /// Meta: the template's language code, e.g. `en` or `en_US`.
+    #[oai(validator(pattern = "^[a-z]{2,3}(_[A-Z]{2})?$"))]
+    pub language: Option<String>,
+    /// Twilio: the Content SID (`HX` and 32 hexadecimal digits).
+    #[oai(validator(pattern = "^HX[0-9a-fA-F]{32}$"))]
+    pub content_sid: Option<String>,
+    /// The notice field of each placeholder, in order (at most 10).
+    #[oai(default, validator(max_items = 10))]
+    pub parameters: Vec<TemplateFieldName>,
+}
+
+impl From<BroadcastTemplateDoc> for BroadcastTemplate {
+    fn from(t: BroadcastTemplateDoc) -> Self {
+        Self {
+            name: t.name,
+            language: t.language,
+            content_sid: t.content_sid,
+            parameters: t.parameters.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<BroadcastTemplate> for BroadcastTemplateDoc {
+    fn from(t: BroadcastTemplate) -> Self {
+        Self {
+            name: t.name,
+            language: t.language,
+            content_sid: t.content_sid,
+            parameters: t.parameters.into_iter().map(Into::into).collect(),
+        }
+    }
+}
 
 /// A Meta (WhatsApp Cloud API) number, as WhatsApp Manager shows it under API Setup.
 #[derive(Debug, Object)]
@@ -39,6 +119,8 @@ pub struct MetaNumberIn {
     /// subscribe the webhook.
     #[oai(validator(pattern = "^[!-~]{16,1024}$"))]
     pub verify_token: String,
+    /// The template broadcasts go as outside the 24-hour window (`name`, `language`).
+    pub broadcast_template: Option<BroadcastTemplateDoc>,
 }
 
 /// A Twilio WhatsApp sender.
@@ -53,6 +135,8 @@ pub struct TwilioNumberIn {
     /// The account's auth token, which signs every webhook and authenticates sending.
     #[oai(validator(pattern = "^[!-~]{16,1024}$"))]
     pub auth_token: String,
+    /// The template broadcasts go as outside the 24-hour window (`content_sid`).
+    pub broadcast_template: Option<BroadcastTemplateDoc>,
 }
 
 /// A number to register: `provider` says which fields it needs.
@@ -67,7 +151,8 @@ pub enum WhatsAppNumberIn {
     Twilio(TwilioNumberIn),
 }
 
-/// Secrets to replace (rotation): the number's provider's only; those left out stay.
+/// What to change of a number: secrets to replace (rotation; the number's provider's only)
+/// and its broadcast template; what is left out stays.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct WhatsAppNumberSecretsIn {
@@ -86,6 +171,8 @@ pub struct WhatsAppNumberSecretsIn {
     /// Twilio: a new auth token.
     #[oai(validator(pattern = "^[!-~]{16,1024}$"))]
     pub auth_token: Option<String>,
+    /// A new broadcast template.
+    pub broadcast_template: Option<BroadcastTemplateDoc>,
 }
 
 /// A registered number. Secrets are never returned: only the last four characters of each
@@ -121,6 +208,9 @@ pub struct WhatsAppNumberOut {
     pub created_at: DateTime<Utc>,
     /// When its secrets were last set.
     pub secrets_updated_at: Option<DateTime<Utc>>,
+    /// The template broadcasts go as outside the 24-hour window; without one, they reach
+    /// only parents who wrote in the last 24 hours.
+    pub broadcast_template: Option<BroadcastTemplateDoc>,
 }
 
 fn out(state: &AppState, req: &Request, n: whatsapp_number::Model) -> WhatsAppNumberOut {
@@ -144,6 +234,7 @@ fn out(state: &AppState, req: &Request, n: whatsapp_number::Model) -> WhatsAppNu
         }
     };
     WhatsAppNumberOut {
+        broadcast_template: BroadcastTemplate::of(&n).map(Into::into),
         access_token_last4: numbers::last4(key, &n, SealedColumn::AccessToken),
         app_secret_last4: numbers::last4(key, &n, SealedColumn::AppSecret),
         verify_token_last4: numbers::last4(key, &n, SealedColumn::VerifyToken),
@@ -222,6 +313,14 @@ impl NumbersApi {
         body: Json<WhatsAppNumberIn>,
     ) -> ApiResult<Created> {
         let ctx = caller.require("admin")?;
+        let (provider, template) = match &body.0 {
+            WhatsAppNumberIn::Meta(m) => (Provider::Meta, m.broadcast_template.clone()),
+            WhatsAppNumberIn::Twilio(t) => (Provider::Twilio, t.broadcast_template.clone()),
+        };
+        // Checked before anything is stored.
+        let template = template
+            .map(|t| BroadcastTemplate::from(t).checked(provider))
+            .transpose()?;
         let new = match body.0 {
             WhatsAppNumberIn::Meta(m) => NewNumber::Meta(MetaNumber {
                 phone_number: PhoneNumber::parse(&m.phone_number)?,
@@ -236,7 +335,11 @@ impl NumbersApi {
                 auth_token: secret(t.auth_token),
             }),
         };
-        let n = numbers::register(&state.db, &state.secret, ctx, new, false, Utc::now()).await?;
+        let mut n =
+            numbers::register(&state.db, &state.secret, ctx, new, false, Utc::now()).await?;
+        if template.is_some() {
+            n = numbers::set_template(&state.db, ctx, n.id, template, false).await?;
+        }
         state.forget_app_secrets();
         Ok(Created::Created(Json(out(&state, req, n))))
     }
@@ -259,8 +362,9 @@ impl NumbersApi {
         Ok(Json(out(&state, req, n)))
     }
 
-    /// Replace some of a number's secrets (rotation); those left out stay. A secret of the
-    /// other provider is a 400; the platform's shared number is a 409.
+    /// Replace some of a number's secrets (rotation), or its broadcast template; what is left
+    /// out stays. A secret of the other provider is a 400; the platform's shared number is a
+    /// 409.
     #[oai(
         path = "/whatsapp-numbers/:id/",
         method = "put",
@@ -283,16 +387,27 @@ impl NumbersApi {
             account_sid: b.account_sid,
             auth_token: b.auth_token.map(secret),
         };
-        let n = numbers::replace_secrets(
-            &state.db,
-            &state.secret,
-            ctx,
-            id.0,
-            secrets,
-            false,
-            Utc::now(),
-        )
-        .await?;
+        let mut n = numbers::one(&state.db, ctx, id.0).await?;
+        // The template is checked first: a refused one changes nothing.
+        let template = b
+            .broadcast_template
+            .map(|t| BroadcastTemplate::from(t).checked(Provider::named(&n.provider)))
+            .transpose()?;
+        if !secrets.is_empty() || template.is_none() {
+            n = numbers::replace_secrets(
+                &state.db,
+                &state.secret,
+                ctx,
+                id.0,
+                secrets,
+                false,
+                Utc::now(),
+            )
+            .await?;
+        }
+        if template.is_some() {
+            n = numbers::set_template(&state.db, ctx, id.0, template, false).await?;
+        }
         state.forget_app_secrets();
         Ok(Json(out(&state, req, n)))
     }

@@ -26,6 +26,9 @@ pub struct Model {
     pub shared: bool,
     /// When the provider secrets were last set through the API or the CLI.
     pub secrets_updated_at: Option<DateTimeUtc>,
+    /// The template broadcasts go as outside the 24-hour window
+    /// ([`crate::tenancy::numbers::BroadcastTemplate`], as JSON).
+    pub broadcast_template: Option<Json>,
 }
 
 // Hand-written so that secrets never reach logs through `{:?}`.
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Model {
             .field("created_at", &self.created_at)
             .field("shared", &self.shared)
             .field("secrets_updated_at", &self.secrets_updated_at)
+            .field("broadcast_template", &self.broadcast_template)
             .finish()
     }
 }

@@ -185,6 +185,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         seq: job.seq,
         tenant: school.map(|s| s.schema_name().to_string()),
         inbound_at: Some(job.received_at),
+        notice: None,
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
     // replies it logged and never queued (a crash in between) are queued now; the sender's

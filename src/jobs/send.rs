@@ -57,6 +57,10 @@ pub struct SendJob {
     /// after it, even before its turn is in the log).
     #[serde(default)]
     pub inbound_at: Option<chrono::DateTime<Utc>>,
+    /// A broadcast's notice: outside the window it goes as the number's template, its
+    /// parameters filled from these fields.
+    #[serde(default)]
+    pub notice: Option<crate::tenancy::numbers::NoticeFields>,
 }
 
 impl Job for SendJob {
@@ -91,8 +95,45 @@ pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
 /// What goes out for one reply.
 enum Outbound<'a> {
     Reply(&'a Reply),
-    /// The configured template, outside the customer-service window.
-    Template(&'a str),
+    /// An approved template, outside the customer-service window.
+    Template(&'a TemplateSend),
+}
+
+/// A template to send: a Meta template's name and language, or a Twilio Content SID (as
+/// `name`), with its parameters' text in order.
+struct TemplateSend {
+    name: String,
+    language: String,
+    params: Vec<String>,
+}
+
+/// The template to send outside the window: for a broadcast, the number's own with the
+/// notice's fields; else the number's own when it takes no parameters; else the service-wide
+/// `CHATBOT_WHATSAPP_TEMPLATE`.
+fn template_for(
+    state: &AppState,
+    number: &crate::entities::whatsapp_number::Model,
+    notice: Option<&crate::tenancy::numbers::NoticeFields>,
+) -> Option<TemplateSend> {
+    use crate::tenancy::numbers::BroadcastTemplate;
+    let own = BroadcastTemplate::of(number).filter(|t| notice.is_some() || t.parameters.is_empty());
+    if let Some(t) = own {
+        let params = notice.map(|n| t.values(n)).unwrap_or_default();
+        return Some(TemplateSend {
+            name: t.name.or(t.content_sid).unwrap_or_default(),
+            language: t.language.unwrap_or_default(),
+            params,
+        });
+    }
+    state
+        .settings
+        .whatsapp_template
+        .clone()
+        .map(|name| TemplateSend {
+            name,
+            language: state.settings.whatsapp_template_language.clone(),
+            params: Vec::new(),
+        })
 }
 
 async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
@@ -141,20 +182,24 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
         .await?
         .max(job.inbound_at);
     let window_open = last_inbound.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
-    let template = state.settings.whatsapp_template.as_deref();
+    let template = if window_open {
+        None
+    } else {
+        template_for(state, &number, job.notice.as_ref())
+    };
     for (i, reply) in job.replies.iter().enumerate() {
         let key = format!("sent:{}:{i}", job.reply_to);
         if !state.queue.claim_once(&key, SENT_TTL).await? {
             continue;
         }
-        let outbound = match (window_open, template) {
+        let outbound = match (window_open, &template) {
             (true, _) => Outbound::Reply(reply),
-            (false, Some(name)) if i == 0 => Outbound::Template(name),
+            (false, Some(t)) if i == 0 => Outbound::Template(t),
             (false, _) => {
                 let reason = if template.is_some() {
                     "outside the 24-hour customer-service window; the template was sent instead"
                 } else {
-                    "outside the 24-hour customer-service window and no template is configured (CHATBOT_WHATSAPP_TEMPLATE)"
+                    "outside the 24-hour customer-service window and no template is configured (whatsapp-numbers/ broadcast_template, or CHATBOT_WHATSAPP_TEMPLATE)"
                 };
                 tracing::warn!(index = i, reason, "reply not sent");
                 count("skipped_window");
@@ -179,9 +224,7 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
             Provider::Meta => {
                 let body = match outbound {
                     Outbound::Reply(reply) => message_body(&job.to, reply),
-                    Outbound::Template(name) => {
-                        template_body(&job.to, name, &state.settings.whatsapp_template_language)
-                    }
+                    Outbound::Template(t) => template_body(&job.to, t),
                 };
                 let token = access_token.as_ref().map_or("", |t| t.expose_secret());
                 state.graph.send(&job.business, token, &body).await
@@ -189,7 +232,7 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
             Provider::Twilio => {
                 let form = match outbound {
                     Outbound::Reply(reply) => twilio::message_form(reply),
-                    Outbound::Template(sid) => vec![("ContentSid", sid.to_string())],
+                    Outbound::Template(t) => content_form(t),
                 };
                 let callback = state
                     .settings
@@ -235,13 +278,41 @@ async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
     Ok(())
 }
 
-/// A Graph API template message (the only kind allowed outside the customer-service window).
-fn template_body(to: &str, name: &str, language: &str) -> serde_json::Value {
+/// A Graph API template message (the only kind allowed outside the customer-service window),
+/// its body parameters filled in order.
+fn template_body(to: &str, t: &TemplateSend) -> serde_json::Value {
+    let mut template = serde_json::json!({"name": t.name, "language": {"code": t.language}});
+    if !t.params.is_empty() {
+        let parameters: Vec<serde_json::Value> = t
+            .params
+            .iter()
+            .map(|text| serde_json::json!({"type": "text", "text": text}))
+            .collect();
+        template["components"] = serde_json::json!([{"type": "body", "parameters": parameters}]);
+    }
     serde_json::json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": to,
         "type": "template",
-        "template": {"name": name, "language": {"code": language}}
+        "template": template
     })
+}
+
+/// A Twilio content template message: the Content SID and its variables, `{"1": ..., ...}`.
+fn content_form(t: &TemplateSend) -> Vec<(&'static str, String)> {
+    let mut form = vec![("ContentSid", t.name.clone())];
+    if !t.params.is_empty() {
+        let variables: serde_json::Map<String, serde_json::Value> = t
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, text)| ((i + 1).to_string(), text.clone().into()))
+            .collect();
+        form.push((
+            "ContentVariables",
+            serde_json::Value::Object(variables).to_string(),
+        ));
+    }
+    form
 }

@@ -396,6 +396,11 @@ async fn broadcast(
         text: format!("*{}*\n\n{}", notice.title, notice.body),
     };
     let now = Utc::now();
+    let fields = tenancy::numbers::NoticeFields {
+        school_name: ctx.profile(&state.db).await?.name,
+        notice_title: notice.title.clone(),
+        notice_body: notice.body.clone(),
+    };
     // Parents who sent STOP: listed among the recipients as skipped, never sent to.
     for phone in &opted_out {
         if queued.contains(phone.as_str()) {
@@ -454,6 +459,7 @@ async fn broadcast(
                 seq: 0,
                 tenant: Some(ctx.schema_name().to_string()),
                 inbound_at: None,
+                notice: Some(fields.clone()),
             })
             .await?;
     }

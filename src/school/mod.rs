@@ -8,5 +8,6 @@ pub mod curriculum;
 pub mod notices;
 pub mod pin_limits;
 pub mod results;
+pub mod setup;
 pub mod students;
 pub mod welcome;

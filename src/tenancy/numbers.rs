@@ -67,7 +67,8 @@ pub struct NewSecrets {
 }
 
 impl NewSecrets {
-    fn is_empty(&self) -> bool {
+    /// Nothing to replace.
+    pub fn is_empty(&self) -> bool {
         self.access_token.is_none()
             && self.app_secret.is_none()
             && self.verify_token.is_none()
@@ -300,7 +301,7 @@ pub async fn replace_secrets(
     if secrets.is_empty() {
         return Err(Error::invalid(
             "nothing_to_change",
-            "name at least one secret to replace",
+            "name at least one secret (or a broadcast_template) to change",
         ));
     }
     let provider = Provider::named(&n.provider);
@@ -396,4 +397,172 @@ pub fn webhook_path(provider: Provider) -> &'static str {
         Provider::Meta => "/api/v1/chatbot/webhooks/whatsapp",
         Provider::Twilio => "/api/v1/chatbot/webhooks/twilio",
     }
+}
+
+/// A notice field that fills a template parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateField {
+    /// The school's name.
+    SchoolName,
+    /// The notice's title.
+    NoticeTitle,
+    /// The notice's first words (at most 100 characters, on one line).
+    NoticeSummary,
+    /// The whole notice, on one line (at most 1000 characters).
+    NoticeBody,
+}
+
+/// The fields of one notice, as template parameters take them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NoticeFields {
+    pub school_name: String,
+    pub notice_title: String,
+    pub notice_body: String,
+}
+
+/// One line, whitespace runs folded (Meta refuses newlines, tabs and long runs of spaces in a
+/// parameter), at most `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max {
+        return folded;
+    }
+    let mut cut: String = folded.chars().take(max - 1).collect();
+    cut = cut.trim_end().to_string();
+    cut.push('…');
+    cut
+}
+
+impl NoticeFields {
+    /// The value `field` takes for this notice.
+    pub fn value(&self, field: TemplateField) -> String {
+        match field {
+            TemplateField::SchoolName => one_line(&self.school_name, 200),
+            TemplateField::NoticeTitle => one_line(&self.notice_title, 200),
+            TemplateField::NoticeSummary => one_line(&self.notice_body, 100),
+            TemplateField::NoticeBody => one_line(&self.notice_body, 1000),
+        }
+    }
+}
+
+/// The approved template a number's broadcasts go as outside WhatsApp's 24-hour window: a
+/// Meta template (name, language) or a Twilio Content SID, and which notice field fills each
+/// of its parameters, in order ({{1}}, {{2}}, ...).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BroadcastTemplate {
+    /// Meta: the template's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Meta: its language code, e.g. `en` or `en_US`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Twilio: the Content SID (`HX...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
+    /// The notice field of each parameter, in order.
+    #[serde(default)]
+    pub parameters: Vec<TemplateField>,
+}
+
+/// Most parameters a template may name.
+pub const MAX_TEMPLATE_PARAMETERS: usize = 10;
+
+impl BroadcastTemplate {
+    /// Checked for a number of `provider`: a Meta template has a name (lower case, digits and
+    /// `_`) and a language; a Twilio one a Content SID.
+    pub fn checked(self, provider: Provider) -> Result<Self> {
+        let bad = |m: &str| Err(Error::invalid("invalid_template", m.to_string()));
+        if self.parameters.len() > MAX_TEMPLATE_PARAMETERS {
+            return bad("a template takes at most 10 parameters");
+        }
+        match provider {
+            Provider::Meta => {
+                if self.content_sid.is_some() {
+                    return bad(
+                        "content_sid is for Twilio numbers; a Meta template has a name and a language",
+                    );
+                }
+                let name_ok = self.name.as_deref().is_some_and(|n| {
+                    (1..=512).contains(&n.len())
+                        && n.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                });
+                if !name_ok {
+                    return bad(
+                        "name is the approved template's name: lower case letters, digits and _",
+                    );
+                }
+                let lang_ok = self.language.as_deref().is_some_and(|l| {
+                    let (code, region) = l.split_once('_').unwrap_or((l, "AA"));
+                    (2..=3).contains(&code.len())
+                        && code.bytes().all(|b| b.is_ascii_lowercase())
+                        && region.len() == 2
+                        && region.bytes().all(|b| b.is_ascii_uppercase())
+                });
+                if !lang_ok {
+                    return bad("language is the template's language code, e.g. en or en_US");
+                }
+            }
+            Provider::Twilio => {
+                if self.name.is_some() || self.language.is_some() {
+                    return bad(
+                        "a Twilio template is a content_sid; name and language are for Meta numbers",
+                    );
+                }
+                let sid_ok = self.content_sid.as_deref().is_some_and(|s| {
+                    s.len() == 34
+                        && s.starts_with("HX")
+                        && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !sid_ok {
+                    return bad(
+                        "content_sid is a Twilio Content SID: HX followed by 32 hexadecimal digits",
+                    );
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The template of a stored number, when it has one that reads.
+    pub fn of(n: &whatsapp_number::Model) -> Option<Self> {
+        let value = n.broadcast_template.clone()?;
+        match serde_json::from_value(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(number = n.id, "unreadable broadcast template: {e}");
+                None
+            }
+        }
+    }
+
+    /// Each parameter's text for `notice`, in order.
+    pub fn values(&self, notice: &NoticeFields) -> Vec<String> {
+        self.parameters.iter().map(|f| notice.value(*f)).collect()
+    }
+}
+
+/// Set (or with `None` remove) the broadcast template of the school's number `id`.
+pub async fn set_template(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    id: i64,
+    template: Option<BroadcastTemplate>,
+    operator: bool,
+) -> Result<whatsapp_number::Model> {
+    let n = one(db, ctx, id).await?;
+    refuse_shared(&n, operator)?;
+    let template = match template {
+        Some(t) => Some(t.checked(Provider::named(&n.provider))?),
+        None => None,
+    };
+    let row = whatsapp_number::ActiveModel {
+        id: Set(n.id),
+        broadcast_template: Set(
+            template.map(|t| serde_json::to_value(t).expect("a template serialises"))
+        ),
+        ..Default::default()
+    };
+    Ok(row.update(db).await?)
 }
