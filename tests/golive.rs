@@ -19,6 +19,7 @@ variants!(
     stop_skips_a_parent_in_broadcasts_and_start_brings_them_back,
     broadcasts_outside_the_window_go_as_each_numbers_template,
     a_new_school_goes_live_from_an_empty_database,
+    a_whole_year_loads_from_csv,
 );
 
 const PUBLIC: &str = "https://bot.example.org";
@@ -1433,5 +1434,128 @@ async fn a_new_school_goes_live_from_an_empty_database(v: Variant) {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert_eq!(missing, ["broadcast_templates"], "{status}");
+    app.stop().await.unwrap();
+}
+
+/// `POST imports/{kind}/` with CSV: the status and the JSON answer.
+async fn import_csv(app: &TestApp, key: &str, kind: &str, csv: &str) -> (StatusCode, Value) {
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/chatbot/imports/{kind}/")))
+        .header("X-API-KEY", key)
+        .header("Content-Type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn a_whole_year_loads_from_csv(v: Variant) {
+    let Some((app, _mock)) = start(v).await else {
+        return;
+    };
+    let db = &app.state.db;
+    chatbot::admin::create_tenant(
+        db,
+        "lagos-gs",
+        "Lagos Grammar School",
+        "Africa/Lagos",
+        "en",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let key = chatbot::admin::create_api_key(db, "lagos-gs", "it", &["admin".into()])
+        .await
+        .unwrap()
+        .key;
+    let k = key.as_str();
+    expect(&app, k, Method::POST, "/academic-sessions/", Some(json!({"name": "2025/2026", "starts_on": "2025-09-08", "ends_on": "2026-07-24", "is_current": true})), StatusCode::CREATED).await;
+
+    let (status, out) = import_csv(
+        &app,
+        k,
+        "subjects",
+        "code,name\nmth,Mathematics\nENG,English Language\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["created"], 2);
+    let terms = "academic_session,name,starts_on,ends_on\n\
+                 2025/2026,First Term,2025-09-08,2025-12-12\n\
+                 2025/2026,Second Term,2026-01-05,2026-04-02\n\
+                 2025/2026,Third Term,2026-04-20,2026-07-24\n";
+    let (status, out) = import_csv(&app, k, "terms", terms).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["created"], 3);
+    let exams = "academic_session,term,name,released\n\
+                 2025/2026,First Term,First Term Examination,true\n\
+                 2025/2026,Second Term,Second Term Examination,false\n";
+    let (status, out) = import_csv(&app, k, "exam-sessions", exams).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["created"], 2);
+    let released = expect(
+        &app,
+        k,
+        Method::GET,
+        "/released-exam-sessions/",
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(released.as_array().unwrap().len(), 1);
+    assert_eq!(released[0]["name"], "First Term Examination");
+
+    // Loading the same year again changes what differs and creates nothing.
+    let (status, out) =
+        import_csv(&app, k, "terms", &terms.replace("2025-12-12", "2025-12-19")).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        (out["created"].as_u64(), out["updated"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let list = expect(&app, k, Method::GET, "/terms/", None, StatusCode::OK).await;
+    assert_eq!(list["count"], 3);
+
+    // Any bad row and nothing is written; each problem named by row and column.
+    let bad = "academic_session,name,starts_on,ends_on\n\
+               2025/2026,Mid-year,2026-02-01,2026-02-10\n\
+               2024/2025,Old Term,2024-09-09,2024-12-13\n\
+               2025/2026,Holiday Club,2026-07-27,2026-08-14\n\
+               2025/2026,Extra,not a date,2026-08-14\n";
+    let (status, out) = import_csv(&app, k, "terms", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    let rows: Vec<u64> = out["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [2, 3, 4, 5], "{out}");
+    assert!(
+        out.to_string().contains("Second Term"),
+        "the overlap is named: {out}"
+    );
+    let list = expect(&app, k, Method::GET, "/terms/", None, StatusCode::OK).await;
+    assert_eq!(list["count"], 3, "nothing written");
+    let (status, out) = import_csv(
+        &app,
+        k,
+        "exam-sessions",
+        "academic_session,term,name\n2025/2026,Fourth Term,X\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["errors"][0]["column"], "term");
+    let (status, out) = import_csv(
+        &app,
+        k,
+        "subjects",
+        "code,name\nM T H,Maths\nENG,English\nENG,Again\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["errors"].as_array().unwrap().len(), 2, "{out}");
     app.stop().await.unwrap();
 }

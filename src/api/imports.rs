@@ -10,7 +10,9 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiRequest, Enum, Object, OpenApi};
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, QueryFilter, Set, TransactionTrait,
+};
 
 use super::ApiTags;
 use super::auth::Caller;
@@ -21,6 +23,7 @@ use crate::entities::{
 };
 use crate::error::{Error, RowError};
 use crate::school::contacts::OptSource;
+use crate::school::curriculum;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
 
@@ -35,6 +38,16 @@ const MAX_ERRORS: usize = 200;
 pub enum ImportKind {
     /// `name`, `form`, `level` (key: `name`).
     Classes,
+    /// `code`, `name` (key: `code`; codes are stored in capitals).
+    Subjects,
+    /// `academic_session` (its name), `name`, `starts_on`, `ends_on` (YYYY-MM-DD, inside the
+    /// session, overlapping none of its other terms), `ordinal` (optional) (key: session and
+    /// name).
+    Terms,
+    /// `academic_session`, `term` (their names), `name`, `released` (optional, default false)
+    /// (key: term and name).
+    #[oai(rename = "exam-sessions")]
+    ExamSessions,
     /// `student_id`, `first_name`, `last_name`, `other_names`, `class` (a class name),
     /// `pin` (4-8 digits, stored hashed; required for a new student), `active`, `gender`,
     /// `date_of_birth` (YYYY-MM-DD) (key: `student_id`).
@@ -279,6 +292,193 @@ async fn import_classes(
                 .await?;
                 written.created += 1;
             }
+        }
+    }
+    Ok(written)
+}
+
+/// A write the curriculum refused for this row (bad dates, a conflict, an unknown session):
+/// the row's problem; anything else (the database) is the import's.
+fn row_problem(check: &mut Checker, line: u64, column: &str, e: Error) -> Result<(), Error> {
+    match e {
+        Error::Invalid { .. } | Error::Conflict(_) | Error::NotFound(_) => {
+            check.fail(line, column, e.to_string());
+            Ok(())
+        }
+        other => Err(other),
+    }
+}
+
+fn date_of(v: &str) -> Result<chrono::NaiveDate, Error> {
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| Error::invalid("invalid_date", format!("`{v}` is not a date (YYYY-MM-DD)")))
+}
+
+async fn import_subjects(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let existing: HashMap<String, i64> = curriculum::subjects(txn, ctx)
+        .await?
+        .into_iter()
+        .map(|s| (s.code, s.id))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut written = Written::default();
+    let now = Utc::now();
+    for (line, row) in rows {
+        let code = check.parsed(*line, row, "code", curriculum::subject_code);
+        let name = check.text(*line, row, "name", 128);
+        let (Some(code), Some(name)) = (code, name) else {
+            continue;
+        };
+        if !check.unique(&mut seen, *line, "code", &code) {
+            continue;
+        }
+        let id = existing.get(&code).copied();
+        let fields = curriculum::SubjectFields { code, name };
+        match curriculum::save_subject(txn, ctx, id, fields, now).await {
+            Ok(_) if id.is_some() => written.updated += 1,
+            Ok(_) => written.created += 1,
+            Err(e) => row_problem(check, *line, "code", e)?,
+        }
+    }
+    Ok(written)
+}
+
+/// The school's academic sessions by name.
+async fn sessions_by_name(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+) -> Result<HashMap<String, i64>, Error> {
+    Ok(crate::school::calendar::academic_sessions(txn, ctx)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.id))
+        .collect())
+}
+
+async fn import_terms(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let sessions = sessions_by_name(txn, ctx).await?;
+    let mut seen = HashSet::new();
+    let mut written = Written::default();
+    let now = Utc::now();
+    for (line, row) in rows {
+        let session = check.parsed(*line, row, "academic_session", |v| {
+            sessions.get(v).copied().ok_or_else(|| {
+                Error::invalid(
+                    "invalid_session",
+                    format!("no academic session `{v}` in this school"),
+                )
+            })
+        });
+        let name = check.text(*line, row, "name", 64);
+        let starts_on = check.parsed(*line, row, "starts_on", date_of);
+        let ends_on = check.parsed(*line, row, "ends_on", date_of);
+        let ordinal = match row.get("ordinal") {
+            Some(_) => check.parsed(*line, row, "ordinal", |v| {
+                v.parse::<i16>()
+                    .ok()
+                    .filter(|o| (1..=12).contains(o))
+                    .map(Some)
+                    .ok_or_else(|| Error::invalid("invalid_ordinal", "a whole number 1-12"))
+            }),
+            None => Some(None),
+        };
+        let (Some(session), Some(name), Some(starts_on), Some(ends_on), Some(ordinal)) =
+            (session, name, starts_on, ends_on, ordinal)
+        else {
+            continue;
+        };
+        if !check.unique(&mut seen, *line, "name", &format!("{session}/{name}")) {
+            continue;
+        }
+        let id = ctx
+            .find::<term::Entity>()
+            .filter(term::Column::AcademicSessionId.eq(session))
+            .filter(term::Column::Name.eq(name.as_str()))
+            .one(txn)
+            .await?
+            .map(|t| t.id);
+        let fields = curriculum::TermFields {
+            academic_session_id: session,
+            name,
+            ordinal,
+            starts_on,
+            ends_on,
+        };
+        match curriculum::save_term(txn, ctx, id, fields, now).await {
+            Ok(_) if id.is_some() => written.updated += 1,
+            Ok(_) => written.created += 1,
+            Err(e) => row_problem(check, *line, "starts_on", e)?,
+        }
+    }
+    Ok(written)
+}
+
+async fn import_exams(
+    txn: &DatabaseTransaction,
+    ctx: &TenantCtx,
+    rows: &[(u64, Row)],
+    check: &mut Checker,
+) -> Result<Written, Error> {
+    let sessions = sessions_by_name(txn, ctx).await?;
+    let terms = crate::school::calendar::terms(txn, ctx).await?;
+    let mut seen = HashSet::new();
+    let mut written = Written::default();
+    let now = Utc::now();
+    for (line, row) in rows {
+        let session = check.parsed(*line, row, "academic_session", |v| {
+            sessions.get(v).copied().ok_or_else(|| {
+                Error::invalid(
+                    "invalid_session",
+                    format!("no academic session `{v}` in this school"),
+                )
+            })
+        });
+        let term_name = check.text(*line, row, "term", 64);
+        let name = check.text(*line, row, "name", 128);
+        let released = check.boolean(*line, row, "released").unwrap_or(false);
+        let (Some(session), Some(term_name), Some(name)) = (session, term_name, name) else {
+            continue;
+        };
+        let Some(term) = terms
+            .iter()
+            .find(|t| t.academic_session_id == session && t.name == term_name)
+        else {
+            check.fail(
+                *line,
+                "term",
+                format!("no term `{term_name}` in that academic session"),
+            );
+            continue;
+        };
+        if !check.unique(&mut seen, *line, "name", &format!("{}/{name}", term.id)) {
+            continue;
+        }
+        let id = ctx
+            .find::<exam_session::Entity>()
+            .filter(exam_session::Column::TermId.eq(term.id))
+            .filter(exam_session::Column::Name.eq(name.as_str()))
+            .one(txn)
+            .await?
+            .map(|e| e.id);
+        let fields = curriculum::ExamFields {
+            term_id: term.id,
+            name,
+            released,
+        };
+        match curriculum::save_exam(txn, ctx, id, fields, now).await {
+            Ok(_) if id.is_some() => written.updated += 1,
+            Ok(_) => written.created += 1,
+            Err(e) => row_problem(check, *line, "name", e)?,
         }
     }
     Ok(written)
@@ -777,7 +977,8 @@ pub struct ImportsApi;
 
 #[OpenApi(tag = "ApiTags::School")]
 impl ImportsApi {
-    /// Load classes, students, WhatsApp contacts, parent-student links, marks or attendance, as CSV (header
+    /// Load classes, subjects, terms, exam sessions, students, WhatsApp contacts,
+    /// parent-student links, marks or attendance, as CSV (header
     /// line first) or a JSON array of objects, upserting by natural key. All or nothing: any
     /// invalid row and nothing is written; the 400 lists every problem by row (CSV line, or
     /// array index from 1) and column. Unknown columns are ignored.
@@ -800,6 +1001,9 @@ impl ImportsApi {
         let txn = state.db.begin().await?;
         let written = match kind.0 {
             ImportKind::Classes => import_classes(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Subjects => import_subjects(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::Terms => import_terms(&txn, ctx, &rows, &mut check).await?,
+            ImportKind::ExamSessions => import_exams(&txn, ctx, &rows, &mut check).await?,
             ImportKind::Students => import_students(&state, &txn, ctx, &rows, &mut check).await?,
             ImportKind::Contacts => import_contacts(&txn, ctx, &rows, &mut check).await?,
             ImportKind::Mappings => import_mappings(&txn, ctx, &rows, &mut check).await?,

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 
 use crate::entities::{
@@ -125,7 +125,7 @@ pub async fn session(
 /// Create (`id` = `None`) or replace an academic session; marking it current unmarks the
 /// school's other sessions. Replacing keeps every term of it inside its dates.
 pub async fn save_session(
-    db: &sea_orm::DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
     ctx: &TenantCtx,
     id: Option<i64>,
     f: SessionFields,
@@ -217,7 +217,7 @@ pub async fn term(db: &impl ConnectionTrait, ctx: &TenantCtx, id: i64) -> Result
 /// Create (`id` = `None`) or replace a term: inside its session's dates, overlapping none of
 /// the session's other terms.
 pub async fn save_term(
-    db: &sea_orm::DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
     ctx: &TenantCtx,
     id: Option<i64>,
     f: TermFields,

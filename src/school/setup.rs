@@ -100,7 +100,7 @@ pub async fn status(
             (None, 0) => "no terms yet".into(),
             (None, _) => format!("no term of the current session includes today ({today})"),
         },
-        endpoint: "POST terms/",
+        endpoint: "POST terms/ or POST imports/terms/",
     });
 
     let classes = ctx.find::<class::Entity>().count(db).await?;
@@ -115,7 +115,7 @@ pub async fn status(
         step: "subjects",
         done: subjects > 0,
         detail: count(subjects, "subject", "subjects"),
-        endpoint: "POST subjects/",
+        endpoint: "POST subjects/ or POST imports/subjects/",
     });
     let students = ctx
         .find::<student::Entity>()
