@@ -332,7 +332,8 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         ]
     );
 
-    // Each recipient's status, once the sends are recorded.
+    // Each recipient's status, once the sends are recorded; the parent who opted out is
+    // listed as skipped, never sent to.
     let path = format!("/jobs/{school_id}/recipients/");
     let page = eventually(
         "recipients marked sent",
@@ -341,18 +342,34 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
             let (_, page) = app.api(&a.api_key, Method::GET, &path, None).await;
             page["results"]
                 .as_array()
-                .is_some_and(|r| r.len() == 2 && r.iter().all(|x| x["status"] == "sent"))
+                .is_some_and(|r| {
+                    r.len() == 3
+                        && r.iter()
+                            .all(|x| x["status"] == "sent" || x["status"] == "skipped")
+                })
                 .then_some(page)
         },
     )
     .await;
-    let phones: Vec<&str> = page["results"]
+    let phones: Vec<(&str, &str)> = page["results"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["phone"].as_str().unwrap())
+        .map(|r| (r["phone"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(phones, ["+2348000000111", SHARED_PHONE]);
+    assert_eq!(
+        phones,
+        [
+            ("+2348000000111", "sent"),
+            ("+2348000000222", "skipped"),
+            (SHARED_PHONE, "sent")
+        ]
+    );
+    assert_eq!(page["results"][1]["error"], "opted_out");
+    assert_eq!(
+        school_job["result"]["skipped"]["opted_out"], 1,
+        "{school_job}"
+    );
     let (_, job) = app
         .api(
             &a.api_key,
@@ -361,7 +378,7 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
             None,
         )
         .await;
-    assert_eq!(job["progress"], json!({"sent": 2}), "{job}");
+    assert_eq!(job["progress"], json!({"sent": 2, "skipped": 1}), "{job}");
 
     // The other school can neither read these nor broadcast alpha's notices.
     let (status, _) = app.api(&b.api_key, Method::GET, &path, None).await;

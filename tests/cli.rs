@@ -483,7 +483,15 @@ fn operators_register_rotate_and_remove_a_schools_numbers() {
         "777000111",
         "--json",
     ];
-    let added: Value = serde_json::from_str(&ok(run(&add, &meta_env))).unwrap();
+    // Logged at debug level, nothing of a secret reaches the log either.
+    let mut debug_env = meta_env.to_vec();
+    debug_env.push(("CHATBOT_LOG", "debug"));
+    let out = run(&add, &debug_env);
+    let log = text(&out.stderr);
+    for (_, secret) in meta_env {
+        assert!(!log.contains(secret), "a secret in the log: {log}");
+    }
+    let added: Value = serde_json::from_str(&ok(out)).unwrap();
     assert_eq!(
         added["webhook_url"],
         "https://bot.example.org/api/v1/chatbot/webhooks/whatsapp"
