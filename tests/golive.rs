@@ -610,28 +610,10 @@ async fn a_school_enters_its_calendar_and_curriculum(v: Variant) {
 
     // Students and marks arrive by import, against what the school entered.
     let students = "student_id,first_name,last_name,class,pin\nLGS/001,Ada,Obi,JSS 1A,4821\n";
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/imports/students/"))
-        .header("X-API-KEY", k)
-        .header("Content-Type", "text/csv")
-        .body(students)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    import(&app, k, "students", students).await;
     let marks =
         format!("student_id,exam_session_id,subject,ca,exam\nLGS/001,{exam_id},MTH,30,55\n");
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/imports/marks/"))
-        .header("X-API-KEY", k)
-        .header("Content-Type", "text/csv")
-        .body(marks)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    import(&app, k, "marks", &marks).await;
     let class = expect(
         &app,
         &staff,
@@ -884,16 +866,13 @@ async fn stop_skips_a_parent_in_broadcasts_and_start_brings_them_back(v: Variant
     })
     .await;
     // A contacts import cannot undo the parent's STOP.
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/imports/contacts/"))
-        .header("X-API-KEY", key)
-        .header("Content-Type", "text/csv")
-        .body(format!("phone,opted_in\n{},true\n", parent.phone))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    import(
+        &app,
+        key,
+        "contacts",
+        &format!("phone,opted_in\n{},true\n", parent.phone),
+    )
+    .await;
     let contacts = expect(
         &app,
         key,
@@ -1107,16 +1086,7 @@ async fn broadcasts_outside_the_window_go_as_each_numbers_template(v: Variant) {
     expect(&app, &k, Method::POST, "/whatsapp-numbers/", Some(json!({"provider": "twilio", "phone_number": "+14155550101",
         "account_sid": SID, "auth_token": AUTH,
         "broadcast_template": {"content_sid": sid, "parameters": ["notice_title", "school_name"]}})), StatusCode::CREATED).await;
-    let r = app
-        .http
-        .post(app.url("/api/v1/chatbot/imports/contacts/"))
-        .header("X-API-KEY", &k)
-        .header("Content-Type", "text/csv")
-        .body("phone\n+2348077770001\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    import(&app, &k, "contacts", "phone\n+2348077770001\n").await;
     let notice = expect(
         &app,
         &k,
@@ -1170,18 +1140,10 @@ fn operator(app: &TestApp, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `POST imports/{kind}/` with CSV, which must be taken.
 async fn import(app: &TestApp, key: &str, kind: &str, csv: &str) {
-    let r = app
-        .http
-        .post(app.url(&format!("/api/v1/chatbot/imports/{kind}/")))
-        .header("X-API-KEY", key)
-        .header("Content-Type", "text/csv")
-        .body(csv.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert!(status.is_success(), "{kind}: {}", r.text().await.unwrap());
+    let (status, answer) = import_csv(app, key, kind, csv).await;
+    assert!(status.is_success(), "{kind}: {answer}");
 }
 
 /// The parent's results, however many taps it takes: `send(text)` delivers a message, and

@@ -360,6 +360,23 @@ async fn sessions_by_name(
         .collect())
 }
 
+/// The row's `academic_session`, by name, among the school's.
+fn session_column(
+    check: &mut Checker,
+    line: u64,
+    row: &Row,
+    sessions: &HashMap<String, i64>,
+) -> Option<i64> {
+    check.parsed(line, row, "academic_session", |v| {
+        sessions.get(v).copied().ok_or_else(|| {
+            Error::invalid(
+                "invalid_session",
+                format!("no academic session `{v}` in this school"),
+            )
+        })
+    })
+}
+
 async fn import_terms(
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
@@ -371,14 +388,7 @@ async fn import_terms(
     let mut written = Written::default();
     let now = Utc::now();
     for (line, row) in rows {
-        let session = check.parsed(*line, row, "academic_session", |v| {
-            sessions.get(v).copied().ok_or_else(|| {
-                Error::invalid(
-                    "invalid_session",
-                    format!("no academic session `{v}` in this school"),
-                )
-            })
-        });
+        let session = session_column(check, *line, row, &sessions);
         let name = check.text(*line, row, "name", 64);
         let starts_on = check.parsed(*line, row, "starts_on", date_of);
         let ends_on = check.parsed(*line, row, "ends_on", date_of);
@@ -435,14 +445,7 @@ async fn import_exams(
     let mut written = Written::default();
     let now = Utc::now();
     for (line, row) in rows {
-        let session = check.parsed(*line, row, "academic_session", |v| {
-            sessions.get(v).copied().ok_or_else(|| {
-                Error::invalid(
-                    "invalid_session",
-                    format!("no academic session `{v}` in this school"),
-                )
-            })
-        });
+        let session = session_column(check, *line, row, &sessions);
         let term_name = check.text(*line, row, "term", 64);
         let name = check.text(*line, row, "name", 128);
         let released = check.boolean(*line, row, "released").unwrap_or(false);
