@@ -105,3 +105,17 @@ fn sqlite_file_path(url: &str) -> Option<String> {
         Some(path.to_string())
     }
 }
+
+/// Begin a transaction that reads before it writes. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`, waiting within the busy timeout): a deferred transaction that read first
+/// fails its first write with "database is locked" when another writer got in between. On
+/// PostgreSQL, and for a nested transaction, a plain `BEGIN` / savepoint.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(
+    db: &C,
+) -> std::result::Result<C::Transaction, sea_orm::DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

@@ -144,6 +144,15 @@ impl Error {
 }
 
 /// A JSON error response with the shared shape.
+/// Did a unique index refuse this write (a row with the same key exists, or was written at the
+/// same instant)?
+pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> poem::Response {
     let body = ErrorBody {
         error: code.to_string(),

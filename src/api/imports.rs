@@ -10,9 +10,7 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiRequest, Enum, Object, OpenApi};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, QueryFilter, Set};
 
 use super::ApiTags;
 use super::auth::Caller;
@@ -234,6 +232,26 @@ struct Written {
     updated: u64,
 }
 
+impl Written {
+    /// Count a curriculum write of row `line` (an update when the row `existed`), or make
+    /// what the curriculum refused the row's problem in `column`.
+    fn record<T>(
+        &mut self,
+        check: &mut Checker,
+        line: u64,
+        column: &str,
+        existed: bool,
+        result: Result<T, Error>,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(_) if existed => self.updated += 1,
+            Ok(_) => self.created += 1,
+            Err(e) => row_problem(check, line, column, e)?,
+        }
+        Ok(())
+    }
+}
+
 async fn import_classes(
     txn: &DatabaseTransaction,
     ctx: &TenantCtx,
@@ -339,11 +357,8 @@ async fn import_subjects(
         }
         let id = existing.get(&code).copied();
         let fields = curriculum::SubjectFields { code, name };
-        match curriculum::save_subject(txn, ctx, id, fields, now).await {
-            Ok(_) if id.is_some() => written.updated += 1,
-            Ok(_) => written.created += 1,
-            Err(e) => row_problem(check, *line, "code", e)?,
-        }
+        let result = curriculum::save_subject(txn, ctx, id, fields, now).await;
+        written.record(check, *line, "code", id.is_some(), result)?;
     }
     Ok(written)
 }
@@ -424,11 +439,8 @@ async fn import_terms(
             starts_on,
             ends_on,
         };
-        match curriculum::save_term(txn, ctx, id, fields, now).await {
-            Ok(_) if id.is_some() => written.updated += 1,
-            Ok(_) => written.created += 1,
-            Err(e) => row_problem(check, *line, "starts_on", e)?,
-        }
+        let result = curriculum::save_term(txn, ctx, id, fields, now).await;
+        written.record(check, *line, "starts_on", id.is_some(), result)?;
     }
     Ok(written)
 }
@@ -478,11 +490,8 @@ async fn import_exams(
             name,
             released,
         };
-        match curriculum::save_exam(txn, ctx, id, fields, now).await {
-            Ok(_) if id.is_some() => written.updated += 1,
-            Ok(_) => written.created += 1,
-            Err(e) => row_problem(check, *line, "name", e)?,
-        }
+        let result = curriculum::save_exam(txn, ctx, id, fields, now).await;
+        written.record(check, *line, "name", id.is_some(), result)?;
     }
     Ok(written)
 }
@@ -1001,7 +1010,7 @@ impl ImportsApi {
         let ctx = caller.require("admin")?;
         let rows = rows_of(body)?;
         let mut check = Checker { errors: Vec::new() };
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         let written = match kind.0 {
             ImportKind::Classes => import_classes(&txn, ctx, &rows, &mut check).await?,
             ImportKind::Subjects => import_subjects(&txn, ctx, &rows, &mut check).await?,

@@ -8,7 +8,6 @@ use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
-use sea_orm::TransactionTrait;
 
 use super::ApiTags;
 use super::auth::{Caller, Credential};
@@ -591,7 +590,9 @@ impl ResultsApi {
             }
         };
         let written = marks.len() as u64;
-        let txn = state.db.begin().await.map_err(ApiError::from)?;
+        let txn = crate::db::begin_write(&state.db)
+            .await
+            .map_err(ApiError::from)?;
         let rows = marks
             .iter()
             .map(|(student_id, subject_id, ca, exam)| results::MarkRow {

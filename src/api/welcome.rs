@@ -135,14 +135,7 @@ impl WelcomeApi {
         match inserted {
             Ok(m) => Ok(Created::Created(Json(m.into()))),
             // Two creates at once: the unique index keeps one, the other is the same 409.
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
-                Err(conflict())
-            }
+            Err(e) if crate::error::is_unique_violation(&e) => Err(conflict()),
             Err(e) => Err(e.into()),
         }
     }

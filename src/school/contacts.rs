@@ -91,12 +91,7 @@ pub async fn set_opt_in(
                 return Ok(saved);
             }
             // Created at the same instant by another turn or request: change that one.
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
+            Err(e) if crate::error::is_unique_violation(&e) => {
                 continue;
             }
             Err(e) => return Err(e.into()),

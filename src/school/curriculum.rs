@@ -47,10 +47,7 @@ fn dates(starts_on: NaiveDate, ends_on: NaiveDate) -> Result<()> {
 
 /// A unique index said no: the 409 `what` explains; any other error as it is.
 fn unique(e: DbErr, what: impl FnOnce() -> String) -> Error {
-    if matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    ) {
+    if crate::error::is_unique_violation(&e) {
         Error::Conflict(what())
     } else {
         e.into()
@@ -133,7 +130,7 @@ pub async fn save_session(
 ) -> Result<academic_session::Model> {
     let session_name = name("name", &f.name, 64)?;
     dates(f.starts_on, f.ends_on)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut row = match id {
         Some(id) => {
             let existing = session(&txn, ctx, id).await?;
@@ -230,7 +227,7 @@ pub async fn save_term(
     {
         return Err(Error::invalid("invalid_ordinal", "ordinal is 1 to 12"));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let existing = match id {
         Some(id) => Some(term(&txn, ctx, id).await?),
         None => None,

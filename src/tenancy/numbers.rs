@@ -260,16 +260,9 @@ pub async fn register(
             Ok(model)
         }
         // Registered at the same instant by another request: the unique indexes keep one.
-        Err(e)
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
-            Err(Error::Conflict(format!(
-                "number {phone} is already registered; a number belongs to one school"
-            )))
-        }
+        Err(e) if crate::error::is_unique_violation(&e) => Err(Error::Conflict(format!(
+            "number {phone} is already registered; a number belongs to one school"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

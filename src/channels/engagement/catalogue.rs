@@ -217,16 +217,9 @@ pub async fn insert(
     .await;
     match inserted {
         Ok(m) => Ok(m),
-        Err(e)
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
-            Err(Error::Conflict(format!(
-                "this school already has a report `{slug}`; change it with PUT"
-            )))
-        }
+        Err(e) if crate::error::is_unique_violation(&e) => Err(Error::Conflict(format!(
+            "this school already has a report `{slug}`; change it with PUT"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
