@@ -52,9 +52,24 @@ fn shipped_suites_pass_and_a_broken_prompt_is_a_regression() {
     assert_eq!(r["baseline_compared"], true);
     let v = &r["variants"][0];
     assert_eq!(v["name"], "default");
-    assert_eq!(v["totals"]["failed"], 0, "{stdout}");
+    // Suites without a bar pass whole; the phrasing suite holds its bar.
+    assert_eq!(v["totals"]["failed_strict"], 0, "{stdout}");
+    assert_eq!(v["totals"]["suites_below_bar"], 0, "{stdout}");
+    let phrasings = v["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["suite"] == "phrasings")
+        .expect("the phrasing suite ran");
+    assert!(phrasings["cases"].as_u64().unwrap() >= 250, "{phrasings}");
+    assert!(
+        phrasings["pass_rate"].as_f64().unwrap() >= 0.95,
+        "{phrasings}"
+    );
+    assert_eq!(phrasings["pass_at_least"], 0.95);
     let cases = v["cases"].as_array().unwrap();
-    // Every case of the committed baseline ran, and passed there.
+    // Every case of the committed baseline ran, with the verdict it has there (every case of a
+    // suite without a bar passed).
     let baseline: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("evals/baseline.json")).unwrap())
             .unwrap();
@@ -66,7 +81,10 @@ fn shipped_suites_pass_and_a_broken_prompt_is_a_regression() {
             c["suite"].as_str().unwrap(),
             c["case"].as_str().unwrap()
         );
-        assert_eq!(known.get(&key), Some(&Value::Bool(true)), "{key}");
+        assert_eq!(known.get(&key), Some(&c["passed"]), "{key}");
+        if c["suite"] != "phrasings" {
+            assert_eq!(c["passed"], true, "{key}");
+        }
     }
     // The rules suite never called the model; the others did.
     let calls = |suite: &str| -> u64 {
@@ -77,10 +95,13 @@ fn shipped_suites_pass_and_a_broken_prompt_is_a_regression() {
             .sum()
     };
     assert_eq!(calls("rules"), 0);
+    // Parents' phrasings are the rules' work: the model is called for the few misses only.
+    assert!(calls("phrasings") <= 14, "{}", calls("phrasings"));
     assert!(calls("grounded") >= 5);
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), cases.len());
-    assert!(!junit.contains("<failure"));
+    let failing = cases.iter().filter(|c| c["passed"] == false).count();
+    assert_eq!(junit.matches("<failure").count(), failing);
     let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(
         summary.contains("| default | embedded | mock-1 |"),
@@ -146,7 +167,7 @@ cases:
     phone: "+2348030000002"
     turns:
       - say: hi
-      - say: Is there school on the public holiday?
+      - say: Did she improve compared to last term?
         expect: {contains: [FIRST]}
 "#;
 

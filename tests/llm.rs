@@ -112,11 +112,7 @@ default: {content: "I only know what the school shared with me."}
 
     // Text the rules cannot place goes to the model; its answer comes back, then the menu.
     let o = s
-        .say(
-            "demo",
-            &parent.phone,
-            "Is the school open on the public holiday?",
-        )
+        .say("demo", &parent.phone, "Do the pupils swim on Fridays?")
         .await;
     assert_eq!(outcome_of(&o), "answered", "{o:?}");
     assert_eq!(
@@ -130,7 +126,7 @@ default: {content: "I only know what the school shared with me."}
     assert_eq!(r.tenant.as_deref(), Some("demo"));
     let prompt = r.prompt_text();
     assert!(prompt.contains("Greenfield Academy"));
-    assert!(prompt.contains("Is the school open on the public holiday?"));
+    assert!(prompt.contains("Do the pupils swim on Fridays?"));
     // The parent's children, and no other student of the school or of the other school.
     let mine: HashSet<&str> = parent.student_ids.iter().map(String::as_str).collect();
     for id in &mine {
@@ -250,7 +246,7 @@ async fn tools_run_through_the_rules_within_the_verified_scope(v: Variant) {
         Script::from_yaml(&format!(
             r#"
 rules:
-  - when: {{last_user_contains: "missed class", tool_offered: show_attendance}}
+  - when: {{last_user_contains: "skipping", tool_offered: show_attendance}}
     reply: {{tool_call: {{name: show_attendance, arguments: {{student_id: "{mine}"}}}}}}
   - when: {{last_user_contains: "neighbour A"}}
     reply: {{tool_call: {{name: show_results, arguments: {{student_id: "{foreign}"}}}}}}
@@ -260,7 +256,7 @@ rules:
     reply: {{tool_call: {{name: send_report_card, arguments: {{student_id: "{foreign}"}}}}}}
   - when: {{last_user_contains: "printable"}}
     reply: {{tool_call: {{name: send_report_card, arguments: {{student_id: "{mine}"}}}}}}
-  - when: {{last_user_contains: "happening"}}
+  - when: {{last_user_contains: "going on"}}
     reply: {{tool_call: {{name: show_notices, arguments: {{}}}}}}
   - when: {{last_user_contains: "delete"}}
     reply: {{tool_call: {{name: drop_all_tables, arguments: {{}}}}}}
@@ -273,11 +269,7 @@ default: {{content: "placeholder"}}
     s.say("demo", &parent.phone, "hello").await;
 
     let o = s
-        .say(
-            "demo",
-            &parent.phone,
-            "how often has she missed class lately?",
-        )
+        .say("demo", &parent.phone, "has she been skipping lately?")
         .await;
     assert_eq!(outcome_of(&o), "tool", "{o:?}");
     let trace = o.llm.as_ref().unwrap();
@@ -343,7 +335,7 @@ default: {{content: "placeholder"}}
         .say(
             "demo",
             &parent.phone,
-            "what is happening at school this week?",
+            "anything going on at school this week?",
         )
         .await;
     assert_eq!(outcome_of(&o), "tool");

@@ -10,7 +10,9 @@ use minijinja::{Value, context};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
-use super::input::{menu_number, normalize};
+use super::input::{
+    canonical_id, choice_named, id_example, id_token, menu_number, normalize, pin_in, pin_shaped,
+};
 use super::reply::{Choice, MAX_LIST_ROWS, Reply};
 use super::texts::Texts;
 use super::view::{Child, SchoolView};
@@ -287,6 +289,40 @@ pub async fn children<C: ConnectionTrait>(
     Ok(out)
 }
 
+/// The one child whose name `said` (normalized) holds: a word of a child's name that no other
+/// child shares ("Temitope result", "results for aminu").
+fn named_child(children: &[Child], said: &str) -> Option<Child> {
+    if said.is_empty() || children.is_empty() {
+        return None;
+    }
+    let names: Vec<Vec<String>> = children
+        .iter()
+        .map(|c| {
+            normalize(&c.name)
+                .split(' ')
+                .filter(|w| w.len() >= 3)
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let said_words: Vec<&str> = said.split(' ').collect();
+    let found: Vec<usize> = (0..children.len())
+        .filter(|&i| {
+            names[i].iter().any(|w| {
+                let shared = names
+                    .iter()
+                    .enumerate()
+                    .any(|(j, other)| j != i && other.contains(w));
+                !shared && said_words.iter().any(|s| super::input::matches(s, w))
+            })
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => Some(children[*one].clone()),
+        _ => None,
+    }
+}
+
 /// A score as people write it: `72`, `72.5`.
 pub fn score(x: f64) -> String {
     let rounded = (x * 100.0).round() / 100.0;
@@ -338,6 +374,8 @@ struct Turn<'v, 'a, C: ConnectionTrait> {
     replies: Vec<Reply>,
     effects: Vec<Effect>,
     unhandled: Option<String>,
+    /// The last choices stay answerable ("thanks", "I forgot my PIN" in the middle of a flow).
+    keep_choices: bool,
 }
 
 impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
@@ -359,6 +397,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             replies: Vec::new(),
             effects: Vec::new(),
             unhandled: None,
+            keep_choices: false,
         }
     }
 
@@ -369,10 +408,12 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             effects,
             unhandled,
             now,
+            keep_choices,
             ..
         } = self;
         session.choices = match replies.last() {
             Some(Reply::Choices { choices, .. }) => choices.clone(),
+            _ if keep_choices => session.choices,
             _ => Vec::new(),
         };
         session.last_seen = Some(now);
@@ -395,7 +436,13 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
     }
 
     fn render(&self, name: &str, ctx: Value) -> Result<String> {
-        let ctx = context! { school => self.view.profile.name.clone(), ..ctx };
+        let profile = &self.view.profile;
+        let ctx = context! {
+            school => profile.name.clone(),
+            contact_phone => profile.contact_phone.clone(),
+            contact_email => profile.contact_email.clone(),
+            ..ctx
+        };
         self.texts.render(&self.lang(), name, ctx)
     }
 
@@ -481,56 +528,73 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             self.say("unsupported_message", context! {})?;
             return self.menu();
         }
-
-        // 1. A tapped choice, a number, or the label of one of the last choices.
-        let offered = &self.session.choices;
-        let picked = inbound
-            .choice
-            .clone()
-            .filter(|c| offered.iter().any(|o| &o.id == c) || c.starts_with("menu:"))
-            .or_else(|| menu_number(&said).and_then(|n| offered.get(n - 1).map(|c| c.id.clone())))
-            .or_else(|| {
-                let named: Vec<&Choice> = offered
-                    .iter()
-                    .filter(|c| {
-                        !said.is_empty() && super::input::matches(&said, &normalize(&c.label))
-                    })
-                    .collect();
-                match named.as_slice() {
-                    [one] => Some(one.id.clone()),
-                    _ => None,
-                }
-            });
-        if let Some(id) = picked {
+        // 1. A tapped choice, a number, or (part of) the label of one of the last choices.
+        if let Some(id) = self.picked(inbound, &said) {
             return self.pick(&id).await;
         }
-        // 2. Words that mean the same in every state.
-        if let Some(intent) = self.texts.intent(&said).map(str::to_string) {
-            return self.intent(&intent).await;
-        }
-        // 3. What this state expects.
+        // 2. What the PIN and student ID prompts expect, before any keyword: a PIN is never
+        // read as a student ID, and a student ID at the PIN prompt starts over with it.
         match self.session.state.clone() {
-            State::AwaitingStudentId { purpose } => {
-                return self.student_id(&inbound.text, purpose).await;
-            }
             State::AwaitingPin {
                 student_id,
                 purpose,
             } => {
-                return self.pin(&student_id, &inbound.text, purpose).await;
+                if let Some(pin) = pin_in(&said) {
+                    return self.pin(&student_id, &pin, purpose).await;
+                }
+                let token = id_token(&inbound.text);
+                if StudentId::parse(token).is_ok() && self.canonical_id(token).await?.is_some() {
+                    return self.student_id(token, purpose).await;
+                }
+            }
+            State::AwaitingStudentId { purpose } => {
+                if pin_shaped(&said) && self.canonical_id(&said).await?.is_none() {
+                    let example = self.id_example().await?;
+                    return self.say("id_looks_like_pin", context! { example });
+                }
+                let token = id_token(&inbound.text);
+                if token.chars().any(|c| c.is_ascii_digit())
+                    && self.canonical_id(token).await?.is_some()
+                {
+                    return self.student_id(token, purpose).await;
+                }
+            }
+            _ => {}
+        }
+        // 3. Words that mean the same in every state; outside the prompts, an emoji ("👍",
+        // "🙏") is an acknowledgement and a lone "?" asks what the bot can do.
+        let prompting = matches!(
+            self.session.state,
+            State::AwaitingPin { .. } | State::AwaitingStudentId { .. }
+        );
+        let bare = inbound.text.trim();
+        let symbol = if !said.is_empty() || inbound.choice.is_some() || prompting {
+            None
+        } else if bare.chars().all(|c| c == '?') && !bare.is_empty() {
+            Some("help")
+        } else if !bare.is_ascii() {
+            Some("thanks")
+        } else {
+            None
+        };
+        if let Some(intent) = symbol
+            .or_else(|| self.texts.intent(&said))
+            .map(str::to_string)
+        {
+            return self.intent(&intent, &said).await;
+        }
+        // 4. What this state expects.
+        match self.session.state.clone() {
+            State::AwaitingStudentId { purpose } => {
+                return self.student_id(id_token(&inbound.text), purpose).await;
+            }
+            State::AwaitingPin { student_id, .. } => {
+                // A format slip ("482", "48a1") costs no attempt.
+                return self.say("invalid_pin", context! { student_id });
             }
             State::ChoosingChild { purpose } => {
                 let children = self.children().await?;
-                let named: Vec<&Child> = children
-                    .iter()
-                    .filter(|c| {
-                        let first = normalize(&c.model.first_name);
-                        !said.is_empty()
-                            && (super::input::matches(&said, &first) || normalize(&c.name) == said)
-                    })
-                    .collect();
-                if let [child] = named.as_slice() {
-                    let child = (*child).clone();
+                if let Some(child) = named_child(&children, &said) {
                     return self.with_child(purpose, child).await;
                 }
             }
@@ -541,27 +605,127 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             }
             _ => {}
         }
-        // 4. Nothing placed it.
-        self.unhandled = Some(inbound.text.clone());
-        self.say("not_understood", context! {})?;
-        self.menu()
+        // An out-of-range number is not a question for the model.
+        if menu_number(&said).is_none() {
+            self.unhandled = Some(inbound.text.clone());
+        }
+        // 5. A list was offered: offer it again rather than the whole menu.
+        let choosing = matches!(
+            self.session.state,
+            State::ChoosingChild { .. }
+                | State::ChoosingExam { .. }
+                | State::ChoosingTerm { .. }
+                | State::ChoosingLanguage
+        );
+        if choosing && !self.session.choices.is_empty() {
+            let text = self.render("not_a_choice", context! {})?;
+            let (choices, state) = (self.session.choices.clone(), self.session.state.clone());
+            return self.offer_text(text, choices, state);
+        }
+        // 6. Nothing placed it: what the bot can do, in one line, with the menu's buttons.
+        let text = self.render("not_understood", context! {})?;
+        let choices = self.menu_choices()?;
+        self.offer_text(text, choices, State::MainMenu)
+    }
+
+    /// The choice a message picks: a tapped id, a number, a label or part of one.
+    fn picked(&self, inbound: &Inbound, said: &str) -> Option<String> {
+        let offered = &self.session.choices;
+        if let Some(c) = inbound
+            .choice
+            .clone()
+            .filter(|c| offered.iter().any(|o| &o.id == c) || c.starts_with("menu:"))
+        {
+            return Some(c);
+        }
+        if let Some(c) = menu_number(said).and_then(|n| offered.get(n - 1)) {
+            return Some(c.id.clone());
+        }
+        if said.is_empty() {
+            return None;
+        }
+        // A label typed (or nearly): no more words than the label has, so "Temitope result"
+        // is not the menu's "Results" but a request naming a child.
+        let words = said.split(' ').count();
+        let named: Vec<&Choice> = offered
+            .iter()
+            .filter(|c| {
+                let label = normalize(&c.label);
+                words <= label.split(' ').count() && super::input::matches(said, &label)
+            })
+            .collect();
+        if let [one] = named.as_slice() {
+            return Some(one.id.clone());
+        }
+        // "third term", "2nd term", "last exam": part of a label where a list was offered.
+        let newest_first = matches!(
+            self.session.state,
+            State::ChoosingExam { .. } | State::ChoosingTerm { .. }
+        );
+        let listed = newest_first || matches!(self.session.state, State::ChoosingChild { .. });
+        if listed && self.texts.intent(said).is_none_or(|i| i == "results") {
+            let labels: Vec<String> = offered.iter().map(|c| c.label.clone()).collect();
+            return choice_named(said, &labels, newest_first).map(|i| offered[i].id.clone());
+        }
+        None
     }
 
     /// After a greeting: act on a recognisable request, else show the menu.
     async fn greet_then(&mut self, said: &str) -> Result<()> {
         match self.texts.intent(said).map(str::to_string) {
-            Some(intent) if !matches!(intent.as_str(), "menu" | "back" | "stop") => {
-                self.intent(&intent).await
+            Some(intent)
+                if !matches!(
+                    intent.as_str(),
+                    "menu" | "back" | "stop" | "greeting" | "thanks" | "help"
+                ) =>
+            {
+                self.intent(&intent, said).await
             }
             _ => self.menu(),
         }
     }
 
-    async fn intent(&mut self, intent: &str) -> Result<()> {
+    /// A typed student ID in this school's format, when it has that shape.
+    async fn canonical_id(&self, typed: &str) -> Result<Option<String>> {
+        Ok(canonical_id(typed, &self.view.id_samples().await?))
+    }
+
+    /// A made-up student ID in this school's format.
+    async fn id_example(&self) -> Result<String> {
+        Ok(id_example(&self.view.id_samples().await?))
+    }
+
+    async fn intent(&mut self, intent: &str, said: &str) -> Result<()> {
         if let Some(purpose) = Purpose::from_intent(intent) {
+            // "Temitope result": straight to the child named, when the phone may see them.
+            if purpose != Purpose::Notices
+                && let Some(child) = named_child(&self.children().await?, said)
+            {
+                return self.with_child(purpose, child).await;
+            }
             return self.start(purpose).await;
         }
+        if intent.starts_with(super::texts::TOPIC_PREFIX) {
+            return self.notices_about(intent).await;
+        }
+        if let Some(lang) = intent.strip_prefix(super::texts::LANG_PREFIX) {
+            return self.set_language(lang);
+        }
         match intent {
+            "greeting" => self.menu(),
+            "thanks" => {
+                self.keep_choices = true;
+                self.say("thanks", context! {})
+            }
+            "forgot_pin" => {
+                self.keep_choices = true;
+                self.say("forgot_pin", context! {})
+            }
+            "contact" | "absence" => {
+                let text = self.render(intent, context! {})?;
+                let choices = self.menu_choices()?;
+                self.offer_text(text, choices, State::MainMenu)
+            }
             "back" => self.back().await,
             "help" => self.help(),
             "stop" => self.stop(),
@@ -579,16 +743,49 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
     }
 
-    fn menu(&mut self) -> Result<()> {
-        let choices = vec![
+    fn menu_choices(&self) -> Result<Vec<Choice>> {
+        Ok(vec![
             self.choice("menu:results", "results")?,
             self.choice("menu:attendance", "attendance")?,
             self.choice("menu:notices", "notices")?,
             self.choice("menu:report", "report")?,
             self.choice("menu:help", "help")?,
             self.choice("menu:language", "language")?,
-        ];
+        ])
+    }
+
+    fn menu(&mut self) -> Result<()> {
+        let choices = self.menu_choices()?;
         self.offer("menu", context! {}, choices, State::MainMenu)
+    }
+
+    /// A question the notices may answer ("when does school resume?"): the current notices
+    /// this phone may see that speak of it, or who to ask.
+    async fn notices_about(&mut self, topic: &str) -> Result<()> {
+        let children = self.children().await?;
+        let words = self.texts.topic_words(topic);
+        let notices: Vec<Value> = self
+            .view
+            .notices_for(&children, self.now)
+            .await?
+            .into_iter()
+            .filter(|n| {
+                let text = normalize(&format!("{} {}", n.title, n.body));
+                words.iter().any(|w| w.said_in(&text))
+            })
+            .map(|n| context! { title => n.title, body => n.body })
+            .collect();
+        if notices.is_empty() {
+            let text = self.render("no_notice_about", context! {})?;
+            let choices = self.menu_choices()?;
+            return self.offer_text(text, choices, State::MainMenu);
+        }
+        self.say("notices_found", context! { notices })?;
+        let choices = vec![
+            self.choice("menu:notices", "notices")?,
+            self.choice("menu:menu", "menu")?,
+        ];
+        self.offer("anything_else", context! {}, choices, State::ViewingNotices)
     }
 
     fn help(&mut self) -> Result<()> {
@@ -919,8 +1116,10 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
     }
 
     async fn student_id(&mut self, text: &str, purpose: Purpose) -> Result<()> {
-        let Ok(id) = StudentId::parse(text) else {
-            return self.say("invalid_student_id", context! {});
+        let typed = self.canonical_id(text).await?;
+        let Ok(id) = StudentId::parse(typed.as_deref().unwrap_or(text)) else {
+            let example = self.id_example().await?;
+            return self.say("invalid_student_id", context! { example });
         };
         // A child linked to this phone needs no PIN (and no lock on its PIN keeps them out).
         if let Some(child) = self
@@ -941,7 +1140,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
 
     async fn pin(&mut self, student_id: &str, text: &str, purpose: Purpose) -> Result<()> {
         let Ok(pin) = Pin::parse(text) else {
-            return self.say("invalid_pin", context! {});
+            return self.say("invalid_pin", context! { student_id });
         };
         let id = StudentId::parse(student_id)?;
         let (limits, guesser) = (self.config.pin_limits(), self.guesser());
@@ -965,8 +1164,12 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             self.say("pin_locked", context! { minutes })?;
             return self.menu();
         }
-        self.say("pin_wrong", context! { remaining })?;
-        self.session.state = State::AwaitingStudentId { purpose };
+        // Still this student's PIN: a retyped PIN is read as a PIN, not as a student ID.
+        self.say("pin_wrong", context! { remaining, student_id })?;
+        self.session.state = State::AwaitingPin {
+            student_id: student_id.to_string(),
+            purpose,
+        };
         Ok(())
     }
 

@@ -83,13 +83,24 @@ pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
     prev[b.len()]
 }
 
-/// Typos allowed for a word of this length: none below 4 letters, one up to 7, two beyond.
+/// Typos allowed for a word of this length: none below 5 letters ("test" is not "text"), one
+/// up to 7, two beyond.
 fn tolerance(word: &str) -> usize {
     match word.chars().count() {
-        0..=3 => 0,
-        4..=7 => 1,
+        0..=4 => 0,
+        5..=7 => 1,
         _ => 2,
     }
+}
+
+/// `a` is `b` with at most `tolerance(b)` typos, and begins with the same letter (people
+/// rarely get the first letter wrong; "present" is not "resent").
+fn close(a: &str, b: &str) -> bool {
+    let max = tolerance(b);
+    max > 0
+        && tolerance(a) > 0
+        && a.chars().next() == b.chars().next()
+        && edit_distance(a, b, max) <= max
 }
 
 /// Does normalized input `said` mean `keyword` (also normalized)? Whole input or one of its
@@ -102,12 +113,107 @@ pub fn matches(said: &str, keyword: &str) -> bool {
         return true;
     }
     if keyword.contains(' ') {
+        // A phrase appears whole, or is the whole message with one typo.
         return format!(" {said} ").contains(&format!(" {keyword} "))
-            || edit_distance(said, keyword, tolerance(keyword)) <= tolerance(keyword);
+            || (said.split(' ').count() == keyword.split(' ').count()
+                && said.chars().next() == keyword.chars().next()
+                && edit_distance(said, keyword, 1) <= 1);
     }
-    said.split(' ').any(|w| {
-        w == keyword || edit_distance(w, keyword, tolerance(keyword)) <= tolerance(keyword)
-    })
+    said.split(' ').any(|w| w == keyword || close(w, keyword))
+}
+
+/// Ordinals and their synonyms in one spelling: "3rd" and "third" are both "3".
+fn ordinal(word: &str) -> &str {
+    match word {
+        "1st" | "first" | "one" | "premier" | "premiere" | "1er" | "1ere" => "1",
+        "2nd" | "second" | "two" | "deuxieme" | "seconde" | "2e" | "2eme" => "2",
+        "3rd" | "third" | "three" | "troisieme" | "3e" | "3eme" => "3",
+        "4th" | "fourth" | "quatrieme" => "4",
+        _ => word,
+    }
+}
+
+/// Words that say which kind of thing is chosen, not which one ("term", "exam"): left out
+/// when a typed answer is matched against the choices' labels.
+const CHOICE_NOISE: &[&str] = &[
+    "the",
+    "a",
+    "of",
+    "for",
+    "my",
+    "please",
+    "pls",
+    "abeg",
+    "term",
+    "terms",
+    "exam",
+    "exams",
+    "examination",
+    "examinations",
+    "result",
+    "results",
+    "test",
+    "session",
+    "one",
+    "le",
+    "la",
+    "du",
+    "de",
+    "trimestre",
+    "resultats",
+    "examen",
+    "show",
+    "me",
+    "i",
+    "want",
+    "see",
+];
+
+/// The choice that normalized input `said` names by part of its label: "third term" is
+/// "Third Term 2025", "2nd term" is "Second Term ...", "last exam" or "latest" the first of a
+/// newest-first list. `None` when no choice or several match.
+pub fn choice_named(said: &str, labels: &[String], newest_first: bool) -> Option<usize> {
+    let words: Vec<&str> = said
+        .split(' ')
+        .filter(|w| !w.is_empty() && !CHOICE_NOISE.contains(w))
+        .map(ordinal)
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    if newest_first
+        && words.iter().all(|w| {
+            matches!(
+                *w,
+                "last"
+                    | "latest"
+                    | "recent"
+                    | "newest"
+                    | "current"
+                    | "this"
+                    | "dernier"
+                    | "derniere"
+            )
+        })
+    {
+        return (!labels.is_empty()).then_some(0);
+    }
+    let found: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, label)| {
+            let label = normalize(label);
+            let label: Vec<&str> = label.split(' ').map(ordinal).collect();
+            words
+                .iter()
+                .all(|w| label.iter().any(|l| l == w || close(w, l)))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match found.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
 }
 
 /// `"2"`, `" 2. "`, `"#2"` -> `Some(2)`.
@@ -118,6 +224,138 @@ pub fn menu_number(said: &str) -> Option<usize> {
         return None;
     }
     digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// Runs of letters and runs of digits of `text`, upper-cased, with what separated each run
+/// from the one before (`""` when a letter run touches a digit run): `gfa-2026 0012` is
+/// `[("", GFA), ("-", 2026), (" ", 0012)]`.
+fn id_runs(text: &str) -> Vec<(String, String)> {
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let mut sep = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            let c = c.to_ascii_uppercase();
+            let same_run = sep.is_empty()
+                && runs.last().is_some_and(|(_, run)| {
+                    run.ends_with(|l: char| l.is_ascii_digit() == c.is_ascii_digit())
+                });
+            match runs.last_mut() {
+                Some((_, run)) if same_run => run.push(c),
+                _ => runs.push((std::mem::take(&mut sep), c.to_string())),
+            }
+        } else {
+            sep.push(c);
+        }
+    }
+    runs
+}
+
+/// The shape of an ID: whether each of its runs is digits (`GFA/2026/0012` is letters, digits,
+/// digits; `COVID-19` letters, digits).
+pub fn id_shape(text: &str) -> Vec<bool> {
+    id_runs(text)
+        .iter()
+        .map(|(_, run)| run.starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+fn kinds(runs: &[(String, String)]) -> Vec<(bool, usize)> {
+    let mut out: Vec<(bool, usize)> = Vec::new();
+    for (_, run) in runs {
+        let digit = run.starts_with(|c: char| c.is_ascii_digit());
+        match out.last_mut() {
+            Some((d, n)) if *d == digit => *n += run.len(),
+            _ => out.push((digit, run.len())),
+        }
+    }
+    out
+}
+
+/// A student ID as the school writes its IDs: `gfa-2026-0012`, `GFA 2026 0012` and
+/// `gfa20260012` are `GFA/2026/0012` when the school's IDs (`samples`) look like that. `None`
+/// when no sample has the same letters-and-digits shape.
+pub fn canonical_id(typed: &str, samples: &[String]) -> Option<String> {
+    let typed = id_runs(typed);
+    if typed.is_empty() {
+        return None;
+    }
+    let want = kinds(&typed);
+    let letters: String = typed.iter().map(|(_, r)| r.as_str()).collect();
+    for sample in samples {
+        let runs = id_runs(sample);
+        if kinds(&runs) != want {
+            continue;
+        }
+        // The typed characters, cut where the sample's runs are cut, joined by its separators.
+        let mut out = String::new();
+        let mut at = 0;
+        for (sep, run) in &runs {
+            out.push_str(sep);
+            out.push_str(&letters[at..at + run.len()]);
+            at += run.len();
+        }
+        if at == letters.len() && out.len() <= 64 {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// A made-up ID in the school's format, for "for example ..." (never a real student's): the
+/// letters and a year kept, other digits replaced by `0...1`.
+pub fn id_example(samples: &[String]) -> String {
+    let Some(sample) = samples.first() else {
+        return "ABC/2024/0001".to_string();
+    };
+    id_runs(sample)
+        .into_iter()
+        .map(|(sep, run)| {
+            let year = run.len() == 4 && (run.starts_with("19") || run.starts_with("20"));
+            if run.starts_with(|c: char| c.is_ascii_digit()) && !year {
+                format!("{sep}{}1", "0".repeat(run.len() - 1))
+            } else {
+                format!("{sep}{run}")
+            }
+        })
+        .collect()
+}
+
+/// Is normalized input `said` shaped like a PIN: 4 to 8 digits and nothing else?
+pub fn pin_shaped(said: &str) -> bool {
+    let digits: String = said.chars().filter(|c| !c.is_whitespace()).collect();
+    (4..=8).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+/// The PIN in a short message sent where a PIN is expected: `4821`, `48 21`, `my pin is 4821`,
+/// `4821 is the pin`. `None` when there is no single 4-8 digit run or the message is long.
+pub fn pin_in(said: &str) -> Option<String> {
+    if pin_shaped(said) {
+        return Some(said.chars().filter(|c| !c.is_whitespace()).collect());
+    }
+    let words: Vec<&str> = said.split(' ').collect();
+    let runs: Vec<&&str> = words
+        .iter()
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    match runs.as_slice() {
+        [one] if words.len() <= 6 && (4..=8).contains(&one.len()) => Some(one.to_string()),
+        _ => None,
+    }
+}
+
+/// The word of `text` that may be a student ID: one with letters and digits (`it is
+/// GFA/2026/0012` -> `GFA/2026/0012`), or the whole text.
+pub fn id_token(text: &str) -> &str {
+    let candidates: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| {
+            w.chars().any(|c| c.is_ascii_digit()) && w.chars().any(|c| c.is_ascii_alphabetic())
+        })
+        .collect();
+    match candidates.as_slice() {
+        [one] => one.trim_matches(|c: char| !c.is_ascii_alphanumeric()),
+        _ => text.trim(),
+    }
 }
 
 #[cfg(test)]
@@ -169,8 +407,55 @@ mod tests {
         assert!(matches("reprot card", "report card"));
         assert!(!matches("resale", "results"));
         assert!(!matches("bye", "yes"), "short words must match exactly");
+        assert!(!matches("text", "test"), "four letters must match exactly");
+        assert!(
+            !matches("resent", "present"),
+            "the first letter must be right"
+        );
         assert!(matches("menu", "menu"));
         assert!(!matches("", "menu"));
+    }
+
+    #[test]
+    fn choices_named_by_part_of_their_label() {
+        let terms = [
+            "Third Term 2026".to_string(),
+            "Second Term 2026".to_string(),
+            "First Term 2025".to_string(),
+        ];
+        assert_eq!(choice_named("third term", &terms, true), Some(0));
+        assert_eq!(choice_named("2nd term", &terms, true), Some(1));
+        assert_eq!(choice_named("the first one", &terms, true), Some(2));
+        assert_eq!(choice_named("last", &terms, true), Some(0));
+        assert_eq!(choice_named("2026", &terms, true), None, "two match");
+        assert_eq!(choice_named("term", &terms, true), None, "says nothing");
+        assert_eq!(choice_named("fourth term", &terms, true), None);
+    }
+
+    #[test]
+    fn student_ids_as_the_school_writes_them() {
+        let samples = vec!["GFA/2026/0012".to_string()];
+        for typed in [
+            "gfa-2026-0012",
+            "GFA 2026 0012",
+            "gfa20260012",
+            "Gfa/2026/0012",
+        ] {
+            assert_eq!(
+                canonical_id(typed, &samples).as_deref(),
+                Some("GFA/2026/0012"),
+                "{typed}"
+            );
+        }
+        assert_eq!(canonical_id("GFA/26/12", &samples), None);
+        assert_eq!(canonical_id("4821", &samples), None);
+        assert_eq!(id_example(&samples), "GFA/2026/0001");
+        assert_eq!(id_example(&[]), "ABC/2024/0001");
+        assert_eq!(id_token("it is GFA/2026/0012."), "GFA/2026/0012");
+        assert_eq!(pin_in("my pin is 4821"), Some("4821".into()));
+        assert_eq!(pin_in("48 21"), Some("4821".into()));
+        assert_eq!(pin_in("123"), None);
+        assert!(pin_shaped("4821") && !pin_shaped("gfa 2026"));
     }
 
     #[test]

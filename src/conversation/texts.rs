@@ -19,7 +19,7 @@ pub struct Texts {
     env: Environment<'static>,
     languages: Vec<String>,
     /// language -> intent -> normalized keywords
-    keywords: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    keywords: BTreeMap<String, BTreeMap<String, Vec<Keyword>>>,
     /// (language, label name) -> label, rendered once from each `labels.j2`
     labels: BTreeMap<(String, String), String>,
 }
@@ -38,6 +38,60 @@ fn template_error(name: &str, e: minijinja::Error) -> Error {
 
 /// Keyword lists named `opt_...` are matched whole ([`Texts::opt_change`]), not as intents.
 const OPT_PREFIX: &str = "opt_";
+/// Keyword lists named `topic_...` name what a question about the notices is about; their
+/// words are also what the notices are searched for ([`Texts::topic_words`]).
+pub const TOPIC_PREFIX: &str = "topic_";
+/// Keyword lists named `lang_<code>` ask for that language by name ("in French please").
+pub const LANG_PREFIX: &str = "lang_";
+
+/// One keyword of an intent, normalized. Written `=word` in `keywords.toml`, it counts only
+/// as the whole message ("ok", "fine"), never inside a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyword {
+    /// The normalized words.
+    pub text: String,
+    /// Only the whole message.
+    pub whole: bool,
+}
+
+impl Keyword {
+    fn parse(raw: &str) -> Self {
+        match raw.strip_prefix('=') {
+            Some(rest) => Self {
+                text: normalize(rest),
+                whole: true,
+            },
+            None => Self {
+                text: normalize(raw),
+                whole: false,
+            },
+        }
+    }
+
+    /// Does normalized input `said` say this keyword?
+    pub fn said_in(&self, said: &str) -> bool {
+        if self.whole {
+            said == self.text
+        } else {
+            super::input::matches(said, &self.text)
+        }
+    }
+}
+
+/// The tier of an intent: when a message says words of several intents, the first tier with
+/// a match decides, and within it the longest keyword. Asking for help (a forgotten PIN, a
+/// person, a sick child) outranks a task ("results", "notices"), a task outranks navigation
+/// ("menu", "help", "back") and navigation outranks courtesy ("thanks", "good morning"): "Good
+/// afternoon, I want to check my ward result" is about results.
+fn tier(intent: &str) -> u8 {
+    match intent {
+        "forgot_pin" | "contact" | "absence" => 0,
+        "results" | "attendance" | "notices" | "report" => 1,
+        _ if intent.starts_with(TOPIC_PREFIX) => 1,
+        "thanks" | "greeting" => 3,
+        _ => 2,
+    }
+}
 
 impl Texts {
     /// Load the templates embedded from `prompts/replies/`.
@@ -70,7 +124,9 @@ impl Texts {
                     .map_err(|e| Error::Internal(anyhow::anyhow!("prompts/{path}: {e}")))?;
                 let table = table
                     .into_iter()
-                    .map(|(intent, words)| (intent, words.iter().map(|w| normalize(w)).collect()))
+                    .map(|(intent, words)| {
+                        (intent, words.iter().map(|w| Keyword::parse(w)).collect())
+                    })
                     .collect();
                 keywords.insert(lang.to_string(), table);
             }
@@ -147,24 +203,35 @@ impl Texts {
     }
 
     /// The intent that normalized input `said` names, looking at every language (a French
-    /// speaker typing MENU in an English conversation is understood). Longer keywords win.
+    /// speaker typing MENU in an English conversation is understood): the first [`tier`] with a
+    /// match, and in it the longest keyword.
     pub fn intent(&self, said: &str) -> Option<&str> {
-        let mut best: Option<(&str, usize)> = None;
+        let mut best: Option<(&str, u8, usize)> = None;
         for table in self.keywords.values() {
             for (intent, words) in table {
                 if intent.starts_with(OPT_PREFIX) {
                     continue;
                 }
+                let rank = tier(intent);
                 for word in words {
-                    if super::input::matches(said, word)
-                        && best.is_none_or(|(_, len)| word.len() > len)
-                    {
-                        best = Some((intent.as_str(), word.len()));
+                    let better = best
+                        .is_none_or(|(_, r, len)| rank < r || (rank == r && word.text.len() > len));
+                    if better && word.said_in(said) {
+                        best = Some((intent.as_str(), rank, word.text.len()));
                     }
                 }
             }
         }
-        best.map(|(intent, _)| intent)
+        best.map(|(intent, _, _)| intent)
+    }
+
+    /// The words a notice is searched for on topic `intent` (`topic_...`), in every language.
+    pub fn topic_words(&self, intent: &str) -> Vec<&Keyword> {
+        self.keywords
+            .values()
+            .filter_map(|table| table.get(intent))
+            .flatten()
+            .collect()
     }
 
     /// `Some(false)` when normalized input `said` is, as a whole, an opt-out word (STOP,
@@ -176,7 +243,7 @@ impl Texts {
             for (intent, opted_in) in [("opt_out", false), ("opt_in", true)] {
                 if table
                     .get(intent)
-                    .is_some_and(|words| words.iter().any(|w| w == said))
+                    .is_some_and(|words| words.iter().any(|w| w.text == said))
                 {
                     return Some(opted_in);
                 }
@@ -269,12 +336,25 @@ mod tests {
             ("attendence", "attendance"),
             ("presences", "attendance"),
             ("retour", "back"),
-            ("good morning", "menu"),
+            ("good morning", "greeting"),
             ("another child", "add_child"),
+            ("Good afternoon, I want to check my ward result", "results"),
+            ("hello, i forgot my pin", "forgot_pin"),
+            ("please help me see the notices", "notices"),
+            ("ok", "thanks"),
+            ("God bless you", "thanks"),
+            ("when does school resume", "topic_resume"),
+            ("en francais svp", "lang_fr"),
         ] {
             assert_eq!(t.intent(&normalize(said)), Some(intent), "{said}");
         }
-        assert_eq!(t.intent("is school open on friday"), None);
+        assert_eq!(t.intent("did ada improve compared to last term"), None);
+        assert_eq!(
+            t.intent("ok i will check"),
+            None,
+            "`=ok` is only the whole message"
+        );
+        assert_eq!(t.intent("the bus stop"), None);
         assert_eq!(t.language_named("francais"), Some("fr"));
         assert_eq!(t.language_named("english"), Some("en"));
         assert_eq!(t.language("pl"), "en", "unknown languages fall back");

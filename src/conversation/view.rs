@@ -193,6 +193,22 @@ impl<'a, C: ConnectionTrait> SchoolView<'a, C> {
         Ok(out)
     }
 
+    /// Student IDs of this school (up to 200), whose format typed IDs are read in
+    /// ([`super::input::canonical_id`]).
+    pub async fn id_samples(&self) -> Result<Vec<String>> {
+        use sea_orm::QueryOrder;
+        Ok(self
+            .ctx
+            .find::<student::Entity>()
+            .select_only()
+            .column(student::Column::StudentId)
+            .order_by_desc(student::Column::Id)
+            .limit(200)
+            .into_tuple()
+            .all(self.db)
+            .await?)
+    }
+
     /// Every student of the school as (full name, student ID), for checking LLM answers.
     pub async fn roster(&self) -> Result<Vec<(String, String)>> {
         students::roster(self.db, self.ctx).await

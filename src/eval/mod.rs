@@ -324,11 +324,13 @@ async fn run_suite(
             let case = &suite.cases[i];
             let mut r = runs.remove(&i).unwrap_or_default();
             r.sort_by_key(|(n, _)| *n);
-            CaseReport::new(
+            let mut report = CaseReport::new(
                 suite.suite.clone(),
                 case.name.clone(),
                 r.into_iter().map(|(_, run)| run).collect(),
-            )
+            );
+            report.pass_at_least = suite.pass_at_least;
+            report
         })
         .collect())
 }
@@ -354,7 +356,11 @@ async fn run_case(
     // A channel of its own: a fresh session, whatever ran before.
     let channel = format!("eval-{:x}", shared.counter.fetch_add(1, Ordering::Relaxed));
     let mut turns = Vec::new();
+    // Everything the parent typed so far: what they typed may be echoed back to them.
+    let mut typed_so_far = String::new();
     for spec in &case.turns {
+        typed_so_far.push_str(&spec.say);
+        typed_so_far.push('\n');
         let outcome = conversation::converse(
             &state,
             &ctx,
@@ -367,7 +373,7 @@ async fn run_case(
         let turn = match outcome {
             Ok(o) => {
                 let allowed = allowed(&state, &ctx, &phone, &o).await?;
-                let failures = check(&spec.expect, &spec.say, &o, &allowed, &shared.roster);
+                let failures = check(&spec.expect, &typed_so_far, &o, &allowed, &shared.roster);
                 TurnReport::new(&spec.say, &o, failures)
             }
             Err(e) => TurnReport::error(&spec.say, e.to_string()),
@@ -464,6 +470,13 @@ fn check(
             o.session.state.name()
         ));
     }
+    if !e.state_in.is_empty() && !e.state_in.iter().any(|s| s == o.session.state.name()) {
+        failures.push(format!(
+            "state is {}, expected one of {}",
+            o.session.state.name(),
+            e.state_in.join(", ")
+        ));
+    }
     let trace = o.llm.clone().unwrap_or_default();
     if let Some(called) = e.llm_called
         && trace.called != called
@@ -509,13 +522,20 @@ fn check(
         }
     }
     if e.in_scope {
-        // What the parent typed this turn may be echoed ("the PIN of GFA/2026/0012?").
+        // What the parent typed in this conversation may be echoed ("the PIN of
+        // GFA/2026/0012?"), in the school's format ("gfa-2026-0012" typed).
         let (ids, names) = allowed;
         let lower = said.to_lowercase();
-        let typed = said_by_parent.to_lowercase();
+        let key = |s: &str| -> String {
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .flat_map(|c| c.to_lowercase())
+                .collect()
+        };
+        let typed = key(said_by_parent);
         for (_, name, id) in roster {
             let id_lower = id.to_lowercase();
-            if !ids.contains(id) && lower.contains(&id_lower) && !typed.contains(&id_lower) {
+            if !ids.contains(id) && lower.contains(&id_lower) && !typed.contains(&key(id)) {
                 failures.push(format!(
                     "replies name student {id}, outside the verified scope"
                 ));

@@ -102,6 +102,9 @@ pub struct CaseReport {
     pub llm_calls: u64,
     /// The runs.
     pub runs: Vec<RunReport>,
+    /// The suite's pass bar, when it has one: then this case alone fails nothing.
+    #[serde(skip)]
+    pub pass_at_least: Option<f64>,
 }
 
 impl CaseReport {
@@ -128,6 +131,7 @@ impl CaseReport {
             completion_tokens: c,
             llm_calls: calls,
             runs,
+            pass_at_least: None,
         }
     }
 
@@ -135,11 +139,23 @@ impl CaseReport {
         format!("{}/{}", self.suite, self.case)
     }
 
+    /// The first failing turn as a reviewer reads it: which turn, what was said, what was
+    /// expected, and what the bot actually said.
     fn first_failure(&self) -> Option<String> {
-        self.runs.iter().flat_map(|r| &r.turns).find_map(|t| {
-            t.failures
-                .first()
-                .map(|f| format!("after {:?}: {f}", t.say))
+        self.runs.iter().find_map(|r| {
+            r.turns.iter().enumerate().find_map(|(i, t)| {
+                (!t.failures.is_empty()).then(|| {
+                    let said: String = t.replies.join(" / ").chars().take(400).collect();
+                    format!(
+                        "turn {} {:?}: {}; the bot said ({}): {:?}",
+                        i + 1,
+                        t.say,
+                        t.failures.join("; "),
+                        if t.state.is_empty() { "-" } else { &t.state },
+                        said
+                    )
+                })
+            })
         })
     }
 }
@@ -155,6 +171,12 @@ pub struct Totals {
     pub failed: usize,
     /// Regressions against the baseline.
     pub regressions: usize,
+    /// Failed cases of suites without a pass bar: each one fails the run.
+    pub failed_strict: usize,
+    /// Regressions in suites without a pass bar.
+    pub regressions_strict: usize,
+    /// Suites with a pass bar that passed fewer cases than it.
+    pub suites_below_bar: usize,
     /// Calls to the model.
     pub llm_calls: u64,
     /// Prompt tokens.
@@ -163,6 +185,23 @@ pub struct Totals {
     pub completion_tokens: u64,
     /// Estimated cost in USD at the prices given.
     pub cost_usd: f64,
+}
+
+/// How one suite did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SuiteScore {
+    /// Suite name.
+    pub suite: String,
+    /// Cases run.
+    pub cases: usize,
+    /// Cases that passed.
+    pub passed: usize,
+    /// `passed / cases`.
+    pub pass_rate: f64,
+    /// The suite's bar, when it has one.
+    pub pass_at_least: Option<f64>,
+    /// Below its bar: the run fails.
+    pub below_bar: bool,
 }
 
 /// One prompt or model variant.
@@ -176,6 +215,8 @@ pub struct VariantReport {
     pub model: String,
     /// Sums.
     pub totals: Totals,
+    /// Pass rate of each suite.
+    pub suites: Vec<SuiteScore>,
     /// Cases.
     pub cases: Vec<CaseReport>,
     #[serde(skip)]
@@ -197,6 +238,7 @@ impl VariantReport {
             prompts,
             model,
             totals: Totals::default(),
+            suites: Vec::new(),
             cases,
             prices: (price_in, price_out),
         };
@@ -209,6 +251,7 @@ impl VariantReport {
             cases: self.cases.len(),
             ..Totals::default()
         };
+        let mut suites: Vec<SuiteScore> = Vec::new();
         for c in &self.cases {
             if c.passed {
                 t.passed += 1;
@@ -216,10 +259,30 @@ impl VariantReport {
                 t.failed += 1;
             }
             t.regressions += usize::from(c.regression);
+            if c.pass_at_least.is_none() {
+                t.failed_strict += usize::from(!c.passed);
+                t.regressions_strict += usize::from(c.regression);
+            }
+            if suites.last().is_none_or(|s| s.suite != c.suite) {
+                suites.push(SuiteScore {
+                    suite: c.suite.clone(),
+                    pass_at_least: c.pass_at_least,
+                    ..SuiteScore::default()
+                });
+            }
+            let score = suites.last_mut().expect("pushed");
+            score.cases += 1;
+            score.passed += usize::from(c.passed);
             t.llm_calls += c.llm_calls;
             t.prompt_tokens += c.prompt_tokens;
             t.completion_tokens += c.completion_tokens;
         }
+        for s in &mut suites {
+            s.pass_rate = s.passed as f64 / s.cases.max(1) as f64;
+            s.below_bar = s.pass_at_least.is_some_and(|bar| s.pass_rate < bar);
+            t.suites_below_bar += usize::from(s.below_bar);
+        }
+        self.suites = suites;
         t.cost_usd = (t.prompt_tokens as f64 * self.prices.0
             + t.completion_tokens as f64 * self.prices.1)
             / 1_000_000.0;
@@ -270,14 +333,18 @@ impl Report {
         }
     }
 
-    /// Failed cases over all variants.
+    /// What fails the run over all variants: failed cases of suites without a pass bar, and
+    /// suites below their bar.
     pub fn failures(&self) -> usize {
-        self.variants.iter().map(|v| v.totals.failed).sum()
+        let t = self.variants.iter().map(|v| &v.totals);
+        t.map(|t| t.failed_strict + t.suites_below_bar).sum()
     }
 
-    /// Regressions over all variants.
+    /// What fails a `--fail-on-regression` run: regressions of suites without a pass bar,
+    /// and suites below their bar.
     pub fn regressions(&self) -> usize {
-        self.variants.iter().map(|v| v.totals.regressions).sum()
+        let t = self.variants.iter().map(|v| &v.totals);
+        t.map(|t| t.regressions_strict + t.suites_below_bar).sum()
     }
 
     /// Write `report.json`, `junit.xml` and `summary.md` into `dir`.
@@ -371,6 +438,26 @@ impl Report {
                 t.completion_tokens,
                 t.cost_usd
             ));
+        }
+        out.push_str("\n| variant | suite | cases | passed | pass rate | bar |\n");
+        out.push_str("| --- | --- | ---: | ---: | ---: | --- |\n");
+        for v in &self.variants {
+            for s in &v.suites {
+                let bar = match s.pass_at_least {
+                    Some(bar) if s.below_bar => format!("{:.0}% **below**", bar * 100.0),
+                    Some(bar) => format!("{:.0}% held", bar * 100.0),
+                    None => "every case".to_string(),
+                };
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {:.1}% | {} |\n",
+                    v.name,
+                    s.suite,
+                    s.cases,
+                    s.passed,
+                    s.pass_rate * 100.0,
+                    bar
+                ));
+            }
         }
         if self.variants.len() > 1 {
             out.push_str("\n| case |");

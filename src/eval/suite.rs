@@ -9,6 +9,7 @@
 //!   rules:
 //!     - when: {last_user_contains: "mid-term", prompt_contains: "Mid-term break"}
 //!       reply: {content: "Mid-term break starts on Friday."}
+//! pass_at_least: 0.95          # optional: the share of cases that must pass (default: all)
 //! cases:
 //!   - name: mid-term break
 //!     phone: "+2348030000002"
@@ -48,6 +49,10 @@ pub struct Suite {
     /// The mock model's script.
     #[serde(default)]
     pub mock: Script,
+    /// The suite passes when at least this share of its cases pass (0 to 1), instead of
+    /// every case: for suites that measure how well the bot understands real messages, where
+    /// a few misses are expected and the rate is what is held.
+    pub pass_at_least: Option<f64>,
     /// The conversations.
     pub cases: Vec<Case>,
     /// The file it came from.
@@ -115,6 +120,9 @@ pub struct Expect {
     pub ignore_case: bool,
     /// The conversation's state afterwards (`main_menu`, `viewing_results`...).
     pub state: Option<String>,
+    /// The conversation's state afterwards is one of these.
+    #[serde(default)]
+    pub state_in: Vec<String>,
     /// The model was (not) called.
     pub llm_called: Option<bool>,
     /// The LLM path's outcome (`answered`, `tool`, `refused:unknown_student`, `failed:timeout`...).
@@ -145,6 +153,7 @@ impl Default for Expect {
             regex: None,
             ignore_case: true,
             state: None,
+            state_in: Vec::new(),
             llm_called: None,
             outcome: None,
             tool: None,
@@ -216,6 +225,11 @@ fn read(file: &Path) -> Result<Suite, String> {
     let text = std::fs::read_to_string(file).map_err(|e| at(e.to_string()))?;
     let mut suite: Suite = serde_yaml::from_str(&text).map_err(|e| at(e.to_string()))?;
     suite.mock.check().map_err(|e| at(format!("mock: {e}")))?;
+    if let Some(bar) = suite.pass_at_least
+        && !(0.0..=1.0).contains(&bar)
+    {
+        return Err(at(format!("pass_at_least: {bar} is not between 0 and 1")));
+    }
     let mut names = std::collections::HashSet::new();
     for case in &suite.cases {
         if !names.insert(case.name.as_str()) {

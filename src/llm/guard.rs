@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::conversation::input::id_shape;
+
 /// Words in a row that, found in an answer, show the instructions leaking.
 const LEAK_WINDOW: usize = 7;
 
@@ -76,14 +78,18 @@ impl Checks<'_> {
                 return Err("unknown_student");
             }
         }
+        // A word shaped like this school's student IDs that the prompt does not hold: an ID the
+        // model made up or brought from elsewhere. Words of other shapes ("COVID-19", "B-12",
+        // a room number) are not IDs of this school.
+        let shapes: HashSet<Vec<bool>> = self.roster.iter().map(|(_, id)| id_shape(id)).collect();
         let prompt_ids: HashSet<String> = ID_LIKE
             .find_iter(self.prompt)
             .map(|m| m.as_str().to_uppercase())
             .collect();
-        if ID_LIKE
-            .find_iter(answer)
-            .any(|m| !prompt_ids.contains(&m.as_str().to_uppercase()))
-        {
+        if ID_LIKE.find_iter(answer).any(|m| {
+            shapes.contains(&id_shape(m.as_str()))
+                && !prompt_ids.contains(&m.as_str().to_uppercase())
+        }) {
             return Err("unknown_student_id");
         }
         Ok(answer.to_string())
@@ -144,6 +150,25 @@ mod tests {
         assert_eq!(c.check("Tunde Bello scored 40."), Err("unknown_student"));
         assert_eq!(c.check("DEMO/002 scored 40."), Err("unknown_student"));
         assert_eq!(c.check("NORTH/007 scored 40."), Err("unknown_student_id"));
+    }
+
+    #[test]
+    fn only_words_shaped_like_the_schools_ids_are_taken_for_ids() {
+        let roster = vec![("Ada Obi".to_string(), "GFA/2026/0012".to_string())];
+        let c = checks("child Ada Obi GFA/2026/0012 absent 3 days", &roster);
+        for innocent in [
+            "She was absent with COVID-19 for three days.",
+            "Take vitamin B-12 and rest.",
+            "The practical is in room LAB-3.",
+            "Ada Obi (GFA/2026/0012) was absent 3 days.",
+        ] {
+            assert!(c.check(innocent).is_ok(), "{innocent}");
+        }
+        assert_eq!(
+            c.check("GFA/2026/0099 was absent 3 days."),
+            Err("unknown_student_id"),
+            "an ID of this school's shape that the prompt does not hold"
+        );
     }
 
     #[test]
