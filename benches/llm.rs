@@ -1,10 +1,12 @@
 //! The LLM path's own cost per message, without the model: what the service spends before and
 //! after the call, on the demo school (SQLite), for a parent of two children.
-//! - `llm/context`: gathering the context (profile, notices, children, results, attendance);
+//! - `llm/context`: gathering the context (profile, notices, children, results, attendance)
+//!   from the school's snapshot (no database read);
 //! - `llm/render_and_count`: rendering the prompt and counting its tokens (budget 3,000: fits);
 //! - `llm/render_and_fit_900`: the same cut to 900 tokens (renders again per piece dropped);
-//! - `llm/checks`: reading the school's roster and checking an answer against it;
-//! - `llm/overhead`: all of it, as one message pays it.
+//! - `llm/checks`: checking an answer against the school's roster and ID format;
+//! - `llm/overhead`: all of it, as one message pays it, with the snapshot's version check
+//!   (one primary-key read).
 //!
 //! Before them it prints the tokenizer's one-time load and the prompt's size.
 //!
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 use chatbot::app;
 use chatbot::config::Settings;
-use chatbot::conversation::{Session, engine, view::SchoolView};
+use chatbot::conversation::{Session, engine};
 use chatbot::demo;
 use chatbot::domain::{PhoneNumber, SchemaName};
 use chatbot::llm::{context, guard, prompt};
@@ -47,12 +49,8 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
-    let view = rt
-        .block_on(SchoolView::load(&state.db, &ctx, &state.secret))
-        .unwrap();
-    let children = rt
-        .block_on(engine::children(&view, &phone, &Session::default()))
-        .unwrap();
+    let school = rt.block_on(state.snapshots.get(&state.db, &ctx)).unwrap();
+    let children = engine::children(&school, &phone, &Session::default());
     let history = vec![
         ("in".to_string(), "hi".to_string()),
         (
@@ -70,17 +68,11 @@ fn benches(c: &mut Criterion) {
         started.elapsed().as_secs_f64() * 1000.0
     );
     let prompts = prompt::Prompts::embedded().unwrap();
-    let gather = || {
-        rt.block_on(context::gather(
-            &view,
-            &children,
-            history.clone(),
-            MESSAGE,
-            "en",
-            Utc::now(),
-        ))
-        .unwrap()
+    let gather_from = |school: &chatbot::school::snapshot::SchoolSnapshot,
+                       children: &[&chatbot::school::snapshot::Child]| {
+        context::gather(school, children, history.clone(), MESSAGE, "en", Utc::now())
     };
+    let gather = || gather_from(&school, &children);
     let full = prompt::fit(&prompts, &tokenizer, gather(), "ref-0123456789ab", 3000)
         .unwrap()
         .unwrap();
@@ -94,9 +86,14 @@ fn benches(c: &mut Criterion) {
         tight.tokens,
         tight.dropped
     );
-    let roster = rt.block_on(view.roster()).unwrap();
-    guard::check_answer(ANSWER, &full.messages, "ref-0123456789ab", &roster, 900)
-        .expect("the answer passes");
+    guard::check_answer(
+        ANSWER,
+        &full.messages,
+        "ref-0123456789ab",
+        school.roster(),
+        900,
+    )
+    .expect("the answer passes");
 
     let mut group = c.benchmark_group("llm");
     group.bench_function("context", |b| b.iter(gather));
@@ -125,17 +122,30 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("checks", |b| {
         b.iter(|| {
-            let roster = rt.block_on(view.roster()).unwrap();
-            guard::check_answer(ANSWER, &full.messages, "ref-0123456789ab", &roster, 900)
+            guard::check_answer(
+                ANSWER,
+                &full.messages,
+                "ref-0123456789ab",
+                school.roster(),
+                900,
+            )
         })
     });
     group.bench_function("overhead", |b| {
         b.iter(|| {
-            let fitted = prompt::fit(&prompts, &tokenizer, gather(), "ref-0123456789ab", 3000)
+            let school = rt.block_on(state.snapshots.get(&state.db, &ctx)).unwrap();
+            let children = engine::children(&school, &phone, &Session::default());
+            let context = gather_from(&school, &children);
+            let fitted = prompt::fit(&prompts, &tokenizer, context, "ref-0123456789ab", 3000)
                 .unwrap()
                 .unwrap();
-            let roster = rt.block_on(view.roster()).unwrap();
-            guard::check_answer(ANSWER, &fitted.messages, "ref-0123456789ab", &roster, 900)
+            guard::check_answer(
+                ANSWER,
+                &fitted.messages,
+                "ref-0123456789ab",
+                school.roster(),
+                900,
+            )
         })
     });
     group.finish();

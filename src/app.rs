@@ -52,6 +52,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         jwt: crate::api::jwt::JwtVerifier::from_settings(&settings)?.map(Arc::new),
         llm,
         engagement: Default::default(),
+        turn_writes: Default::default(),
+        snapshots: Arc::new(crate::school::snapshot::cache::SnapshotCache::new(
+            settings.snapshot_cache_mb as usize * 1024 * 1024,
+        )),
         api_limits: Arc::new(crate::api::limits::RateLimiter::new(
             settings.api_rate_per_minute,
             settings.api_rate_burst,

@@ -52,6 +52,8 @@ pub struct Settings {
     pub pin_max_failures: u32,
     /// Minutes PIN entry stays paused (`CHATBOT_PIN_LOCKOUT_MINUTES`).
     pub pin_lockout_minutes: u32,
+    /// Megabytes of school snapshots kept per process (`CHATBOT_SNAPSHOT_CACHE_MB`).
+    pub snapshot_cache_mb: u32,
     /// Graph API base for sending WhatsApp messages (`CHATBOT_WHATSAPP_API_BASE`).
     pub whatsapp_api_base: String,
     /// Twilio REST API base for sending WhatsApp messages (`CHATBOT_TWILIO_API_BASE`).
@@ -258,6 +260,7 @@ struct Layer {
     session_idle_minutes: Option<u32>,
     pin_max_failures: Option<u32>,
     pin_lockout_minutes: Option<u32>,
+    snapshot_cache_mb: Option<u32>,
     whatsapp_api_base: Option<String>,
     twilio_api_base: Option<String>,
     public_url: Option<String>,
@@ -316,6 +319,7 @@ impl Default for Settings {
             session_idle_minutes: 30,
             pin_max_failures: 5,
             pin_lockout_minutes: 15,
+            snapshot_cache_mb: 256,
             whatsapp_api_base: "https://graph.facebook.com/v21.0".to_string(),
             twilio_api_base: "https://api.twilio.com".to_string(),
             public_url: None,
@@ -387,6 +391,8 @@ pub mod env {
     pub const PIN_MAX_FAILURES: &str = "CHATBOT_PIN_MAX_FAILURES";
     /// PIN lockout minutes.
     pub const PIN_LOCKOUT_MINUTES: &str = "CHATBOT_PIN_LOCKOUT_MINUTES";
+    /// Megabytes of school snapshots kept per process.
+    pub const SNAPSHOT_CACHE_MB: &str = "CHATBOT_SNAPSHOT_CACHE_MB";
     /// Graph API base URL.
     pub const WHATSAPP_API_BASE: &str = "CHATBOT_WHATSAPP_API_BASE";
     /// Twilio API base URL.
@@ -531,6 +537,7 @@ impl Settings {
             session_idle_minutes: parse(env, env::SESSION_IDLE_MINUTES)?,
             pin_max_failures: parse(env, env::PIN_MAX_FAILURES)?,
             pin_lockout_minutes: parse(env, env::PIN_LOCKOUT_MINUTES)?,
+            snapshot_cache_mb: parse(env, env::SNAPSHOT_CACHE_MB)?,
             whatsapp_api_base: text(env::WHATSAPP_API_BASE),
             twilio_api_base: text(env::TWILIO_API_BASE),
             public_url: text(env::PUBLIC_URL),
@@ -589,6 +596,7 @@ impl Settings {
             session_idle_minutes,
             pin_max_failures,
             pin_lockout_minutes,
+            snapshot_cache_mb,
             whatsapp_api_base,
             twilio_api_base,
             public_url,
@@ -674,6 +682,9 @@ impl Settings {
         }
         if let Some(v) = pin_lockout_minutes {
             self.pin_lockout_minutes = v;
+        }
+        if let Some(v) = snapshot_cache_mb {
+            self.snapshot_cache_mb = v;
         }
         if let Some(v) = whatsapp_api_base {
             self.whatsapp_api_base = v;
@@ -853,6 +864,7 @@ impl Settings {
             (env::SESSION_IDLE_MINUTES, self.session_idle_minutes),
             (env::PIN_MAX_FAILURES, self.pin_max_failures),
             (env::PIN_LOCKOUT_MINUTES, self.pin_lockout_minutes),
+            (env::SNAPSHOT_CACHE_MB, self.snapshot_cache_mb),
         ] {
             if value == 0 {
                 return Err(ConfigError::Env {
@@ -860,6 +872,12 @@ impl Settings {
                     message: "must be at least 1".to_string(),
                 });
             }
+        }
+        if self.snapshot_cache_mb > 65_536 {
+            return Err(ConfigError::Env {
+                name: env::SNAPSHOT_CACHE_MB,
+                message: "must be at most 65536 (64 GiB)".to_string(),
+            });
         }
         for (name, value) in [
             (env::WHATSAPP_API_BASE, Some(&self.whatsapp_api_base)),

@@ -46,6 +46,12 @@ pub struct AppState {
     pub llm: Option<Arc<crate::llm::Llm>>,
     /// The website engagement flow's catalogue cache and open connections.
     pub engagement: Arc<crate::channels::engagement::Engagement>,
+    /// Snapshots of the schools in use, replaced when a school's data version moves.
+    pub snapshots: Arc<crate::school::snapshot::cache::SnapshotCache>,
+    /// On SQLite (one writer at a time), turns of this process take their write transaction
+    /// in turn here, waiting without polling, rather than in SQLite's busy handler, which
+    /// sleeps.
+    pub turn_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use chatbot::conversation::{self, Inbound, Outcome, Session, State, engine, view::SchoolView};
+use chatbot::conversation::{self, Facts, Inbound, Outcome, Session, State, World, engine};
 use chatbot::demo::{self, DemoCredentials, SHARED_PARENT_PHONE};
 use chatbot::domain::{PhoneNumber, SchemaName};
 use chatbot::state::AppState;
@@ -20,6 +20,8 @@ variants!(
     text_the_rules_cannot_place_is_unhandled_but_answered,
     a_phone_linked_to_two_schools_chooses_one,
     a_parent_adds_another_child_with_id_and_pin,
+    a_change_through_the_api_is_seen_by_the_next_message_in_another_process,
+    a_snapshot_holds_only_its_own_schools_rows,
 );
 
 /// One turn: what the user sends, phrases the bot's replies must contain, the state after.
@@ -425,9 +427,22 @@ async fn a_phone_never_sees_another_schools_children(v: Variant) {
     .unwrap()
     .unwrap()
     .id;
-    let view = SchoolView::load(&app.state.db, &demo_ctx, &app.state.secret)
+    let school = app
+        .state
+        .snapshots
+        .get(&app.state.db, &demo_ctx)
         .await
         .unwrap();
+    let facts = Facts::default();
+    let config = Default::default();
+    let world = World {
+        school: &school,
+        texts: conversation::texts(),
+        config: &config,
+        phone: &shared,
+        facts: &facts,
+        now: start(),
+    };
     let forged = Session {
         state: State::ChoosingExam {
             student: north_pk,
@@ -449,17 +464,7 @@ async fn a_phone_never_sees_another_schools_children(v: Variant) {
             unsupported: None,
             provider_id: None,
         };
-        let out = engine::handle(
-            &view,
-            conversation::texts(),
-            &Default::default(),
-            &shared,
-            forged.clone(),
-            &inbound,
-            start(),
-        )
-        .await
-        .unwrap();
+        let out = engine::handle(&world, forged.clone(), &inbound).unwrap();
         let shown = out.replies.iter().map(|r| r.to_plain()).collect::<String>();
         assert!(shown.contains("no longer available"), "{shown}");
         assert!(
@@ -638,5 +643,229 @@ async fn a_parent_adds_another_child_with_id_and_pin(v: Variant) {
         t("1", &["Quel enfant", "Autre enfant"], "choosing_child"),
     ])
     .await;
+    app.stop().await.unwrap();
+}
+
+/// A second `chatbot serve` process on the same database, answering parents over the API.
+struct OtherProcess {
+    child: std::process::Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl OtherProcess {
+    async fn start(app: &TestApp) -> Self {
+        let settings = app.settings();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatbot"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CHATBOT_DATA_DIR", &settings.data_dir)
+            .env("CHATBOT_LOG", "warn")
+            .env("CHATBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "CHATBOT_SECRET_KEY",
+                secrecy::ExposeSecret::expose_secret(settings.secret_key.as_ref().unwrap()),
+            )
+            .stdout(std::process::Stdio::null());
+        if let Some(url) = &settings.database_url {
+            cmd.env("DATABASE_URL", url.expose());
+        }
+        if let Some(url) = &settings.redis_url {
+            cmd.env("REDIS_URL", url.expose());
+        }
+        let child = cmd.args(["serve", "--no-workers"]).spawn().unwrap();
+        let me = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        common::eventually(
+            "the second process serves",
+            std::time::Duration::from_secs(30),
+            || async {
+                me.http
+                    .get(format!("{}/healthz", me.base))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            },
+        )
+        .await;
+        me
+    }
+
+    /// A parent's message through this process; every reply as plain text.
+    async fn says(&self, key: &str, phone: &str, text: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/chatbot/messages/", self.base))
+            .header("X-API-KEY", key)
+            .json(&serde_json::json!({"phone": phone, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut text = r["text"].as_str().unwrap_or_default().to_string();
+                for c in r["choices"].as_array().into_iter().flatten() {
+                    text.push_str(&format!("\n{}", c["label"].as_str().unwrap_or_default()));
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 30: a notice published, an exam session released and a student imported through the
+/// API of one process are seen by the very next message another process answers, though that
+/// process had the school's snapshot cached.
+async fn a_change_through_the_api_is_seen_by_the_next_message_in_another_process(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let demo = &creds.tenants[0];
+    let key = demo.api_key.as_str();
+    let parent = demo.parent_with_children(1).unwrap();
+    let other = OtherProcess::start(&app).await;
+    // The second process caches the school while answering.
+    other.says(key, &parent.phone, "hi").await;
+    let said = other.says(key, &parent.phone, "notices").await;
+    assert!(
+        said.contains("Mid-term break") && !said.contains("Inspection day"),
+        "{said}"
+    );
+    let said = other.says(key, &parent.phone, "results").await;
+    assert!(!said.contains("Mid-Term Test"), "{said}");
+    let said = other.says(key, &parent.phone, "cancel").await;
+    assert!(said.contains("Goodbye"), "{said}");
+
+    // A notice through this process's API: the next message there shows it.
+    let (status, body) = app
+        .api(
+            key,
+            reqwest::Method::POST,
+            "/notices/",
+            Some(serde_json::json!({"title": "Inspection day", "body": "Inspectors visit on Monday.", "audience": "school"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    other.says(key, &parent.phone, "hi").await;
+    let said = other.says(key, &parent.phone, "notices").await;
+    assert!(said.contains("Inspection day"), "{said}");
+
+    // An exam session released: the next results list there has it.
+    let (_, sessions) = app
+        .api(
+            key,
+            reqwest::Method::GET,
+            "/exam-sessions/?released=false",
+            None,
+        )
+        .await;
+    let unreleased = sessions["results"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the demo has an unreleased session: {sessions}"));
+    let (status, body) = app
+        .api(
+            key,
+            reqwest::Method::POST,
+            &format!("/exam-sessions/{unreleased}/release/"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let said = other.says(key, &parent.phone, "results").await;
+    assert!(said.contains("Mid-Term Test"), "{said}");
+
+    // A student imported: a stranger verifies them there at once.
+    let r = app
+        .http
+        .post(app.url("/api/v1/chatbot/imports/students/"))
+        .header("X-API-KEY", key)
+        .header("Content-Type", "text/csv")
+        .body("student_id,first_name,last_name,class,pin\nGFA/2026/9001,Kémi,Adéwálé,JSS 1A,2468\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let stranger = "+2348055512345";
+    other.says(key, stranger, "hi").await;
+    let said = other.says(key, stranger, "results").await;
+    assert!(said.contains("student ID"), "{said}");
+    other.says(key, stranger, "gfa-2026-9001").await;
+    let said = other.says(key, stranger, "2468").await;
+    assert!(said.contains("Kémi Adéwálé"), "{said}");
+    drop(other);
+    app.stop().await.unwrap();
+}
+
+/// Issue 30: a school's snapshot holds its own rows and no other school's, whatever they share
+/// (a parent's phone linked in both).
+async fn a_snapshot_holds_only_its_own_schools_rows(v: Variant) {
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let shared = PhoneNumber::parse(SHARED_PARENT_PHONE).unwrap();
+    for (i, slug) in ["demo", "demo-north"].into_iter().enumerate() {
+        let mine = &creds.tenants[i];
+        let theirs = &creds.tenants[1 - i];
+        let school = app
+            .state
+            .snapshots
+            .get(&app.state.db, &ctx(&app, slug).await)
+            .await
+            .unwrap();
+        assert_eq!(school.profile().schema_name, slug);
+        let roster: Vec<&str> = school.roster().iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(roster.len(), mine.students.len(), "{slug}");
+        for s in &mine.students {
+            assert!(
+                roster.contains(&s.student_id.as_str()),
+                "{slug}: {}",
+                s.student_id
+            );
+        }
+        for s in &theirs.students {
+            assert!(
+                !roster.contains(&s.student_id.as_str()),
+                "{slug} holds {}",
+                s.student_id
+            );
+            assert!(school.by_student_id(&s.student_id).is_none());
+        }
+        // The phone linked in both schools sees, in each, that school's child only.
+        let linked: Vec<String> = school
+            .linked(&shared)
+            .iter()
+            .map(|c| c.model.student_id.clone())
+            .collect();
+        assert_eq!(linked.len(), 1, "{slug}: {linked:?}");
+        assert!(mine.students.iter().any(|s| s.student_id == linked[0]));
+        for exam in school.released_exams() {
+            assert_eq!(exam.tenant_id, school.school_id());
+        }
+        for n in school.notices_for(&[], Utc::now()) {
+            assert_eq!(n.tenant_id, school.school_id());
+        }
+    }
     app.stop().await.unwrap();
 }

@@ -98,13 +98,29 @@ fn shipped_suites_pass_and_a_broken_prompt_is_a_regression() {
     // Parents' phrasings are the rules' work: the model is called for the few misses only.
     assert!(calls("phrasings") <= 14, "{}", calls("phrasings"));
     assert!(calls("grounded") >= 5);
+    // The judged reply: its score and reason are in the report and the summary.
+    let judged: Vec<&Value> = cases
+        .iter()
+        .flat_map(|c| c["runs"][0]["turns"].as_array().unwrap())
+        .filter(|t| !t["judge"].is_null())
+        .collect();
+    assert_eq!(judged.len(), 1);
+    assert_eq!(judged[0]["judge"]["pass"], true);
+    assert_eq!(judged[0]["judge"]["score"], 0.9);
+    assert!(
+        judged[0]["judge"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Wednesday")
+    );
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), cases.len());
     let failing = cases.iter().filter(|c| c["passed"] == false).count();
     assert_eq!(junit.matches("<failure").count(), failing);
     let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(
-        summary.contains("| default | embedded | mock-1 |"),
+        summary.contains("| default | embedded | mock-1 |")
+            && summary.contains("## Judged replies"),
         "{summary}"
     );
 
@@ -155,7 +171,16 @@ fn shipped_suites_pass_and_a_broken_prompt_is_a_regression() {
         })
         .collect();
     assert_eq!(regressed, ["grounded/a notice answers the question"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("**regression**"));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("**regression**"));
+    // The failing case reads like a review: the turn, what was expected, what the bot said,
+    // and the judge's reason.
+    assert!(
+        stdout.contains("turn 2 \"Should I pick the children up early on Friday?\"")
+            && stdout.contains("the bot said")
+            && stdout.contains("It does not say when classes resume."),
+        "{stdout}"
+    );
 }
 
 const CACHED_SUITE: &str = r#"

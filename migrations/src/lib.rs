@@ -14,6 +14,7 @@ mod m20261205_000002_contacts_seen;
 mod m20261205_000003_number_secrets_updated;
 mod m20261205_000004_contact_opt_changes;
 mod m20261205_000005_number_templates;
+mod m20261206_000001_school_data_versions;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000003_number_secrets_updated::Migration),
             Box::new(m20261205_000004_contact_opt_changes::Migration),
             Box::new(m20261205_000005_number_templates::Migration),
+            Box::new(m20261206_000001_school_data_versions::Migration),
         ]
     }
 }

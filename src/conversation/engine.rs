@@ -1,24 +1,26 @@
 //! The rules-first state machine every parent message goes through.
 //!
-//! [`handle`] takes the session, one inbound message, a read-only view of one school and the
-//! time, and returns the next session, the replies and the effects to carry out. It does no
-//! HTTP, no queueing and reads no clock. Whatever it cannot place comes back as `unhandled`
-//! (with a short helpful reply and the menu, never silence).
+//! [`handle`] is a pure function: from the session, one inbound message and a [`World`] (one
+//! school's [`SchoolSnapshot`], the texts, the settings, the phone, the time) it returns the
+//! next session, the replies and the effects to carry out. It does no I/O, reads no clock and
+//! is table-tested without a database (`engine/tests.rs`). Two facts cannot be in a snapshot:
+//! whether this guesser's PIN entry is paused, and whether a PIN matches (checked and counted
+//! atomically in the database). The engine asks for them in [`Outcome::need`]; the caller
+//! (`conversation::Settle`) finds out and runs the turn again with them in [`Facts`].
+//! Whatever the rules cannot place comes back as `unhandled` (with a short helpful reply and
+//! the menu, never silence).
 
 use chrono::{DateTime, Duration, Utc};
 use minijinja::{Value, context};
-use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
-use super::input::{
-    canonical_id, choice_named, id_example, id_token, menu_number, normalize, pin_in, pin_shaped,
-};
+use super::input::{choice_named, id_token, menu_number, normalize, pin_in, pin_shaped};
 use super::reply::{Choice, MAX_LIST_ROWS, Reply};
 use super::texts::Texts;
-use super::view::{Child, SchoolView};
 use crate::domain::{PhoneNumber, Pin, StudentId};
 use crate::error::Result;
-use crate::school::pin_limits::{Guesser, PinCheck, PinLimits, minutes_left};
+use crate::school::pin_limits::{PinCheck, PinLimits, minutes_left};
+use crate::school::snapshot::{Child, SchoolSnapshot};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -236,7 +238,64 @@ pub struct Outcome {
     pub unhandled: Option<String>,
     /// What the LLM fallback did with it, when it ran.
     pub llm: Option<crate::llm::Trace>,
+    /// A fact the turn needs and the world did not hold: find it out, put it in [`Facts`]
+    /// and run the turn again (the rest of this outcome is then meaningless).
+    pub need: Option<Need>,
 }
+
+/// A fact outside the snapshot that a turn needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// When this conversation's guesser may try PINs again, if paused now.
+    PinPause,
+    /// Check this PIN for this student ID within the PIN limits (counts an attempt).
+    CheckPin {
+        /// Canonical student ID.
+        student_id: String,
+        /// The PIN typed.
+        pin: Pin,
+    },
+}
+
+/// Facts found out for a turn (see [`Need`]).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// `Some(None)`: not paused; `Some(Some(t))`: paused until `t`; `None`: not known yet.
+    pub pin_paused_until: Option<Option<DateTime<Utc>>>,
+    /// The PIN check's verdict, with the student's primary key when verified.
+    pub pin_check: Option<PinCheck<i64>>,
+}
+
+/// Everything a turn reads besides the session and the message.
+#[derive(Debug, Clone, Copy)]
+pub struct World<'w> {
+    /// The school.
+    pub school: &'w SchoolSnapshot,
+    /// The bot's words.
+    pub texts: &'w Texts,
+    /// Tunables.
+    pub config: &'w EngineConfig,
+    /// The parent's phone.
+    pub phone: &'w PhoneNumber,
+    /// Facts found out for this turn.
+    pub facts: &'w Facts,
+    /// The message's time.
+    pub now: DateTime<Utc>,
+}
+
+/// Why a turn stopped early: a fact is needed, or a template failed.
+enum Halt {
+    Need(Need),
+    Failed(crate::error::Error),
+}
+
+impl From<crate::error::Error> for Halt {
+    fn from(e: crate::error::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+type Step = std::result::Result<(), Halt>;
 
 /// What the LLM fallback decided about a message the rules could not place; the rules carry
 /// it out ("rules first, LLM second, rules again").
@@ -268,30 +327,25 @@ pub enum Action {
 }
 
 /// Students `phone` may see in this conversation: mapped to it, or proven with ID + PIN.
-pub async fn children<C: ConnectionTrait>(
-    view: &SchoolView<'_, C>,
+pub fn children<'s>(
+    school: &'s SchoolSnapshot,
     phone: &PhoneNumber,
     session: &Session,
-) -> Result<Vec<Child>> {
-    let mut out: Vec<Child> = Vec::new();
-    for model in view.linked(phone).await? {
-        if let Some(child) = view.student(model.id).await? {
-            out.push(child);
-        }
-    }
+) -> Vec<&'s Child> {
+    let mut out = school.linked(phone);
     for pk in &session.verified {
         if !out.iter().any(|c| c.model.id == *pk)
-            && let Some(child) = view.student(*pk).await?
+            && let Some(child) = school.student(*pk)
         {
             out.push(child);
         }
     }
-    Ok(out)
+    out
 }
 
 /// The one child whose name `said` (normalized) holds: a word of a child's name that no other
 /// child shares ("Temitope result", "results for aminu").
-fn named_child(children: &[Child], said: &str) -> Option<Child> {
+fn named_child<'s>(children: &[&'s Child], said: &str) -> Option<&'s Child> {
     if said.is_empty() || children.is_empty() {
         return None;
     }
@@ -318,7 +372,7 @@ fn named_child(children: &[Child], said: &str) -> Option<Child> {
         })
         .collect();
     match found.as_slice() {
-        [one] => Some(children[*one].clone()),
+        [one] => Some(children[*one]),
         _ => None,
     }
 }
@@ -334,41 +388,26 @@ pub fn score(x: f64) -> String {
 }
 
 /// Run one turn.
-pub async fn handle<C: ConnectionTrait>(
-    view: &SchoolView<'_, C>,
-    texts: &Texts,
-    config: &EngineConfig,
-    phone: &PhoneNumber,
-    session: Session,
-    inbound: &Inbound,
-    now: DateTime<Utc>,
-) -> Result<Outcome> {
-    let mut turn = Turn::new(view, texts, config, phone, session, now);
-    turn.run(inbound).await?;
-    Ok(turn.finish())
+pub fn handle(world: &World<'_>, session: Session, inbound: &Inbound) -> Result<Outcome> {
+    let mut turn = Turn::new(world, session);
+    let step = turn.run(inbound);
+    turn.finish(step)
 }
 
 /// Run the turn of a message the rules could not place (`session` as it was before that
 /// message) with what the LLM fallback decided.
-pub async fn follow<C: ConnectionTrait>(
-    view: &SchoolView<'_, C>,
-    texts: &Texts,
-    config: &EngineConfig,
-    phone: &PhoneNumber,
-    session: Session,
-    followup: Followup,
-    now: DateTime<Utc>,
-) -> Result<Outcome> {
-    let mut turn = Turn::new(view, texts, config, phone, session, now);
-    turn.follow(followup).await?;
-    Ok(turn.finish())
+pub fn follow(world: &World<'_>, session: Session, followup: Followup) -> Result<Outcome> {
+    let mut turn = Turn::new(world, session);
+    let step = turn.follow(followup);
+    turn.finish(step)
 }
 
-struct Turn<'v, 'a, C: ConnectionTrait> {
-    view: &'v SchoolView<'a, C>,
-    texts: &'v Texts,
-    config: &'v EngineConfig,
-    phone: &'v PhoneNumber,
+struct Turn<'w> {
+    school: &'w SchoolSnapshot,
+    texts: &'w Texts,
+    config: &'w EngineConfig,
+    phone: &'w PhoneNumber,
+    facts: &'w Facts,
     now: DateTime<Utc>,
     session: Session,
     replies: Vec<Reply>,
@@ -378,21 +417,15 @@ struct Turn<'v, 'a, C: ConnectionTrait> {
     keep_choices: bool,
 }
 
-impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
-    fn new(
-        view: &'v SchoolView<'a, C>,
-        texts: &'v Texts,
-        config: &'v EngineConfig,
-        phone: &'v PhoneNumber,
-        session: Session,
-        now: DateTime<Utc>,
-    ) -> Self {
+impl<'w> Turn<'w> {
+    fn new(world: &World<'w>, session: Session) -> Self {
         Self {
-            view,
-            texts,
-            config,
-            phone,
-            now,
+            school: world.school,
+            texts: world.texts,
+            config: world.config,
+            phone: world.phone,
+            facts: world.facts,
+            now: world.now,
             session,
             replies: Vec::new(),
             effects: Vec::new(),
@@ -401,7 +434,12 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self, step: Step) -> Result<Outcome> {
+        let need = match step {
+            Ok(()) => None,
+            Err(Halt::Need(need)) => Some(need),
+            Err(Halt::Failed(e)) => return Err(e),
+        };
         let Turn {
             mut session,
             replies,
@@ -417,13 +455,14 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             _ => Vec::new(),
         };
         session.last_seen = Some(now);
-        Outcome {
+        Ok(Outcome {
             session,
             replies,
             effects,
             unhandled,
             llm: None,
-        }
+            need,
+        })
     }
 
     fn lang(&self) -> String {
@@ -431,12 +470,12 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             .session
             .lang
             .as_deref()
-            .unwrap_or(&self.view.profile.default_language);
+            .unwrap_or(&self.school.profile().default_language);
         self.texts.language(wanted).to_string()
     }
 
     fn render(&self, name: &str, ctx: Value) -> Result<String> {
-        let profile = &self.view.profile;
+        let profile = self.school.profile();
         let ctx = context! {
             school => profile.name.clone(),
             contact_phone => profile.contact_phone.clone(),
@@ -446,7 +485,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         self.texts.render(&self.lang(), name, ctx)
     }
 
-    fn say(&mut self, name: &str, ctx: Value) -> Result<()> {
+    fn say(&mut self, name: &str, ctx: Value) -> Step {
         let text = self.render(name, ctx)?;
         self.replies.push(Reply::text(text));
         Ok(())
@@ -463,13 +502,13 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         })
     }
 
-    fn offer(&mut self, name: &str, ctx: Value, choices: Vec<Choice>, state: State) -> Result<()> {
+    fn offer(&mut self, name: &str, ctx: Value, choices: Vec<Choice>, state: State) -> Step {
         let text = self.render(name, ctx)?;
         self.offer_text(text, choices, state)
     }
 
     /// A reply with choices whose text is already rendered; the conversation moves to `state`.
-    fn offer_text(&mut self, text: String, mut choices: Vec<Choice>, state: State) -> Result<()> {
+    fn offer_text(&mut self, text: String, mut choices: Vec<Choice>, state: State) -> Step {
         choices.truncate(MAX_LIST_ROWS);
         let button = self.label("options")?;
         self.replies.push(Reply::Choices {
@@ -481,22 +520,15 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    /// Who this conversation's PIN attempts are counted against, beside the student.
-    fn guesser(&self) -> Guesser {
-        self.view
-            .guesser
-            .clone()
-            .unwrap_or_else(|| Guesser::phone(self.phone))
+    /// Minutes until this conversation's guesser may try PINs again, when it is paused.
+    fn paused_minutes(&self) -> std::result::Result<Option<i64>, Halt> {
+        match self.facts.pin_paused_until {
+            Some(until) => Ok(until.map(|until| minutes_left(until, self.now))),
+            None => Err(Halt::Need(Need::PinPause)),
+        }
     }
 
-    /// Minutes until this guesser may try PINs again, when it is paused.
-    async fn paused_minutes(&self) -> Result<Option<i64>> {
-        let (limits, guesser) = (self.config.pin_limits(), self.guesser());
-        let until = self.view.pin_paused_until(&limits, &guesser, self.now);
-        Ok(until.await?.map(|until| minutes_left(until, self.now)))
-    }
-
-    async fn run(&mut self, inbound: &Inbound) -> Result<()> {
+    fn run(&mut self, inbound: &Inbound) -> Step {
         let said = normalize(&inbound.text);
         // STOP / START, whole and in any state: WhatsApp's opt-out, honoured before anything
         // else; the conversation itself goes on where it was.
@@ -517,12 +549,12 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                 ..Session::default()
             };
             self.say("session_expired", context! {})?;
-            return self.greet_then(&said).await;
+            return self.greet_then(&said);
         }
         if self.session.state == State::Start {
-            let welcome = self.view.welcome().await?;
+            let welcome = self.school.welcome().map(str::to_string);
             self.say("welcome", context! { welcome })?;
-            return self.greet_then(&said).await;
+            return self.greet_then(&said);
         }
         if inbound.unsupported.is_some() {
             self.say("unsupported_message", context! {})?;
@@ -530,7 +562,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
         // 1. A tapped choice, a number, or (part of) the label of one of the last choices.
         if let Some(id) = self.picked(inbound, &said) {
-            return self.pick(&id).await;
+            return self.pick(&id);
         }
         // 2. What the PIN and student ID prompts expect, before any keyword: a PIN is never
         // read as a student ID, and a student ID at the PIN prompt starts over with it.
@@ -540,23 +572,23 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                 purpose,
             } => {
                 if let Some(pin) = pin_in(&said) {
-                    return self.pin(&student_id, &pin, purpose).await;
+                    return self.pin(&student_id, &pin, purpose);
                 }
                 let token = id_token(&inbound.text);
-                if StudentId::parse(token).is_ok() && self.canonical_id(token).await?.is_some() {
-                    return self.student_id(token, purpose).await;
+                if StudentId::parse(token).is_ok() && self.school.canonical_id(token).is_some() {
+                    return self.student_id(token, purpose);
                 }
             }
             State::AwaitingStudentId { purpose } => {
-                if pin_shaped(&said) && self.canonical_id(&said).await?.is_none() {
-                    let example = self.id_example().await?;
+                if pin_shaped(&said) && self.school.canonical_id(&said).is_none() {
+                    let example = self.school.id_example();
                     return self.say("id_looks_like_pin", context! { example });
                 }
                 let token = id_token(&inbound.text);
                 if token.chars().any(|c| c.is_ascii_digit())
-                    && self.canonical_id(token).await?.is_some()
+                    && self.school.canonical_id(token).is_some()
                 {
-                    return self.student_id(token, purpose).await;
+                    return self.student_id(token, purpose);
                 }
             }
             _ => {}
@@ -581,21 +613,21 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             .or_else(|| self.texts.intent(&said))
             .map(str::to_string)
         {
-            return self.intent(&intent, &said).await;
+            return self.intent(&intent, &said);
         }
         // 4. What this state expects.
         match self.session.state.clone() {
             State::AwaitingStudentId { purpose } => {
-                return self.student_id(id_token(&inbound.text), purpose).await;
+                return self.student_id(id_token(&inbound.text), purpose);
             }
             State::AwaitingPin { student_id, .. } => {
                 // A format slip ("482", "48a1") costs no attempt.
                 return self.say("invalid_pin", context! { student_id });
             }
             State::ChoosingChild { purpose } => {
-                let children = self.children().await?;
+                let children = self.children();
                 if let Some(child) = named_child(&children, &said) {
-                    return self.with_child(purpose, child).await;
+                    return self.with_child(purpose, child);
                 }
             }
             State::ChoosingLanguage => {
@@ -671,7 +703,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
     }
 
     /// After a greeting: act on a recognisable request, else show the menu.
-    async fn greet_then(&mut self, said: &str) -> Result<()> {
+    fn greet_then(&mut self, said: &str) -> Step {
         match self.texts.intent(said).map(str::to_string) {
             Some(intent)
                 if !matches!(
@@ -679,34 +711,24 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     "menu" | "back" | "stop" | "greeting" | "thanks" | "help"
                 ) =>
             {
-                self.intent(&intent, said).await
+                self.intent(&intent, said)
             }
             _ => self.menu(),
         }
     }
 
-    /// A typed student ID in this school's format, when it has that shape.
-    async fn canonical_id(&self, typed: &str) -> Result<Option<String>> {
-        Ok(canonical_id(typed, &self.view.id_samples().await?))
-    }
-
-    /// A made-up student ID in this school's format.
-    async fn id_example(&self) -> Result<String> {
-        Ok(id_example(&self.view.id_samples().await?))
-    }
-
-    async fn intent(&mut self, intent: &str, said: &str) -> Result<()> {
+    fn intent(&mut self, intent: &str, said: &str) -> Step {
         if let Some(purpose) = Purpose::from_intent(intent) {
             // "Temitope result": straight to the child named, when the phone may see them.
             if purpose != Purpose::Notices
-                && let Some(child) = named_child(&self.children().await?, said)
+                && let Some(child) = named_child(&self.children(), said)
             {
-                return self.with_child(purpose, child).await;
+                return self.with_child(purpose, child);
             }
-            return self.start(purpose).await;
+            return self.start(purpose);
         }
         if intent.starts_with(super::texts::TOPIC_PREFIX) {
-            return self.notices_about(intent).await;
+            return self.notices_about(intent);
         }
         if let Some(lang) = intent.strip_prefix(super::texts::LANG_PREFIX) {
             return self.set_language(lang);
@@ -726,7 +748,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                 let choices = self.menu_choices()?;
                 self.offer_text(text, choices, State::MainMenu)
             }
-            "back" => self.back().await,
+            "back" => self.back(),
             "help" => self.help(),
             "stop" => self.stop(),
             "language" => self.choose_language(),
@@ -737,7 +759,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     }
                     _ => Purpose::Results,
                 };
-                self.ask_student_id(purpose).await
+                self.ask_student_id(purpose)
             }
             _ => self.menu(),
         }
@@ -754,26 +776,26 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         ])
     }
 
-    fn menu(&mut self) -> Result<()> {
+    fn menu(&mut self) -> Step {
         let choices = self.menu_choices()?;
         self.offer("menu", context! {}, choices, State::MainMenu)
     }
 
     /// A question the notices may answer ("when does school resume?"): the current notices
     /// this phone may see that speak of it, or who to ask.
-    async fn notices_about(&mut self, topic: &str) -> Result<()> {
-        let children = self.children().await?;
+    fn notices_about(&mut self, topic: &str) -> Step {
+        let children = self.children();
         let words = self.texts.topic_words(topic);
         let notices: Vec<Value> = self
-            .view
+            .school
             .notices_for(&children, self.now)
-            .await?
             .into_iter()
             .filter(|n| {
                 let text = normalize(&format!("{} {}", n.title, n.body));
-                words.iter().any(|w| w.said_in(&text))
+                let text = super::input::Words::new(&text);
+                words.iter().any(|w| w.said_in_words(&text))
             })
-            .map(|n| context! { title => n.title, body => n.body })
+            .map(|n| context! { title => n.title.clone(), body => n.body.clone() })
             .collect();
         if notices.is_empty() {
             let text = self.render("no_notice_about", context! {})?;
@@ -788,14 +810,14 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         self.offer("anything_else", context! {}, choices, State::ViewingNotices)
     }
 
-    fn help(&mut self) -> Result<()> {
+    fn help(&mut self) -> Step {
         self.say("help", context! {})?;
         self.menu()?;
         self.session.state = State::Help;
         Ok(())
     }
 
-    fn stop(&mut self) -> Result<()> {
+    fn stop(&mut self) -> Step {
         self.say("goodbye", context! {})?;
         self.session = Session {
             lang: self.session.lang.clone(),
@@ -804,7 +826,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    fn choose_language(&mut self) -> Result<()> {
+    fn choose_language(&mut self) -> Step {
         let mut choices = Vec::new();
         for lang in self.texts.languages() {
             let label = self.texts.label(lang, "language_name")?;
@@ -821,18 +843,18 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         )
     }
 
-    fn set_language(&mut self, lang: &str) -> Result<()> {
+    fn set_language(&mut self, lang: &str) -> Step {
         self.session.lang = Some(self.texts.language(lang).to_string());
         self.say("language_set", context! {})?;
         self.menu()
     }
 
     /// Students this phone may see: mapped to it, or proven with ID + PIN in this conversation.
-    async fn children(&self) -> Result<Vec<Child>> {
-        children(self.view, self.phone, &self.session).await
+    fn children(&self) -> Vec<&'w Child> {
+        children(self.school, self.phone, &self.session)
     }
 
-    async fn follow(&mut self, followup: Followup) -> Result<()> {
+    fn follow(&mut self, followup: Followup) -> Step {
         match followup {
             Followup::Answer(text) => {
                 self.replies.push(Reply::text(text));
@@ -842,28 +864,28 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                 self.say(name, context! {})?;
                 self.menu()
             }
-            Followup::Act(action) => self.act(action).await,
+            Followup::Act(action) => self.act(action),
         }
     }
 
     /// A flow the LLM chose. A child it names must be one this phone may see.
-    async fn act(&mut self, action: Action) -> Result<()> {
+    fn act(&mut self, action: Action) -> Step {
         let (purpose, wanted) = match action {
             Action::Results(w) => (Purpose::Results, w),
             Action::Attendance(w) => (Purpose::Attendance, w),
             Action::Report(w) => (Purpose::Report, w),
-            Action::Notices => return self.start(Purpose::Notices).await,
-            Action::AddChild => return self.ask_student_id(Purpose::Results).await,
+            Action::Notices => return self.start(Purpose::Notices),
+            Action::AddChild => return self.ask_student_id(Purpose::Results),
             Action::Menu => return self.menu(),
         };
         let Some(wanted) = wanted.filter(|w| !w.trim().is_empty()) else {
-            return self.start(purpose).await;
+            return self.start(purpose);
         };
-        let children = self.children().await?;
+        let children = self.children();
         let id = StudentId::parse(&wanted).ok();
         let name = normalize(&wanted);
-        let found: Vec<&Child> = children
-            .iter()
+        let found: Vec<&'w Child> = children
+            .into_iter()
             .filter(|c| {
                 id.as_ref()
                     .is_some_and(|id| c.model.student_id == id.as_str())
@@ -872,37 +894,31 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             })
             .collect();
         match found.as_slice() {
-            [child] => {
-                let child = (*child).clone();
-                self.with_child(purpose, child).await
-            }
+            [child] => self.with_child(purpose, child),
             [] => {
                 tracing::warn!(
-                    tenant = self.view.tenant().schema_name(),
+                    tenant = self.school.profile().schema_name.as_str(),
                     "LLM asked for a child outside this phone's verified scope; refused"
                 );
                 self.say("not_in_scope", context! {})?;
                 self.menu()
             }
-            _ => self.start(purpose).await,
+            _ => self.start(purpose),
         }
     }
 
-    async fn allowed_child(&self, pk: i64) -> Result<Option<Child>> {
-        Ok(self
-            .children()
-            .await?
-            .into_iter()
-            .find(|c| c.model.id == pk))
+    fn allowed_child(&self, pk: i64) -> Option<&'w Child> {
+        self.children().into_iter().find(|c| c.model.id == pk)
     }
 
-    async fn start(&mut self, purpose: Purpose) -> Result<()> {
-        let children = self.children().await?;
+    fn start(&mut self, purpose: Purpose) -> Step {
+        let children = self.children();
         if purpose == Purpose::Notices {
-            let notices = self.view.notices_for(&children, self.now).await?;
-            let notices: Vec<_> = notices
+            let notices: Vec<_> = self
+                .school
+                .notices_for(&children, self.now)
                 .into_iter()
-                .map(|n| context! { title => n.title, body => n.body })
+                .map(|n| context! { title => n.title.clone(), body => n.body.clone() })
                 .collect();
             if notices.is_empty() {
                 self.say("no_notices", context! {})?;
@@ -913,10 +929,10 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             return self.offer("anything_else", context! {}, choices, State::ViewingNotices);
         }
         match children.len() {
-            0 => self.ask_student_id(purpose).await,
+            0 => self.ask_student_id(purpose),
             1 => {
                 let child = children.into_iter().next().expect("one child");
-                self.with_child(purpose, child).await
+                self.with_child(purpose, child)
             }
             _ => {
                 let mut choices: Vec<Choice> = children
@@ -941,17 +957,17 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
     }
 
-    async fn with_child(&mut self, purpose: Purpose, child: Child) -> Result<()> {
+    fn with_child(&mut self, purpose: Purpose, child: &'w Child) -> Step {
         let student = child.model.id;
         match purpose {
             Purpose::Results | Purpose::Report => {
-                let exams = self.view.released_exams().await?;
-                match exams.as_slice() {
+                let exams = self.school.released_exams();
+                match exams {
                     [] => {
                         self.say("no_exams", context! {})?;
                         self.menu()
                     }
-                    [exam] => self.exam_chosen(purpose, &child, exam.id).await,
+                    [exam] => self.exam_chosen(purpose, child, exam.id),
                     _ => {
                         let choices = exams
                             .iter()
@@ -970,13 +986,13 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                 }
             }
             Purpose::Attendance => {
-                let terms = self.view.attendance_terms(student).await?;
+                let terms = self.school.attendance_terms(student);
                 match terms.as_slice() {
                     [] => {
                         self.say("no_terms", context! { student => child.name.clone() })?;
                         self.menu()
                     }
-                    [term] => self.show_attendance(&child, term.id).await,
+                    [term] => self.show_attendance(child, term.id),
                     _ => {
                         let choices = terms
                             .iter()
@@ -994,15 +1010,15 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     }
                 }
             }
-            Purpose::Notices => Box::pin(self.start(Purpose::Notices)).await,
+            Purpose::Notices => self.start(Purpose::Notices),
         }
     }
 
-    async fn exam_chosen(&mut self, purpose: Purpose, child: &Child, exam_id: i64) -> Result<()> {
+    fn exam_chosen(&mut self, purpose: Purpose, child: &'w Child, exam_id: i64) -> Step {
         if purpose == Purpose::Report {
-            return self.request_report(child, exam_id).await;
+            return self.request_report(child, exam_id);
         }
-        let Some(results) = self.view.results(child, exam_id).await? else {
+        let Some(results) = self.school.results(child.model.id, exam_id) else {
             self.say("unknown_choice", context! {})?;
             return self.menu();
         };
@@ -1050,14 +1066,8 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         )
     }
 
-    async fn request_report(&mut self, child: &Child, exam_id: i64) -> Result<()> {
-        let Some(exam) = self
-            .view
-            .released_exams()
-            .await?
-            .into_iter()
-            .find(|e| e.id == exam_id)
-        else {
+    fn request_report(&mut self, child: &'w Child, exam_id: i64) -> Step {
+        let Some(exam) = self.school.exam(exam_id) else {
             self.say("unknown_choice", context! {})?;
             return self.menu();
         };
@@ -1068,17 +1078,17 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         });
         self.say(
             "report_requested",
-            context! { student => child.name.clone(), exam => exam.name },
+            context! { student => child.name.clone(), exam => exam.name.clone() },
         )?;
         self.menu()
     }
 
-    async fn show_attendance(&mut self, child: &Child, term_id: i64) -> Result<()> {
-        let Some(term) = self.view.term(term_id).await? else {
+    fn show_attendance(&mut self, child: &'w Child, term_id: i64) -> Step {
+        let Some(term) = self.school.term(term_id) else {
             self.say("unknown_choice", context! {})?;
             return self.menu();
         };
-        let a = self.view.attendance(child.model.id, term_id).await?;
+        let a = self.school.attendance(child.model.id, term_id);
         let text = self.render(
             "attendance",
             context! {
@@ -1105,8 +1115,8 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         )
     }
 
-    async fn ask_student_id(&mut self, purpose: Purpose) -> Result<()> {
-        if let Some(minutes) = self.paused_minutes().await? {
+    fn ask_student_id(&mut self, purpose: Purpose) -> Step {
+        if let Some(minutes) = self.paused_minutes()? {
             self.say("pin_locked", context! { minutes })?;
             return self.menu();
         }
@@ -1115,20 +1125,19 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    async fn student_id(&mut self, text: &str, purpose: Purpose) -> Result<()> {
-        let typed = self.canonical_id(text).await?;
+    fn student_id(&mut self, text: &str, purpose: Purpose) -> Step {
+        let typed = self.school.canonical_id(text);
         let Ok(id) = StudentId::parse(typed.as_deref().unwrap_or(text)) else {
-            let example = self.id_example().await?;
+            let example = self.school.id_example();
             return self.say("invalid_student_id", context! { example });
         };
         // A child linked to this phone needs no PIN (and no lock on its PIN keeps them out).
         if let Some(child) = self
             .children()
-            .await?
             .into_iter()
             .find(|c| c.model.student_id == id.as_str())
         {
-            return self.with_child(purpose, child).await;
+            return self.with_child(purpose, child);
         }
         self.say("ask_pin", context! { student_id => id.as_str() })?;
         self.session.state = State::AwaitingPin {
@@ -1138,23 +1147,30 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    async fn pin(&mut self, student_id: &str, text: &str, purpose: Purpose) -> Result<()> {
+    fn pin(&mut self, student_id: &str, text: &str, purpose: Purpose) -> Step {
         let Ok(pin) = Pin::parse(text) else {
             return self.say("invalid_pin", context! { student_id });
         };
         let id = StudentId::parse(student_id)?;
-        let (limits, guesser) = (self.config.pin_limits(), self.guesser());
-        let check = self.view.check_pin(&limits, &guesser, &id, &pin, self.now);
-        let (minutes, remaining) = match check.await? {
-            PinCheck::Verified(child) => {
-                if !self.session.verified.contains(&child.model.id) {
-                    self.session.verified.push(child.model.id);
+        let Some(check) = self.facts.pin_check.clone() else {
+            return Err(Halt::Need(Need::CheckPin {
+                student_id: id.as_str().to_string(),
+                pin,
+            }));
+        };
+        let (minutes, remaining) = match check {
+            PinCheck::Verified(pk) => {
+                let Some(child) = self.school.student(pk) else {
+                    return self.unknown_choice();
+                };
+                if !self.session.verified.contains(&pk) {
+                    self.session.verified.push(pk);
                 }
                 self.say(
                     "verified",
                     context! { student => child.name.clone(), class => child.class.clone() },
                 )?;
-                return self.with_child(purpose, child).await;
+                return self.with_child(purpose, child);
             }
             PinCheck::Locked { until } => (minutes_left(until, self.now), 0),
             PinCheck::Wrong { remaining: 0 } => (self.config.lockout.num_minutes(), 0),
@@ -1173,7 +1189,7 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    async fn pick(&mut self, id: &str) -> Result<()> {
+    fn pick(&mut self, id: &str) -> Step {
         let (kind, value) = id.split_once(':').unwrap_or((id, ""));
         let number = value.parse::<i64>().ok();
         match (kind, value, self.session.state.clone()) {
@@ -1182,7 +1198,6 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
             ("menu", "language", _) => self.choose_language(),
             ("menu", intent, _) if Purpose::from_intent(intent).is_some() => {
                 self.start(Purpose::from_intent(intent).expect("checked"))
-                    .await
             }
             ("lang", lang, _) if self.texts.languages().iter().any(|l| l == lang) => {
                 self.set_language(lang)
@@ -1192,49 +1207,49 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
                     State::ChoosingChild { purpose } => purpose,
                     _ => Purpose::Results,
                 };
-                self.ask_student_id(purpose).await
+                self.ask_student_id(purpose)
             }
             ("child", _, State::ChoosingChild { purpose }) => {
-                match self.allowed_child(number.unwrap_or(-1)).await? {
-                    Some(child) => self.with_child(purpose, child).await,
+                match self.allowed_child(number.unwrap_or(-1)) {
+                    Some(child) => self.with_child(purpose, child),
                     None => self.unknown_choice(),
                 }
             }
             ("exam", _, State::ChoosingExam { student, purpose }) => {
-                let released = self.view.released_exams().await?;
+                let released = self.school.released_exams();
                 match (
-                    self.allowed_child(student).await?,
+                    self.allowed_child(student),
                     number.filter(|n| released.iter().any(|e| e.id == *n)),
                 ) {
-                    (Some(child), Some(exam)) => self.exam_chosen(purpose, &child, exam).await,
+                    (Some(child), Some(exam)) => self.exam_chosen(purpose, child, exam),
                     _ => self.unknown_choice(),
                 }
             }
             ("term", _, State::ChoosingTerm { student }) => {
-                let terms = self.view.attendance_terms(student).await?;
+                let terms = self.school.attendance_terms(student);
                 match (
-                    self.allowed_child(student).await?,
+                    self.allowed_child(student),
                     number.filter(|n| terms.iter().any(|t| t.id == *n)),
                 ) {
-                    (Some(child), Some(term)) => self.show_attendance(&child, term).await,
+                    (Some(child), Some(term)) => self.show_attendance(child, term),
                     _ => self.unknown_choice(),
                 }
             }
             ("nav", "report", State::ViewingResults { student, exam }) => {
-                match self.allowed_child(student).await? {
-                    Some(child) => self.request_report(&child, exam).await,
+                match self.allowed_child(student) {
+                    Some(child) => self.request_report(child, exam),
                     None => self.unknown_choice(),
                 }
             }
             ("nav", "exams", State::ViewingResults { student, .. }) => {
-                match self.allowed_child(student).await? {
-                    Some(child) => self.with_child(Purpose::Results, child).await,
+                match self.allowed_child(student) {
+                    Some(child) => self.with_child(Purpose::Results, child),
                     None => self.unknown_choice(),
                 }
             }
             ("nav", "terms", State::ViewingAttendance { student, .. }) => {
-                match self.allowed_child(student).await? {
-                    Some(child) => self.with_child(Purpose::Attendance, child).await,
+                match self.allowed_child(student) {
+                    Some(child) => self.with_child(Purpose::Attendance, child),
                     None => self.unknown_choice(),
                 }
             }
@@ -1242,22 +1257,22 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         }
     }
 
-    fn unknown_choice(&mut self) -> Result<()> {
+    fn unknown_choice(&mut self) -> Step {
         self.say("unknown_choice", context! {})?;
         self.menu()
     }
 
     /// One step back; where that lands on the same screen (one child, one exam...), the menu.
-    async fn back(&mut self) -> Result<()> {
+    fn back(&mut self) -> Step {
         let before = self.session.state.clone();
         match before.clone() {
-            State::AwaitingPin { purpose, .. } => self.ask_student_id(purpose).await?,
-            State::ViewingResults { student, .. } => self.reopen(student, Purpose::Results).await?,
+            State::AwaitingPin { purpose, .. } => self.ask_student_id(purpose)?,
+            State::ViewingResults { student, .. } => self.reopen(student, Purpose::Results)?,
             State::ViewingAttendance { student, .. } => {
-                self.reopen(student, Purpose::Attendance).await?
+                self.reopen(student, Purpose::Attendance)?
             }
-            State::ChoosingExam { purpose, .. } => self.start(purpose).await?,
-            State::ChoosingTerm { .. } => self.start(Purpose::Attendance).await?,
+            State::ChoosingExam { purpose, .. } => self.start(purpose)?,
+            State::ChoosingTerm { .. } => self.start(Purpose::Attendance)?,
             _ => self.menu()?,
         }
         if self.session.state == before && before != State::MainMenu {
@@ -1267,10 +1282,13 @@ impl<'v, 'a, C: ConnectionTrait> Turn<'v, 'a, C> {
         Ok(())
     }
 
-    async fn reopen(&mut self, student: i64, purpose: Purpose) -> Result<()> {
-        match self.allowed_child(student).await? {
-            Some(child) => self.with_child(purpose, child).await,
+    fn reopen(&mut self, student: i64, purpose: Purpose) -> Step {
+        match self.allowed_child(student) {
+            Some(child) => self.with_child(purpose, child),
             None => self.menu(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

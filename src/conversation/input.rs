@@ -54,14 +54,34 @@ pub fn withhold_pins(text: &str) -> std::borrow::Cow<'_, str> {
 /// Edit distance counting an adjacent swap as one edit (optimal string alignment), bounded:
 /// returns `max + 1` as soon as it is certain to exceed `max`.
 pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
+    // Normalized input is nearly always ASCII, and short: compare bytes, without allocating.
+    if a.is_ascii() && b.is_ascii() && a.len() < 64 && b.len() < 64 {
+        return osa(a.as_bytes(), b.as_bytes(), max);
+    }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    osa(&a, &b, max)
+}
+
+/// [`edit_distance`] over any comparable units.
+fn osa<T: PartialEq>(a: &[T], b: &[T], max: usize) -> usize {
     if a.len().abs_diff(b.len()) > max {
         return max + 1;
     }
+    // Three rows of the table: on the stack for words and phrases, on the heap beyond.
     let width = b.len() + 1;
-    let mut before: Vec<usize> = vec![0; width];
-    let mut prev: Vec<usize> = (0..width).collect();
-    let mut cur: Vec<usize> = vec![0; width];
+    let mut stack = [0usize; 3 * 65];
+    let mut heap = Vec::new();
+    let rows: &mut [usize] = if width <= 65 {
+        &mut stack[..3 * width]
+    } else {
+        heap.resize(3 * width, 0);
+        &mut heap
+    };
+    let (mut before, rest) = rows.split_at_mut(width);
+    let (mut prev, mut cur) = rest.split_at_mut(width);
+    for (j, cell) in prev.iter_mut().enumerate() {
+        *cell = j;
+    }
     for i in 1..=a.len() {
         cur[0] = i;
         let mut row_min = cur[0];
@@ -103,23 +123,56 @@ fn close(a: &str, b: &str) -> bool {
         && edit_distance(a, b, max) <= max
 }
 
+/// Normalized input split once, to be matched against many keywords.
+pub struct Words<'a> {
+    /// The whole input.
+    pub text: &'a str,
+    /// ` text `: a phrase is in it when ` phrase ` is.
+    padded: String,
+    words: Vec<&'a str>,
+}
+
+impl<'a> Words<'a> {
+    /// Split normalized input `said`.
+    pub fn new(said: &'a str) -> Self {
+        Self {
+            text: said,
+            padded: format!(" {said} "),
+            words: said.split(' ').filter(|w| !w.is_empty()).collect(),
+        }
+    }
+
+    /// [`matches`], without splitting the input again.
+    pub fn matches(&self, keyword: &str) -> bool {
+        if self.text.is_empty() || keyword.is_empty() {
+            return false;
+        }
+        if self.text == keyword {
+            return true;
+        }
+        if keyword.contains(' ') {
+            // A phrase appears whole (its first word is one of the input's, the cheap test
+            // first), or is the whole message with one typo.
+            let first = keyword.split(' ').next().unwrap_or(keyword);
+            let b = self.padded.as_bytes();
+            return (self.words.contains(&first)
+                && self.padded.match_indices(keyword).any(|(i, _)| {
+                    i > 0 && b[i - 1] == b' ' && b.get(i + keyword.len()) == Some(&b' ')
+                }))
+                || (self.words.len() == keyword.split(' ').count()
+                    && self.text.chars().next() == keyword.chars().next()
+                    && edit_distance(self.text, keyword, 1) <= 1);
+        }
+        self.words
+            .iter()
+            .any(|w| *w == keyword || close(w, keyword))
+    }
+}
+
 /// Does normalized input `said` mean `keyword` (also normalized)? Whole input or one of its
 /// words equal to the keyword, allowing small typos; multi-word keywords must appear as a phrase.
 pub fn matches(said: &str, keyword: &str) -> bool {
-    if said.is_empty() || keyword.is_empty() {
-        return false;
-    }
-    if said == keyword {
-        return true;
-    }
-    if keyword.contains(' ') {
-        // A phrase appears whole, or is the whole message with one typo.
-        return format!(" {said} ").contains(&format!(" {keyword} "))
-            || (said.split(' ').count() == keyword.split(' ').count()
-                && said.chars().next() == keyword.chars().next()
-                && edit_distance(said, keyword, 1) <= 1);
-    }
-    said.split(' ').any(|w| w == keyword || close(w, keyword))
+    Words::new(said).matches(keyword)
 }
 
 /// Ordinals and their synonyms in one spelling: "3rd" and "third" are both "3".

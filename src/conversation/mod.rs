@@ -8,25 +8,26 @@ pub mod routing;
 pub mod store;
 pub mod texts;
 pub mod transcript;
-pub mod view;
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use sea_orm::{EntityTrait, Set, TransactionTrait};
 
 pub use engine::{
-    Action, Effect, EngineConfig, Followup, Inbound, Outcome, Purpose, Session, State,
+    Action, Effect, EngineConfig, Facts, Followup, Inbound, Need, Outcome, Purpose, Session, State,
+    World,
 };
 pub use reply::{Choice, Reply};
 pub use texts::Texts;
 
-use crate::domain::PhoneNumber;
+use crate::domain::{PhoneNumber, StudentId};
 use crate::entities::message_log;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::school::pin_limits::{Guesser, PinCheck};
+use crate::school::snapshot::SchoolSnapshot;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
-use view::SchoolView;
 
 static TEXTS: LazyLock<Texts> =
     LazyLock::new(|| Texts::embedded().expect("templates under prompts/replies/ compile (tested)"));
@@ -44,6 +45,72 @@ fn llm_user_tag(state: &AppState, phone: &PhoneNumber) -> String {
         .expect("any key length");
     mac.update(phone.as_str().as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..8])
+}
+
+/// What a turn of the pure engine runs against, beside the session and the message.
+pub struct Settle<'a> {
+    /// Where facts are found out.
+    pub state: &'a AppState,
+    /// The school.
+    pub ctx: &'a TenantCtx,
+    /// Its snapshot.
+    pub school: &'a SchoolSnapshot,
+    /// Tunables.
+    pub config: &'a EngineConfig,
+    /// The parent's phone.
+    pub phone: &'a PhoneNumber,
+    /// Who PIN attempts are counted against, beside the student.
+    pub guesser: &'a Guesser,
+    /// The message's time.
+    pub now: DateTime<Utc>,
+}
+
+impl Settle<'_> {
+    /// Run the pure engine (`run`, given the world) until it needs no more facts: find out
+    /// each fact it asks for (is this guesser's PIN entry paused? does this PIN match, counted
+    /// within the limits?) and run it again with it. At most three facts a turn.
+    pub async fn run(&self, run: impl Fn(&World<'_>) -> Result<Outcome>) -> Result<Outcome> {
+        let (db, limits) = (&self.state.db, self.config.pin_limits());
+        let mut facts = Facts::default();
+        for _ in 0..4 {
+            let world = World {
+                school: self.school,
+                texts: texts(),
+                config: self.config,
+                phone: self.phone,
+                facts: &facts,
+                now: self.now,
+            };
+            let outcome = run(&world)?;
+            let Some(need) = outcome.need.clone() else {
+                return Ok(outcome);
+            };
+            match need {
+                Need::PinPause => {
+                    let until = limits.paused_until(db, self.guesser, self.now).await?;
+                    facts.pin_paused_until = Some(until);
+                }
+                Need::CheckPin { student_id, pin } => {
+                    let id = StudentId::parse(&student_id)?;
+                    let (ctx, secret) = (self.ctx, &self.state.secret);
+                    let proof = async || {
+                        crate::school::students::verify_pin(db, ctx, secret, &id, &pin).await
+                    };
+                    let check = limits
+                        .check(db, ctx, self.guesser, &id, proof, self.now)
+                        .await?;
+                    facts.pin_check = Some(match check {
+                        PinCheck::Verified(student) => PinCheck::Verified(student.id),
+                        PinCheck::Wrong { remaining } => PinCheck::Wrong { remaining },
+                        PinCheck::Locked { until } => PinCheck::Locked { until },
+                    });
+                }
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "the conversation engine kept asking for facts"
+        )))
+    }
 }
 
 /// Run one turn for `phone` on `channel` in school `ctx`: load the session, apply the engine,
@@ -70,25 +137,40 @@ pub async fn converse_as(
     phone: &PhoneNumber,
     inbound: &Inbound,
     now: DateTime<Utc>,
-    guesser: Option<crate::school::pin_limits::Guesser>,
+    guesser: Option<Guesser>,
 ) -> Result<Outcome> {
     let config = state.settings.engine_config();
-    let mut view = SchoolView::load(&state.db, ctx, &state.secret).await?;
-    view.guesser = guesser;
+    let guesser = guesser.unwrap_or_else(|| Guesser::phone(phone));
     let key = store::SessionKey {
         channel,
         user: phone.as_str(),
     };
-    let (row, session) = store::load(&state.db, ctx, key).await?;
+    // The school as of its data version (one primary-key read, the snapshot itself shared)
+    // and the session, read side by side.
+    let (school, (row, session)) = tokio::try_join!(
+        state.snapshots.get(&state.db, ctx),
+        store::load(&state.db, ctx, key)
+    )?;
     // A PIN is a secret: the transcript (and so any prompt built from it) never holds one.
     let typed_pin = matches!(session.state, State::AwaitingPin { .. });
     let before = state.llm.is_some().then(|| session.clone());
-    let mut outcome = engine::handle(&view, texts(), &config, phone, session, inbound, now).await?;
+    let settle = Settle {
+        state,
+        ctx,
+        school: &school,
+        config: &config,
+        phone,
+        guesser: &guesser,
+        now,
+    };
+    let mut outcome = settle
+        .run(|world| engine::handle(world, session.clone(), inbound))
+        .await?;
     if let (Some(llm), Some(before), Some(text)) = (&state.llm, before, outcome.unhandled.clone()) {
         // Nor does a prompt: a PIN typed out of turn ("my pin is 1234") is withheld.
         let text = input::withhold_pins(&text).into_owned();
         // Rules first, the model second, the rules again.
-        let children = engine::children(&view, phone, &before).await?;
+        let children = engine::children(&school, phone, &before);
         let history = match &row {
             Some(r) => {
                 transcript::recent(&state.db, ctx, r.id, llm.limits().history_messages).await?
@@ -100,13 +182,13 @@ pub async fn converse_as(
                 before
                     .lang
                     .as_deref()
-                    .unwrap_or(&view.profile.default_language),
+                    .unwrap_or(&school.profile().default_language),
             )
             .to_string();
         let user = llm_user_tag(state, phone);
         let (followup, trace) = llm
             .respond(
-                &view, &state.db, &children, history, &text, &lang, &user, now,
+                &school, ctx, &state.db, &children, history, &text, &lang, &user, now,
             )
             .await?;
         state
@@ -120,7 +202,9 @@ pub async fn converse_as(
             dropped = trace.dropped,
             "LLM fallback"
         );
-        outcome = engine::follow(&view, texts(), &config, phone, before, followup, now).await?;
+        outcome = settle
+            .run(|world| engine::follow(world, before.clone(), followup.clone()))
+            .await?;
         outcome.unhandled = Some(text);
         outcome.llm = Some(trace);
     }
@@ -158,8 +242,12 @@ pub async fn converse_as(
             outcome.replies.insert(at, document);
         }
     }
+    let _gate = match state.db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => Some(state.turn_writes.lock().await),
+        _ => None,
+    };
     let txn = state.db.begin().await?;
-    let saved = store::save(
+    let session_id = store::save(
         &txn,
         ctx,
         key,
@@ -171,7 +259,7 @@ pub async fn converse_as(
     .await?;
     let log = |direction: &str, kind: &str, body: String| message_log::ActiveModel {
         tenant_id: Set(ctx.id()),
-        chat_session_id: Set(Some(saved.id)),
+        chat_session_id: Set(Some(session_id)),
         channel: Set(channel.to_string()),
         direction: Set(direction.to_string()),
         user_id: Set(phone.as_str().to_string()),
@@ -192,13 +280,16 @@ pub async fn converse_as(
         Some(choice) => format!("{} [{choice}]", input::withhold_pins(&inbound.text)),
         None => input::withhold_pins(&inbound.text).into_owned(),
     };
+    // Every row of the turn in one statement, each with the same columns set.
     let mut row = log(
         "in",
         inbound.unsupported.as_deref().unwrap_or("text"),
         inbound_body,
     );
     row.provider_message_id = Set(inbound.provider_id.clone());
-    row.insert(&txn).await?;
+    row.reply_to = Set(None);
+    row.payload = Set(None);
+    let mut rows = vec![row];
     for reply in &outcome.replies {
         let kind = match reply {
             Reply::Text { .. } => "text",
@@ -208,10 +299,14 @@ pub async fn converse_as(
         // Outbound rows point at the message they answer; the sender stamps each with the
         // provider's id, and delivery statuses update them by that id.
         let mut row = log("out", kind, reply.to_plain());
+        row.provider_message_id = Set(None);
         row.reply_to = Set(inbound.provider_id.clone());
         row.payload = Set(serde_json::to_value(reply).ok());
-        row.insert(&txn).await?;
+        rows.push(row);
     }
+    message_log::Entity::insert_many(rows)
+        .exec_without_returning(&txn)
+        .await?;
     txn.commit().await?;
     tracing::debug!(
         tenant = ctx.schema_name(),

@@ -1,6 +1,7 @@
 //! Sessions in the database, one per (tenant, channel, user); they survive restarts.
 
 use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, Set};
 
 use super::engine::Session;
@@ -39,7 +40,8 @@ pub async fn load(
     Ok((row, session))
 }
 
-/// Store `session`; it expires after `idle`.
+/// Store `session`; it expires after `idle`. Returns the session row's id. (An existing row is
+/// updated without reading it back: the turn needs only its id.)
 pub async fn save(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
@@ -48,19 +50,28 @@ pub async fn save(
     session: &Session,
     idle: Duration,
     now: DateTime<Utc>,
-) -> Result<chat_session::Model> {
+) -> Result<i64> {
     let expires_at = now + idle;
     let data =
         serde_json::to_value(session).map_err(|e| anyhow::anyhow!("session encodes: {e}"))?;
-    let saved = match row {
+    let id = match row {
         Some(existing) => {
-            let mut active: chat_session::ActiveModel = existing.into();
-            active.state = Set(session.state.name().to_string());
-            active.data = Set(data);
-            active.language = Set(session.lang.clone());
-            active.expires_at = Set(expires_at);
-            active.updated_at = Set(now);
-            active.update(db).await?
+            ctx.update_many::<chat_session::Entity>()
+                .col_expr(
+                    chat_session::Column::State,
+                    Expr::value(session.state.name()),
+                )
+                .col_expr(chat_session::Column::Data, Expr::value(data))
+                .col_expr(
+                    chat_session::Column::Language,
+                    Expr::value(session.lang.clone()),
+                )
+                .col_expr(chat_session::Column::ExpiresAt, Expr::value(expires_at))
+                .col_expr(chat_session::Column::UpdatedAt, Expr::value(now))
+                .filter(chat_session::Column::Id.eq(existing.id))
+                .exec(db)
+                .await?;
+            existing.id
         }
         None => {
             chat_session::ActiveModel {
@@ -77,7 +88,8 @@ pub async fn save(
             }
             .insert(db)
             .await?
+            .id
         }
     };
-    Ok(saved)
+    Ok(id)
 }

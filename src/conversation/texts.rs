@@ -70,10 +70,15 @@ impl Keyword {
 
     /// Does normalized input `said` say this keyword?
     pub fn said_in(&self, said: &str) -> bool {
+        self.said_in_words(&super::input::Words::new(said))
+    }
+
+    /// [`Keyword::said_in`] for input already split ([`super::input::Words`]).
+    pub fn said_in_words(&self, said: &super::input::Words<'_>) -> bool {
         if self.whole {
-            said == self.text
+            said.text == self.text
         } else {
-            super::input::matches(said, &self.text)
+            said.matches(&self.text)
         }
     }
 }
@@ -206,6 +211,7 @@ impl Texts {
     /// speaker typing MENU in an English conversation is understood): the first [`tier`] with a
     /// match, and in it the longest keyword.
     pub fn intent(&self, said: &str) -> Option<&str> {
+        let said = super::input::Words::new(said);
         let mut best: Option<(&str, u8, usize)> = None;
         for table in self.keywords.values() {
             for (intent, words) in table {
@@ -216,7 +222,7 @@ impl Texts {
                 for word in words {
                     let better = best
                         .is_none_or(|(_, r, len)| rank < r || (rank == r && word.text.len() > len));
-                    if better && word.said_in(said) {
+                    if better && word.said_in_words(&said) {
                         best = Some((intent.as_str(), rank, word.text.len()));
                     }
                 }

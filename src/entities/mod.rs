@@ -18,6 +18,7 @@ pub mod message_log;
 pub mod notice;
 pub mod pin_attempt;
 pub mod report;
+pub mod school_data_version;
 pub mod student;
 pub mod student_mapping;
 pub mod subject;

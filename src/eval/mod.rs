@@ -9,6 +9,7 @@
 //! JUnit XML and a Markdown summary. Exit codes: 0 pass, 1 failures (or, with
 //! `--fail-on-regression`, regressions), 2 the harness could not run.
 
+pub mod judge;
 pub mod report;
 pub mod suite;
 
@@ -22,7 +23,6 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::config::Settings;
-use crate::conversation::view::SchoolView;
 use crate::conversation::{self, Inbound, Outcome, engine};
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::llm::client::ClientConfig;
@@ -344,7 +344,7 @@ async fn run_case(
     case: &Case,
 ) -> Result<RunReport, String> {
     let state = AppState {
-        llm: Some(llm),
+        llm: Some(llm.clone()),
         ..shared.state.clone()
     };
     let schema = SchemaName::parse(tenant).map_err(|e| format!("case `{}`: {e}", case.name))?;
@@ -373,8 +373,30 @@ async fn run_case(
         let turn = match outcome {
             Ok(o) => {
                 let allowed = allowed(&state, &ctx, &phone, &o).await?;
-                let failures = check(&spec.expect, &typed_so_far, &o, &allowed, &shared.roster);
-                TurnReport::new(&spec.say, &o, failures)
+                let mut failures = check(&spec.expect, &typed_so_far, &o, &allowed, &shared.roster);
+                let mut report = TurnReport::new(&spec.say, &o, Vec::new());
+                if let Some(j) = &spec.expect.judge {
+                    let said = report.replies.join("\n");
+                    match judge::grade(&llm, j, &said).await {
+                        Ok(verdict) => {
+                            if !verdict.pass {
+                                failures.push(format!(
+                                    "judge: score {:.2}{} against \"{}\": {}",
+                                    verdict.score,
+                                    j.threshold
+                                        .map(|t| format!(" (at least {t:.2})"))
+                                        .unwrap_or_default(),
+                                    j.rubric,
+                                    verdict.reason
+                                ));
+                            }
+                            report.judge = Some(verdict);
+                        }
+                        Err(e) => failures.push(format!("judge: {e}")),
+                    }
+                }
+                report.failures = failures;
+                report
             }
             Err(e) => TurnReport::error(&spec.say, e.to_string()),
         };
@@ -390,12 +412,12 @@ async fn allowed(
     phone: &PhoneNumber,
     o: &Outcome,
 ) -> Result<(HashSet<String>, HashSet<String>), String> {
-    let view = SchoolView::load(&state.db, ctx, &state.secret)
+    let school = state
+        .snapshots
+        .get(&state.db, ctx)
         .await
         .map_err(|e| e.to_string())?;
-    let children = engine::children(&view, phone, &o.session)
-        .await
-        .map_err(|e| e.to_string())?;
+    let children = engine::children(&school, phone, &o.session);
     Ok((
         children
             .iter()

@@ -26,6 +26,8 @@ pub struct TurnReport {
     pub llm: Option<Trace>,
     /// Failed assertions (and errors).
     pub failures: Vec<String>,
+    /// The judge's verdict, when the turn has a `judge:` assertion.
+    pub judge: Option<super::judge::Verdict>,
 }
 
 impl TurnReport {
@@ -37,6 +39,7 @@ impl TurnReport {
             state: o.session.state.name().to_string(),
             llm: o.llm.clone(),
             failures,
+            judge: None,
         }
     }
 
@@ -48,6 +51,7 @@ impl TurnReport {
             state: String::new(),
             llm: None,
             failures: vec![format!("error: {error}")],
+            judge: None,
         }
     }
 
@@ -479,6 +483,36 @@ impl Report {
                     out.push_str(&format!(" {mark} |"));
                 }
                 out.push('\n');
+            }
+        }
+        let judged: Vec<String> = self
+            .variants
+            .iter()
+            .flat_map(|v| {
+                v.cases.iter().flat_map(move |c| {
+                    c.runs.iter().flat_map(move |r| {
+                        r.turns.iter().enumerate().filter_map(move |(i, t)| {
+                            t.judge.as_ref().map(|j| {
+                                format!(
+                                    "| {} | {} | {} {:?} | {:.2} | {} | {} |\n",
+                                    v.name,
+                                    c.key(),
+                                    i + 1,
+                                    t.say,
+                                    j.score,
+                                    if j.pass { "pass" } else { "FAIL" },
+                                    j.reason.replace('|', "/")
+                                )
+                            })
+                        })
+                    })
+                })
+            })
+            .collect();
+        if !judged.is_empty() {
+            out.push_str("\n## Judged replies\n\n| variant | case | turn | score | verdict | reason |\n| --- | --- | --- | ---: | --- | --- |\n");
+            for line in judged {
+                out.push_str(&line);
             }
         }
         let failing: Vec<(&VariantReport, &CaseReport)> = self

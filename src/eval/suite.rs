@@ -22,6 +22,7 @@
 //!           contains: [Friday]
 //!           prompt_contains: [Mid-term break]
 //!           max_prompt_tokens: 3000
+//!           judge: {rubric: "Says when the break starts", threshold: 0.7}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -143,6 +144,8 @@ pub struct Expect {
     /// The prompt sent contains none of these.
     #[serde(default)]
     pub prompt_not_contains: Vec<String>,
+    /// A model grades the replies against a rubric (see [`super::judge`]).
+    pub judge: Option<super::judge::Judge>,
 }
 
 impl Default for Expect {
@@ -162,6 +165,7 @@ impl Default for Expect {
             max_prompt_tokens: None,
             prompt_contains: Vec::new(),
             prompt_not_contains: Vec::new(),
+            judge: None,
         }
     }
 }

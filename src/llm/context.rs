@@ -6,12 +6,10 @@
 //! replaced, so it cannot close the delimiters the prompt wraps it in.
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
 use serde::Serialize;
 
 use crate::conversation::engine::score;
-use crate::conversation::view::{Child, SchoolView};
-use crate::error::Result;
+use crate::school::snapshot::{Child, SchoolSnapshot};
 
 /// Exam sessions per child given in full (newest first).
 pub const EXAMS_PER_CHILD: usize = 3;
@@ -143,30 +141,31 @@ pub struct Context {
     pub message: String,
 }
 
-/// Gather the context of `message` from `view` for `children` (the phone's verified scope).
-pub async fn gather<C: ConnectionTrait>(
-    view: &SchoolView<'_, C>,
-    children: &[Child],
+/// Gather the context of `message` from the school's snapshot for `children` (the phone's
+/// verified scope). Reads nothing else.
+pub fn gather(
+    school: &SchoolSnapshot,
+    children: &[&Child],
     history: Vec<(String, String)>,
     message: &str,
     language: &str,
     now: DateTime<Utc>,
-) -> Result<Context> {
-    let p = &view.profile;
+) -> Context {
+    let p = school.profile();
     let opt = |s: &Option<String>| s.as_deref().map(untrusted);
-    let school = School {
+    let profile = School {
         name: untrusted(&p.name),
         motto: opt(&p.motto),
         address: opt(&p.address),
         phone: opt(&p.contact_phone),
         email: opt(&p.contact_email),
     };
-    let exams = view.released_exams().await?;
+    let exams = school.released_exams();
     let mut facts = Vec::with_capacity(children.len());
     for child in children {
         let mut results = Vec::new();
         for exam in exams.iter().take(EXAMS_PER_CHILD) {
-            let Some(r) = view.results(child, exam.id).await? else {
+            let Some(r) = school.results(child.model.id, exam.id) else {
                 continue;
             };
             if r.subjects.is_empty() {
@@ -193,13 +192,12 @@ pub async fn gather<C: ConnectionTrait>(
             });
         }
         let mut attendance = Vec::new();
-        for term in view
+        for term in school
             .attendance_terms(child.model.id)
-            .await?
             .into_iter()
             .take(TERMS_PER_CHILD)
         {
-            let a = view.attendance(child.model.id, term.id).await?;
+            let a = school.attendance(child.model.id, term.id);
             attendance.push(Attendance {
                 term: untrusted(&format!("{} {}", term.name, term.starts_on.format("%Y"))),
                 present: a.present,
@@ -217,9 +215,8 @@ pub async fn gather<C: ConnectionTrait>(
             attendance,
         });
     }
-    let notices = view
+    let notices = school
         .notices_for(children, now)
-        .await?
         .into_iter()
         .map(|n| Notice {
             title: untrusted(&n.title),
@@ -243,15 +240,15 @@ pub async fn gather<C: ConnectionTrait>(
             }
         })
         .collect();
-    Ok(Context {
-        school,
+    Context {
+        school: profile,
         today: now.format("%A %Y-%m-%d").to_string(),
         language: language.to_string(),
         children: facts,
         notices,
         history,
         message: untrusted(message),
-    })
+    }
 }
 
 impl Context {

@@ -26,9 +26,10 @@ use serde_json::Value;
 
 use crate::config::Settings;
 use crate::conversation::Followup;
-use crate::conversation::view::{Child, SchoolView};
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
+use crate::school::snapshot::{Child, SchoolSnapshot};
+use crate::tenancy::TenantCtx;
 use client::{ClientConfig, LlmClient};
 use prompt::{Prompts, Tokenizer};
 
@@ -173,6 +174,27 @@ impl Llm {
         &self.limits
     }
 
+    /// One plain exchange with the model (no tools, no school data): a system message and a
+    /// user message in, the answer's text out. For the eval harness's judge.
+    pub async fn ask(
+        &self,
+        system: &str,
+        user: &str,
+        tag: &str,
+    ) -> std::result::Result<Option<String>, client::LlmError> {
+        let messages = [
+            client::Message {
+                role: "system",
+                content: system.to_string(),
+            },
+            client::Message {
+                role: "user",
+                content: user.to_string(),
+            },
+        ];
+        Ok(self.client.complete(&messages, &[], tag).await?.content)
+    }
+
     /// The tokenizer (the model's encoding).
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -191,24 +213,24 @@ impl Llm {
     #[allow(clippy::too_many_arguments)]
     pub async fn respond<C: ConnectionTrait>(
         &self,
-        view: &SchoolView<'_, C>,
+        school: &SchoolSnapshot,
+        ctx: &TenantCtx,
         db: &C,
-        children: &[Child],
+        children: &[&Child],
         history: Vec<(String, String)>,
         message: &str,
         language: &str,
         user: &str,
         now: DateTime<Utc>,
     ) -> Result<(Followup, Trace)> {
-        let ctx = view.tenant();
         let mut trace = Trace::default();
         let canned = |mut trace: Trace, outcome: String| {
             trace.outcome = outcome;
             Ok((Followup::Canned(CANNED), trace))
         };
         let used = usage::tokens_on(db, ctx, now.date_naive()).await?;
-        let cap = view
-            .profile
+        let cap = school
+            .profile()
             .llm_daily_tokens
             .unwrap_or(self.limits.daily_tokens.min(i64::MAX as u64) as i64);
         if used >= cap {
@@ -220,7 +242,8 @@ impl Llm {
             );
             return canned(trace, "capped".into());
         }
-        let context = context::gather(view, children, history, message, language, now).await?;
+        // From the snapshot: no read of school data per message.
+        let context = context::gather(school, children, history, message, language, now);
         let canary = self.canary(&context);
         let Some(fitted) = prompt::fit(
             &self.prompts,
@@ -294,12 +317,11 @@ impl Llm {
         let Some(text) = completion.content else {
             return canned(trace, "refused:empty".into());
         };
-        let roster = view.roster().await?;
         let checked = guard::check_answer(
             &text,
             &fitted.messages,
             &canary,
-            &roster,
+            school.roster(),
             self.limits.max_answer_chars,
         );
         match checked {

@@ -9,5 +9,6 @@ pub mod notices;
 pub mod pin_limits;
 pub mod results;
 pub mod setup;
+pub mod snapshot;
 pub mod students;
 pub mod welcome;
