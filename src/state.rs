@@ -48,10 +48,8 @@ pub struct AppState {
     pub engagement: Arc<crate::channels::engagement::Engagement>,
     /// Snapshots of the schools in use, replaced when a school's data version moves.
     pub snapshots: Arc<crate::school::snapshot::cache::SnapshotCache>,
-    /// On SQLite (one writer at a time), turns of this process take their write transaction
-    /// in turn here, waiting without polling, rather than in SQLite's busy handler, which
-    /// sleeps.
-    pub turn_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Where the turns of this process commit their writes together (group commit).
+    pub turn_writes: Arc<crate::conversation::writes::TurnWriter>,
 }
 
 impl AppState {

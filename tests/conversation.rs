@@ -22,6 +22,7 @@ variants!(
     a_parent_adds_another_child_with_id_and_pin,
     a_change_through_the_api_is_seen_by_the_next_message_in_another_process,
     a_snapshot_holds_only_its_own_schools_rows,
+    turns_of_many_parents_at_once_are_committed_together_each_to_its_own,
 );
 
 /// One turn: what the user sends, phrases the bot's replies must contain, the state after.
@@ -866,6 +867,71 @@ async fn a_snapshot_holds_only_its_own_schools_rows(v: Variant) {
         for n in school.notices_for(&[], Utc::now()) {
             assert_eq!(n.tenant_id, school.school_id());
         }
+    }
+    app.stop().await.unwrap();
+}
+
+/// Group commit: the turns of 24 parents of two schools, all at once, three turns each. Every
+/// turn's session and transcript rows are written (none lost, none doubled), each under its
+/// own parent, session and school.
+async fn turns_of_many_parents_at_once_are_committed_together_each_to_its_own(v: Variant) {
+    use chatbot::entities::{chat_session, message_log};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let Some((app, creds)) = demo_app(v).await else {
+        return;
+    };
+    let mut chats = Vec::new();
+    for (school, slug) in [(0, "demo"), (1, "demo-north")] {
+        let ctx = ctx(&app, slug).await;
+        for parent in creds.tenants[school].parents.iter().take(12) {
+            chats.push(Chat {
+                state: &app.state,
+                ctx: ctx.clone(),
+                phone: PhoneNumber::parse(&parent.phone).unwrap(),
+                now: start(),
+            });
+        }
+    }
+    assert_eq!(chats.len(), 24);
+    let turns = ["hi", "notices", "menu"];
+    let outcomes = futures::future::join_all(chats.iter_mut().map(|chat| async move {
+        let mut replies = 0;
+        for say in turns {
+            replies += chat.send(say).await.0.replies.len();
+        }
+        replies
+    }))
+    .await;
+    for (chat, replies) in chats.iter().zip(outcomes) {
+        let sessions = chat_session::Entity::find()
+            .filter(chat_session::Column::UserId.eq(chat.phone.as_str()))
+            .filter(chat_session::Column::Channel.eq("terminal"))
+            .filter(chat_session::Column::TenantId.eq(chat.ctx.id()))
+            .all(&app.state.db)
+            .await
+            .unwrap();
+        assert_eq!(sessions.len(), 1, "one session for {}", chat.phone.as_str());
+        let session = &sessions[0];
+        assert_eq!(session.state, "main_menu");
+        let rows = message_log::Entity::find()
+            .filter(message_log::Column::UserId.eq(chat.phone.as_str()))
+            .filter(message_log::Column::Channel.eq("terminal"))
+            .filter(message_log::Column::TenantId.eq(chat.ctx.id()))
+            .order_by_asc(message_log::Column::Id)
+            .all(&app.state.db)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), turns.len() + replies, "{}", chat.phone.as_str());
+        assert!(
+            rows.iter()
+                .all(|r| r.chat_session_id == Some(session.id) && r.tenant_id == chat.ctx.id())
+        );
+        let said: Vec<_> = rows
+            .iter()
+            .filter(|r| r.direction == "in")
+            .map(|r| r.body.as_str())
+            .collect();
+        assert_eq!(said, turns, "in order");
     }
     app.stop().await.unwrap();
 }

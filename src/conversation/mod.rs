@@ -8,11 +8,12 @@ pub mod routing;
 pub mod store;
 pub mod texts;
 pub mod transcript;
+pub mod writes;
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{EntityTrait, Set, TransactionTrait};
+use sea_orm::Set;
 
 pub use engine::{
     Action, Effect, EngineConfig, Facts, Followup, Inbound, Need, Outcome, Purpose, Session, State,
@@ -114,9 +115,9 @@ impl Settle<'_> {
 }
 
 /// Run one turn for `phone` on `channel` in school `ctx`: load the session, apply the engine,
-/// and store the new session with the transcript in one write-only transaction. (Reading inside
-/// the transaction would make SQLite fail concurrent writers at once instead of waiting; one
-/// conversation's messages are serialised by its caller, e.g. the per-conversation worker.)
+/// and store the new session with the transcript in one write-only transaction, shared with
+/// the other turns finishing at the same time ([`writes::TurnWriter`]). One conversation's
+/// messages are serialised by its caller, e.g. the per-conversation worker.
 pub async fn converse(
     state: &AppState,
     ctx: &TenantCtx,
@@ -147,7 +148,7 @@ pub async fn converse_as(
     };
     // The school as of its data version (one primary-key read, the snapshot itself shared)
     // and the session, read side by side.
-    let (school, (row, session)) = tokio::try_join!(
+    let (school, (stored, session)) = tokio::try_join!(
         state.snapshots.get(&state.db, ctx),
         store::load(&state.db, ctx, key)
     )?;
@@ -171,7 +172,7 @@ pub async fn converse_as(
         let text = input::withhold_pins(&text).into_owned();
         // Rules first, the model second, the rules again.
         let children = engine::children(&school, phone, &before);
-        let history = match &row {
+        let history = match &stored {
             Some(r) => {
                 transcript::recent(&state.db, ctx, r.id, llm.limits().history_messages).await?
             }
@@ -242,24 +243,8 @@ pub async fn converse_as(
             outcome.replies.insert(at, document);
         }
     }
-    let _gate = match state.db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => Some(state.turn_writes.lock().await),
-        _ => None,
-    };
-    let txn = state.db.begin().await?;
-    let session_id = store::save(
-        &txn,
-        ctx,
-        key,
-        row,
-        &outcome.session,
-        config.idle_timeout,
-        now,
-    )
-    .await?;
     let log = |direction: &str, kind: &str, body: String| message_log::ActiveModel {
         tenant_id: Set(ctx.id()),
-        chat_session_id: Set(Some(session_id)),
         channel: Set(channel.to_string()),
         direction: Set(direction.to_string()),
         user_id: Set(phone.as_str().to_string()),
@@ -304,10 +289,18 @@ pub async fn converse_as(
         row.payload = Set(serde_json::to_value(reply).ok());
         rows.push(row);
     }
-    message_log::Entity::insert_many(rows)
-        .exec_without_returning(&txn)
-        .await?;
-    txn.commit().await?;
+    // Committed with the other turns finishing now (group commit).
+    let write = writes::TurnWrite {
+        ctx: ctx.clone(),
+        channel: channel.to_string(),
+        user: phone.as_str().to_string(),
+        row: stored.as_ref().map(|r| r.id),
+        session: outcome.session.clone(),
+        idle: config.idle_timeout,
+        now,
+        log: rows,
+    };
+    state.turn_writes.write(&state.db, write).await?;
     tracing::debug!(
         tenant = ctx.schema_name(),
         channel,

@@ -40,13 +40,13 @@ pub async fn load(
     Ok((row, session))
 }
 
-/// Store `session`; it expires after `idle`. Returns the session row's id. (An existing row is
-/// updated without reading it back: the turn needs only its id.)
+/// Store `session`; it expires after `idle`. `row` is the id of its row, if it has one;
+/// returns the row's id (an existing row is updated without reading it back).
 pub async fn save(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
     key: SessionKey<'_>,
-    row: Option<chat_session::Model>,
+    row: Option<i64>,
     session: &Session,
     idle: Duration,
     now: DateTime<Utc>,
@@ -68,10 +68,10 @@ pub async fn save(
                 )
                 .col_expr(chat_session::Column::ExpiresAt, Expr::value(expires_at))
                 .col_expr(chat_session::Column::UpdatedAt, Expr::value(now))
-                .filter(chat_session::Column::Id.eq(existing.id))
+                .filter(chat_session::Column::Id.eq(existing))
                 .exec(db)
                 .await?;
-            existing.id
+            existing
         }
         None => {
             chat_session::ActiveModel {
