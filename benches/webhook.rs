@@ -6,8 +6,9 @@
 //!    endpoint and the webhook at each level; each endpoint's saturation is its best level;
 //! 2. a fixed 2,000 requests per second (open loop: latency counted from when each request was
 //!    due, so a stall is not hidden); p50 / p99 / max;
-//! 3. end to end: signed deliveries from many parents until every reply has reached the mock
-//!    Graph API; inbound messages answered per second.
+//! 3. reply latency at 20 and 100 messages a second (below); then end to end: signed
+//!    deliveries from many parents until every reply has reached the mock Graph API; inbound
+//!    messages answered per second.
 //!
 //! Webhook deliveries are real: signed, each with its own message id, parsed, deduplicated,
 //! numbered and queued. Phases 1-2 run against `serve --no-workers` (acknowledging only);
@@ -17,6 +18,11 @@
 //!
 //!     cargo bench --bench webhook
 //!     BENCH_SECONDS=10 cargo bench --bench webhook
+//!     BENCH_SKIP_ACK=1 cargo bench --bench webhook    # reply latency and end to end only
+//!
+//! Phase 3 starts with reply latency: one "hi" from each of 200 (then 1,000) new parents at 20
+//! (then 100) messages a second, open loop; the time from when each was due to its first and
+//! its last reply at the mock Graph API.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -145,9 +151,14 @@ struct Demo {
 impl Demo {
     /// `n` deliveries of "hi" from `senders` different phones, each with its own message id.
     fn deliveries(&self, tag: &str, n: usize, senders: usize) -> Vec<Delivery> {
+        self.deliveries_from(tag, n, senders, 0)
+    }
+
+    /// [`Self::deliveries`] from phones numbered from `first` on.
+    fn deliveries_from(&self, tag: &str, n: usize, senders: usize, first: usize) -> Vec<Delivery> {
         (0..n)
             .map(|i| {
-                let from = format!("23480{:08}", 10_000_000 + i % senders);
+                let from = format!("23480{:08}", 10_000_000 + first + i % senders);
                 let body = serde_json::to_vec(&json!({
                     "object": "whatsapp_business_account",
                     "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
@@ -302,6 +313,79 @@ async fn fixed_rate(
     (pct(0.50), pct(0.99), ms[ms.len() - 1], failed)
 }
 
+/// Percentiles p50, p99 and max of `ms`, in milliseconds.
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 * p) as usize).min(ms.len() - 1)];
+    (pct(0.50), pct(0.99), ms[ms.len() - 1])
+}
+
+/// Send `deliveries` (each from its own parent, answered with two messages) at `rate` per
+/// second, open loop; for each, the time from when it was due to its first and its last reply
+/// at `mock`. Returns the percentiles of both and how many were not acknowledged.
+async fn reply_latency(
+    base: &str,
+    mock: &MockGraph,
+    deliveries: &[Delivery],
+    rate: u64,
+) -> ((f64, f64, f64), (f64, f64, f64), usize) {
+    let client = client(CONNECTIONS);
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let started = Instant::now() + Duration::from_millis(50);
+    let sent = (0..deliveries.len()).map(|i| {
+        let client = client.clone();
+        let due = started + interval * i as u32;
+        async move {
+            tokio::time::sleep_until(due.into()).await;
+            let ok = match request(&client, base, Target::Webhook(deliveries), i)
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success(),
+                Err(_) => false,
+            };
+            (due, ok)
+        }
+    });
+    let sent = futures::future::join_all(sent).await;
+    let failed = sent.iter().filter(|(_, ok)| !ok).count();
+    // The sender of each delivery, as the mock reports recipients (digits).
+    let from = |i: usize| {
+        let body: Value = serde_json::from_slice(&deliveries[i].0).unwrap();
+        body["entry"][0]["changes"][0]["value"]["messages"][0]["from"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut replies: std::collections::HashMap<String, Vec<Instant>>;
+    loop {
+        replies = std::collections::HashMap::new();
+        for r in mock.received() {
+            replies.entry(r.to()).or_default().push(r.at);
+        }
+        let all = (0..deliveries.len())
+            .filter(|&i| sent[i].1)
+            .all(|i| replies.get(&from(i)).is_some_and(|at| at.len() >= 2));
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replies missing after 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for (i, (due, ok)) in sent.iter().enumerate() {
+        if !ok {
+            continue;
+        }
+        let at = &replies[&from(i)];
+        let ms = |t: &Instant| t.saturating_duration_since(*due).as_secs_f64() * 1000.0;
+        first.push(at.iter().map(ms).fold(f64::INFINITY, f64::min));
+        last.push(at.iter().map(ms).fold(0.0, f64::max));
+    }
+    (percentiles(first), percentiles(last), failed)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let seconds: f64 = std::env::var("BENCH_SECONDS")
@@ -355,8 +439,8 @@ async fn run(seconds: f64) {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    // Phases 1 and 2: acknowledging only.
-    {
+    // Phases 1 and 2: acknowledging only (`BENCH_SKIP_ACK=1` skips them).
+    if std::env::var_os("BENCH_SKIP_ACK").is_none() {
         let server = serve(
             dir.path(),
             &mock.base_url(),
@@ -462,6 +546,17 @@ async fn run(seconds: f64) {
         .unwrap();
     assert!(seeded.status.success());
     let server = serve(dir.path(), &mock.base_url(), &["serve"], "serve.log");
+    // Reply latency: one "hi" per parent, each parent new, at a fixed rate; from when each
+    // message was due to when its first reply (and its last) reached the mock Graph API.
+    // Parents of their own, numbered after the end-to-end phase's.
+    for (rate, count, first) in [(20, 200, 1_000_000), (100, 1_000, 2_000_000)] {
+        let deliveries = demo.deliveries_from(&format!("lat{rate}"), count, count, first);
+        let (first, last, failed) = reply_latency(&server.base, &mock, &deliveries, rate).await;
+        println!(
+            "{rate} msg/s        reply latency       first reply p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms; last reply p50 {:.1} ms  p99 {:.1} ms  (failed {failed})",
+            first.0, first.1, first.2, last.0, last.1
+        );
+    }
     let messages = 2_000;
     let before = mock.received().len();
     let deliveries = demo.deliveries("e2e", messages, messages);

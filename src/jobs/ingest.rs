@@ -18,6 +18,8 @@ use crate::tenancy::{self, Provider, TenantCtx};
 /// replies) before going on without them (one whose job was lost, or stuck in retries), beyond
 /// the orphan timeout: a predecessor whose worker died is run again by then.
 const ORDER_WAIT_EXTRA: Duration = Duration::from_secs(10);
+/// How often a waiting message looks at its conversation's counters, for turns finished by
+/// other processes (this process' own wake it at once).
 const ORDER_POLL: Duration = Duration::from_millis(20);
 
 /// An inbound message, as acknowledged to the provider.
@@ -102,7 +104,12 @@ async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Resul
     let conversation = job.conversation();
     let started = Instant::now();
     let patience = Duration::from_secs(state.settings.orphan_timeout_secs) + ORDER_WAIT_EXTRA;
+    let turns = state.queue.wakeups().turns();
     loop {
+        // Armed before looking, so a turn that finishes in between is not missed.
+        let finished = turns.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
         let done = state.queue.conversation_done(&conversation).await?;
         if done + 1 >= job.seq {
             return Ok(());
@@ -116,7 +123,8 @@ async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Resul
             );
             return Ok(());
         }
-        tokio::time::sleep(ORDER_POLL).await;
+        // Woken when a turn of this process finishes; polled for other processes'.
+        let _ = tokio::time::timeout(ORDER_POLL, finished).await;
     }
 }
 

@@ -64,6 +64,8 @@ pub fn register_all(
     // Each conversation is handled one message at a time and in order whatever the
     // concurrency (see `ingest::wait_for_turn`); different parents are handled side by side.
     let concurrency = state.settings.ingest_concurrency;
+    // Woken by other processes' jobs and turns too (Redis), not only at the next poll.
+    state.queue.listen();
     let monitor = state.queue.register::<cleanup::CleanupJob>(
         monitor,
         state.clone(),

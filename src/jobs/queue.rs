@@ -12,6 +12,7 @@ use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions,
 };
+use tokio::sync::Notify;
 
 use super::direct::{Arg, Direct};
 use super::{Job, JobError, Sequenced};
@@ -208,11 +209,13 @@ static ACCEPT: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it.
+/// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it, and say so on
+/// channel ARGV[3] (messages of other processes waiting for it go on).
 static FINISH_TURN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
          if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
+         redis.call('PUBLISH', ARGV[3], 1) \
          return 0",
     )
 });
@@ -336,8 +339,80 @@ pub struct JobQueue {
     heartbeat: Duration,
     /// When expired dedupe claims were last deleted (SQLite), Unix seconds.
     last_purge: std::sync::Arc<AtomicI64>,
+    /// Wakes this process' workers when this process enqueues, or finishes a turn.
+    wakeups: std::sync::Arc<Wakeups>,
+    /// On Redis, where processes tell each other's workers (see [`JobQueue::listen`]).
+    redis_client: Option<redis::Client>,
     /// Held by every clone; the embedded queue's checkpoint task stops when the last is gone.
     _alive: std::sync::Arc<()>,
+}
+
+/// In-process wake-ups: a worker of this process starts on a job this process enqueued as soon
+/// as it is stored, and a message waiting for its conversation's earlier turn goes on as soon
+/// as a turn of this process finishes, instead of at their next poll. (Jobs enqueued by other
+/// processes are found by the poll, which stays as the safety net.)
+#[derive(Default, Debug)]
+pub struct Wakeups {
+    queues: std::sync::Mutex<std::collections::HashMap<&'static str, std::sync::Arc<Notify>>>,
+    turns: Notify,
+    /// Whether this process listens to the others' (Redis).
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl Wakeups {
+    /// The wake-up of queue `name`.
+    fn queue(&self, name: &'static str) -> std::sync::Arc<Notify> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name)
+            .or_default()
+            .clone()
+    }
+
+    /// Tell `name`'s worker in this process that a job is waiting (a wake-up given while it is
+    /// busy is kept for when it next looks).
+    fn job_stored(&self, name: &'static str) {
+        self.queue(name).notify_one();
+    }
+
+    /// A wake-up from another process: a job of queue `name` is waiting, or (`None`) a turn
+    /// finished. Queues without a worker here are not woken.
+    fn heard(&self, name: Option<&str>) {
+        match name {
+            None => self.turns.notify_waiters(),
+            Some(name) => {
+                let queue = self
+                    .queues
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(name)
+                    .cloned();
+                if let Some(queue) = queue {
+                    queue.notify_one();
+                }
+            }
+        }
+    }
+
+    /// A stream that yields once after each wake-up of queue `name` (several wake-ups between
+    /// two looks make one).
+    fn stream(
+        &self,
+        name: &'static str,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>> {
+        let notify = self.queue(name);
+        Box::pin(futures::stream::unfold(notify, |notify| async move {
+            notify.notified().await;
+            Some(((), notify))
+        }))
+    }
+
+    /// Notified (all waiters at once) when a turn of this process finishes: arm a
+    /// `notified()` before looking at the counters, then wait on it.
+    pub fn turns(&self) -> &Notify {
+        &self.turns
+    }
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -353,6 +428,12 @@ impl JobQueue {
     /// Connect to Redis (`REDIS_URL`) or open the embedded queue, creating its tables.
     pub async fn connect(settings: &Settings) -> Result<Self> {
         let alive = std::sync::Arc::new(());
+        let redis_client = match &settings.redis_url {
+            Some(url) => Some(redis::Client::open(url.expose()).map_err(|e| {
+                Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
+            })?),
+            None => None,
+        };
         let backend = match &settings.redis_url {
             Some(url) => Backend::Redis(connect_redis(url).await?),
             None => {
@@ -425,6 +506,8 @@ impl JobQueue {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
             last_purge: Default::default(),
+            wakeups: Default::default(),
+            redis_client,
             _alive: alive,
             heartbeat: Duration::from_secs(
                 (settings.orphan_timeout_secs / MISSED_HEARTBEATS as u64).max(1),
@@ -596,7 +679,13 @@ impl JobQueue {
             },
             Backend::Redis(conn) => self.accept_redis(conn, &queue, deliveries, ttl).await,
         };
-        accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))
+        let numbers =
+            accepted.map_err(|e| Error::Unavailable(format!("cannot accept deliveries: {e}")))?;
+        if numbers.iter().any(Option::is_some) {
+            self.wakeups.job_stored(J::QUEUE);
+            self.publish_job_stored(J::QUEUE).await;
+        }
+        Ok(numbers)
     }
 
     /// The Redis side of [`Self::accept_many`]: one script for the whole batch (see
@@ -767,13 +856,16 @@ impl JobQueue {
                 .key(format!("{key}:done"))
                 .arg(seq)
                 .arg(CONVERSATION_TTL.as_secs())
+                .arg(self.wake_channel(None))
                 .invoke_async::<i64>(&mut conn)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
             }
         };
-        done.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))
+        done.map_err(|e| Error::Unavailable(format!("conversation counter: {e}")))?;
+        self.wakeups.turns.notify_waiters();
+        Ok(())
     }
 
     /// Reserve the next sending slot of `key` (a business number) at `per_second` messages per
@@ -863,8 +955,99 @@ impl JobQueue {
         };
         pushed
             .map_err(|e| Error::Unavailable(format!("cannot enqueue a `{}` job: {e}", J::QUEUE)))?;
+        self.wakeups.job_stored(J::QUEUE);
+        self.publish_job_stored(J::QUEUE).await;
         tracing::debug!(job_id = %id, queue = %queue, "job enqueued");
         Ok(id.to_string())
+    }
+
+    /// The Redis channel on which processes say that jobs of `queue` are waiting; `None`: that
+    /// a turn finished.
+    fn wake_channel(&self, queue: Option<&str>) -> String {
+        match queue {
+            Some(queue) => format!("{}:wake:job:{queue}", self.namespace),
+            None => format!("{}:wake:turn", self.namespace),
+        }
+    }
+
+    /// Tell other processes' workers that jobs of `queue` are waiting (Redis; nothing on
+    /// SQLite, whose queue one process uses). A lost wake-up costs a poll interval, not a job:
+    /// failures are only logged.
+    async fn publish_job_stored(&self, queue: &str) {
+        if let Backend::Redis(conn) = &self.backend {
+            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(self.wake_channel(Some(queue)))
+                .arg(1)
+                .query_async(&mut conn.clone())
+                .await;
+            if let Err(e) = published {
+                tracing::debug!(error = %e, queue, "wake-up not published");
+            }
+        }
+    }
+
+    /// On Redis, listen for other processes' wake-ups (once per process; for processes that run
+    /// workers): a job they stored, a turn they finished. Reconnects after a second when the
+    /// subscription drops; stops when the queue is gone.
+    pub fn listen(&self) {
+        let Some(client) = self.redis_client.clone() else {
+            return;
+        };
+        if self.wakeups.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let wakeups = std::sync::Arc::downgrade(&self.wakeups);
+        let (jobs, turns) = (self.wake_channel(Some("")), self.wake_channel(None));
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while wakeups.strong_count() > 0 {
+                let subscribed = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.psubscribe(format!("{jobs}*")).await?;
+                    pubsub.subscribe(&turns).await?;
+                    redis::RedisResult::Ok(pubsub)
+                }
+                .await;
+                let mut pubsub = match subscribed {
+                    Ok(pubsub) => pubsub,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "wake-ups from other processes not heard; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let mut messages = pubsub.on_message();
+                loop {
+                    // Looked at now and then, so the task ends with its queue.
+                    let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+                    let Some(wakeups) = wakeups.upgrade() else {
+                        return;
+                    };
+                    match next {
+                        Ok(Some(message)) => {
+                            let channel = message.get_channel_name();
+                            wakeups.heard(channel.strip_prefix(jobs.as_str()));
+                        }
+                        Ok(None) => break,
+                        Err(_) => {}
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// When a worker of `J` looks for jobs: at once when this process stored one, and every
+    /// [`POLL_INTERVAL`] for the others'.
+    fn poll_strategy<J: Job>(&self) -> Strategy {
+        Strategy::new()
+            .stream(self.wakeups.stream(J::QUEUE))
+            .interval(POLL_INTERVAL)
+    }
+
+    /// This process' wake-ups.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
     }
 
     /// Add a worker for `J` to `monitor`, running `handler` with the app state.
@@ -884,7 +1067,7 @@ impl JobQueue {
             Backend::Sqlite(pool) => {
                 let storage = SqliteStorage::<J>::new(pool)
                     .with_config(sqlite_config(&queue, self.heartbeat))
-                    .poll_with_interval(POLL_INTERVAL);
+                    .poll_with_strategy(self.poll_strategy::<J>());
                 monitor.register(move |_| {
                     WorkerBuilder::new(name.clone())
                         .backend(storage.clone())
@@ -898,7 +1081,7 @@ impl JobQueue {
             Backend::Redis(conn) => {
                 let storage = RedisStorage::<J>::new(conn.clone())
                     .with_config(redis_config(&queue, self.heartbeat))
-                    .poll_with_interval(POLL_INTERVAL);
+                    .poll_with_strategy(self.poll_strategy::<J>());
                 monitor.register(move |_| {
                     WorkerBuilder::new(name.clone())
                         .backend(storage.clone())
