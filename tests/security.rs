@@ -646,7 +646,11 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     row.app_secret = Set(Some(a.whatsapp.app_secret.clone()));
     row.verify_token = Set(Some(a.whatsapp.verify_token.clone()));
     row.update(&app.state.db).await.unwrap();
-    let app = app.restart(|_| {}).await;
+    // Each restart may cut off the send job of the reply just seen (the turn's end is
+    // recorded after its last reply goes out), and the next message of the same parent
+    // waits for that turn until the orphaned job runs again: a short orphan timeout keeps
+    // that wait inside this test's deadline.
+    let app = app.restart(|s| s.orphan_timeout_secs = 3).await;
     sealed_only(&stored_secrets(&app).await);
     meta_number_works(&app, &mock, a, "wamid.seal2").await;
 
@@ -661,6 +665,7 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
         .restart(|s| {
             s.secret_key = Some(new.clone());
             s.previous_secret_key = Some(old.clone());
+            s.orphan_timeout_secs = 3;
         })
         .await;
     let after = stored_secrets(&app).await;
@@ -675,7 +680,12 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     let (status, body) = get_chatbot(&app, &a.api_key, proof.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The old secret retired: everything still works.
-    let app = app.restart(|s| s.previous_secret_key = None).await;
+    let app = app
+        .restart(|s| {
+            s.previous_secret_key = None;
+            s.orphan_timeout_secs = 3;
+        })
+        .await;
     meta_number_works(&app, &mock, a, "wamid.seal4").await;
     let (status, body) = get_chatbot(&app, &a.api_key, proof.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
