@@ -210,12 +210,12 @@ static ACCEPT: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 /// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it, and say so on
-/// channel ARGV[3] (messages of other processes waiting for it go on).
+/// channel ARGV[3] as process ARGV[4] (messages of other processes waiting for it go on).
 static FINISH_TURN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
          if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
-         redis.call('PUBLISH', ARGV[3], 1) \
+         redis.call('PUBLISH', ARGV[3], ARGV[4]) \
          return 0",
     )
 });
@@ -857,6 +857,7 @@ impl JobQueue {
                 .arg(seq)
                 .arg(CONVERSATION_TTL.as_secs())
                 .arg(self.wake_channel(None))
+                .arg(&self.instance)
                 .invoke_async::<i64>(&mut conn)
                 .await
                 .map(|_| ())
@@ -977,7 +978,7 @@ impl JobQueue {
         if let Backend::Redis(conn) = &self.backend {
             let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(self.wake_channel(Some(queue)))
-                .arg(1)
+                .arg(&self.instance)
                 .query_async(&mut conn.clone())
                 .await;
             if let Err(e) = published {
@@ -998,6 +999,8 @@ impl JobQueue {
         }
         let wakeups = std::sync::Arc::downgrade(&self.wakeups);
         let (jobs, turns) = (self.wake_channel(Some("")), self.wake_channel(None));
+        // Each wake-up names the process that gave it; this process woke its own already.
+        let me = self.instance.clone();
         tokio::spawn(async move {
             use futures::StreamExt;
             while wakeups.strong_count() > 0 {
@@ -1025,8 +1028,11 @@ impl JobQueue {
                     };
                     match next {
                         Ok(Some(message)) => {
-                            let channel = message.get_channel_name();
-                            wakeups.heard(channel.strip_prefix(jobs.as_str()));
+                            let from = message.get_payload::<String>().unwrap_or_default();
+                            if from != me {
+                                let channel = message.get_channel_name();
+                                wakeups.heard(channel.strip_prefix(jobs.as_str()));
+                            }
                         }
                         Ok(None) => break,
                         Err(_) => {}
