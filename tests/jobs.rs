@@ -192,8 +192,11 @@ async fn conversation_counters_and_send_slots(v: Variant) {
     web.stop().await;
 }
 
+/// A batch whose jobs cannot be stored is an error for every delivery in it (each webhook
+/// answers 503), and stores nothing; the provider's retries are each stored once, with the
+/// numbers their first arrival took, so no message is lost, doubled or put out of order.
 #[tokio::test]
-async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
+async fn a_refused_batch_stores_nothing_and_its_retry_is_stored_once_in_order() {
     let (_dir, settings, queue) = embedded_queue().await;
     let ttl = Duration::from_secs(60);
     let job = |from: &str, id: &str, text: &str| {
@@ -202,7 +205,7 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
         (format!("meta:{id}"), job)
     };
     // From another connection: a trigger that refuses one job row, so the batch fails after
-    // its claims and its conversation numbers were written inside the transaction.
+    // its deliveries were numbered.
     let mut other = queue_file(&settings).await;
     sea_orm::sqlx::query(
         "CREATE TRIGGER refuse BEFORE INSERT ON Jobs WHEN CAST(NEW.job AS TEXT) LIKE '%refuse me%' \
@@ -233,28 +236,24 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
             .unwrap()
             .get::<i64, _>(0)
     }
-    assert_eq!(count(&mut other, "chatbot_once").await, 0, "no claim kept");
-    assert_eq!(
-        count(&mut other, "chatbot_conversation").await,
-        0,
-        "no number taken"
-    );
     assert_eq!(count(&mut other, "Jobs").await, 0, "no job stored");
 
-    // The same connection goes on (the failed transaction was ended), and the provider's
-    // retry of the same deliveries is new, numbered from 1.
+    // The provider retries, twice: the deliveries keep their numbers and are stored once.
     sea_orm::sqlx::query("DROP TRIGGER refuse")
         .execute(&mut other)
         .await
         .unwrap();
-    assert_eq!(
-        queue.accept_many(batch(), ttl).await.unwrap(),
-        [Some(1), Some(2), Some(1)]
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            queue.accept_many(batch(), ttl).await.unwrap(),
+            [None, None, None],
+            "numbered on their first arrival"
+        );
+    }
     assert_eq!(count(&mut other, "Jobs").await, 3);
     // Each stored job is its delivery (multibyte text intact) with its number.
     let stored: Vec<(String, u64)> =
-        sea_orm::sqlx::query("SELECT CAST(job AS TEXT) FROM Jobs ORDER BY rowid")
+        sea_orm::sqlx::query("SELECT CAST(job AS TEXT) FROM Jobs ORDER BY id")
             .fetch_all(&mut other)
             .await
             .unwrap()
@@ -273,12 +272,62 @@ async fn a_batch_that_fails_midway_keeps_nothing_and_the_queue_goes_on() {
             ("hi".to_string(), 1)
         ]
     );
+    // The parent's next message comes after them.
+    assert_eq!(
+        queue
+            .accept_many(vec![job("234801", "m4", "menu")], ttl)
+            .await
+            .unwrap(),
+        [Some(3)]
+    );
     queue
         .push(CleanupJob {
             expired_before: None,
         })
         .await
         .expect("the queue's connection is usable");
+}
+
+/// Batches of many sizes are numbered whole, their repeats (within the batch and across
+/// batches) and their conversations counted right, and every new delivery is a stored job.
+#[tokio::test]
+async fn batches_of_any_size_are_numbered_whole() {
+    let (_dir, _settings, queue) = embedded_queue().await;
+    let ttl = Duration::from_secs(60);
+    let mut seen = [0u64; 3];
+    for size in [1, 2, 3, 5, 17, 255, 256, 257, 1000] {
+        // Three parents in turn; the last delivery repeats the first of the batch.
+        let batch: Vec<_> = (0..size)
+            .map(|i| {
+                let id = if i + 1 == size && size > 1 {
+                    format!("{size}-0")
+                } else {
+                    format!("{size}-{i}")
+                };
+                (
+                    format!("meta:{id}"),
+                    ingest_job("P1", &format!("23480{}", i % 3), &id),
+                )
+            })
+            .collect();
+        let numbers = queue.accept_many(batch, ttl).await.unwrap();
+        let fresh = if size > 1 { size - 1 } else { 1 };
+        let expected: Vec<Option<u64>> = (0..size)
+            .map(|i| (i < fresh).then(|| seen[i % 3] + (i / 3) as u64 + 1))
+            .collect();
+        assert_eq!(numbers, expected, "a batch of {size}");
+        for (parent, count) in seen.iter_mut().enumerate() {
+            *count += (0..fresh).filter(|i| i % 3 == parent).count() as u64;
+        }
+    }
+    assert_eq!(
+        queue
+            .depth::<chatbot::jobs::ingest::IngestJob>()
+            .await
+            .unwrap()
+            .0,
+        seen.iter().sum::<u64>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

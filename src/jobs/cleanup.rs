@@ -2,12 +2,11 @@
 //! report cards older than `CHATBOT_REPORT_RETENTION_DAYS` (files and rows). Workers queue it
 //! every `CHATBOT_CLEANUP_INTERVAL_MINUTES`.
 
-use apalis::prelude::Data;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobFuture};
+use super::job::{Job, JobFuture};
 use crate::entities::chat_session;
 use crate::error::Result;
 use crate::state::AppState;
@@ -25,8 +24,7 @@ impl Job for CleanupJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: CleanupJob, state: Data<AppState>) -> JobFuture {
-    let state = (*state).clone();
+pub fn handle(job: CleanupJob, state: AppState) -> JobFuture {
     super::measured(state.clone(), CleanupJob::QUEUE, async move {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
         let reports_cutoff =

@@ -2,12 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use apalis::prelude::Data;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::job::{Job, JobFuture};
 use super::send::SendJob;
-use super::{Job, JobFuture};
 use crate::channels::whatsapp_cloud::Said;
 use crate::conversation::{self, Inbound};
 use crate::domain::PhoneNumber;
@@ -48,7 +47,7 @@ pub struct IngestJob {
     pub seq: u64,
 }
 
-impl super::Sequenced for IngestJob {
+impl super::job::Sequenced for IngestJob {
     fn conversation(&self) -> String {
         IngestJob::conversation(self)
     }
@@ -129,9 +128,8 @@ async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Resul
 }
 
 /// Worker entry point.
-pub fn handle(job: IngestJob, state: Data<AppState>) -> JobFuture {
+pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
     let span = tracing::info_span!("ingest", message_id = %job.message_id, kind = %job.kind, seq = job.seq);
-    let state = (*state).clone();
     super::measured(
         state.clone(),
         IngestJob::QUEUE,

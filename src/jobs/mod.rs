@@ -2,35 +2,23 @@
 //!
 //! Every job type implements [`Job`] with an explicit, stable queue name (apalis would otherwise
 //! name queues after the Rust type path, and renaming a struct would orphan queued jobs).
+//! `queue` holds the two engines behind one trait, `coord` the coordination beside them
+//! (arrival numbers, claims, turn counters, send slots, wake-ups between processes) behind
+//! another; `handle` is what the rest of the service uses.
 
 pub mod cleanup;
-mod direct;
+mod coord;
+mod handle;
 pub mod ingest;
 pub mod intake;
+mod job;
 mod queue;
 pub mod send;
+mod wake;
 pub mod work;
 
-pub use queue::{JobFuture, JobId, JobQueue, Lease, QueueBackendKind, Ready};
-
-use serde::{Serialize, de::DeserializeOwned};
-
-/// A job payload that can be queued.
-pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static {
-    /// Stable queue name, e.g. `"cleanup"`; never change it once jobs exist.
-    const QUEUE: &'static str;
-}
-
-/// A job numbered within its conversation when it is accepted (see `ingest::wait_for_turn`).
-pub trait Sequenced: Job {
-    /// The conversation the job belongs to.
-    fn conversation(&self) -> String;
-    /// Its arrival number within that conversation.
-    fn set_seq(&mut self, seq: u64);
-}
-
-/// The error a job handler returns; the job is retried a few times, then recorded as failed.
-pub type JobError = apalis::prelude::BoxDynError;
+pub use handle::JobQueue;
+pub use job::{Job, JobError, JobFuture, JobId, Sequenced};
 
 /// Run a job's work, counting its outcome and timing it in the metrics.
 pub(crate) fn measured(
@@ -66,28 +54,33 @@ pub fn register_all(
     let concurrency = state.settings.ingest_concurrency;
     // Woken by other processes' jobs and turns too (Redis), not only at the next poll.
     state.queue.listen();
-    let monitor = state.queue.register::<cleanup::CleanupJob>(
+    let queue = &state.queue;
+    let s = state.clone();
+    let monitor = queue.register(
         monitor,
-        state.clone(),
-        cleanup::handle,
+        move |job| cleanup::handle(job, s.clone()),
         1,
         generation,
     );
-    let monitor = state.queue.register::<ingest::IngestJob>(
+    let s = state.clone();
+    let monitor = queue.register(
         monitor,
-        state.clone(),
-        ingest::handle,
+        move |job| ingest::handle(job, s.clone()),
         concurrency,
         generation,
     );
-    let monitor = state.queue.register::<send::SendJob>(
+    let s = state.clone();
+    let monitor = queue.register(
         monitor,
-        state.clone(),
-        send::handle,
+        move |job| send::handle(job, s.clone()),
         concurrency,
         generation,
     );
-    state
-        .queue
-        .register::<work::WorkJob>(monitor, state.clone(), work::handle, 2, generation)
+    let s = state.clone();
+    queue.register(
+        monitor,
+        move |job| work::handle(job, s.clone()),
+        2,
+        generation,
+    )
 }

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use apalis::prelude::Data;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use chrono::Utc;
 
-use super::{Job, JobFuture};
+use super::job::{Job, JobFuture};
 use crate::channels::graph::{SendError, message_body};
 use crate::channels::twilio;
 use crate::conversation::{Reply, transcript};
@@ -68,8 +67,7 @@ impl Job for SendJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: SendJob, state: Data<AppState>) -> JobFuture {
-    let state = (*state).clone();
+pub fn handle(job: SendJob, state: AppState) -> JobFuture {
     let span = tracing::info_span!("send", reply_to = %job.reply_to, provider = %job.provider);
     super::measured(
         state.clone(),

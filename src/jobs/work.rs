@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use apalis::prelude::Data;
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
+use super::job::{Job, JobFuture};
 use super::send::SendJob;
-use super::{Job, JobFuture};
 use crate::conversation::Reply;
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{
@@ -64,8 +63,7 @@ impl Job for WorkJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: WorkJob, state: Data<AppState>) -> JobFuture {
-    let state = (*state).clone();
+pub fn handle(job: WorkJob, state: AppState) -> JobFuture {
     let span = tracing::info_span!("work", tenant = %job.tenant, job_id = job.job_id);
     super::measured(
         state.clone(),

@@ -1,0 +1,241 @@
+//! Coordination in the embedded queue's file, on its pool (one connection, shared with apalis'
+//! workers): a table per concern, written in short transactions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, SqlitePool};
+
+use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys};
+
+const TABLES: [&str; 5] = [
+    "CREATE TABLE IF NOT EXISTS chatbot_once (key TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS chatbot_once_expires ON chatbot_once (expires_at)",
+    "CREATE TABLE IF NOT EXISTS chatbot_arrival (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
+];
+
+/// Coordination in the queue's file.
+#[derive(Debug)]
+pub struct SqliteCoord {
+    pool: SqlitePool,
+    /// When expired claims were last deleted, Unix seconds.
+    last_purge: AtomicI64,
+}
+
+impl SqliteCoord {
+    /// Coordination on `pool` (the queue's), creating its tables.
+    pub async fn open(pool: SqlitePool) -> Result<Self, String> {
+        for ddl in TABLES {
+            sqlx::query(ddl)
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("cannot set up the queue's coordination tables: {e}"))?;
+        }
+        Ok(Self {
+            pool,
+            last_purge: AtomicI64::new(0),
+        })
+    }
+
+    /// Delete expired claims and arrivals and idle conversation counters, at most once a
+    /// minute.
+    async fn purge_expired(&self) {
+        let now = chrono::Utc::now().timestamp();
+        if self.last_purge.load(Ordering::Relaxed) + 60 > now
+            || self.last_purge.swap(now, Ordering::Relaxed) + 60 > now
+        {
+            return;
+        }
+        let purged = sqlx::query(
+            "DELETE FROM chatbot_once WHERE expires_at < ?1; \
+             DELETE FROM chatbot_arrival WHERE expires_at < ?1; \
+             DELETE FROM chatbot_conversation WHERE touched_at < ?2",
+        )
+        .bind(now)
+        .bind(now - CONVERSATION_TTL.as_secs() as i64)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = purged {
+            tracing::warn!(error = %e, "expired claims not deleted; next time");
+        }
+    }
+
+    /// [`Coord::arrive`] in one transaction of four statements, whatever the batch's size.
+    async fn arrive_batch(
+        &self,
+        deliveries: Vec<(String, String)>,
+        ttl: Duration,
+    ) -> Result<Vec<Arrival>, sqlx::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let keys: Vec<&str> = deliveries.iter().map(|(key, _)| key.as_str()).collect();
+        let keys_json = serde_json::to_string(&keys).unwrap_or_default();
+        // The write lock first: another process' writer cannot slip in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let fresh: std::collections::HashSet<String> = sqlx::query_scalar(
+            "INSERT INTO chatbot_arrival (key, seq, expires_at) \
+             SELECT value, 0, ?1 FROM json_each(?2) WHERE true \
+             ON CONFLICT (key) DO NOTHING RETURNING key",
+        )
+        .bind(now + ttl.as_secs().max(1) as i64)
+        .bind(&keys_json)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        // The numbers of keys seen before.
+        let known: HashMap<String, i64> = if fresh.len() < keys.len() {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT key, seq FROM chatbot_arrival \
+                 WHERE key IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&keys_json)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .filter(|(key, _)| !fresh.contains(key))
+            .collect()
+        } else {
+            HashMap::new()
+        };
+        // Each new key's place among its conversation's new ones, in arrival order.
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        let mut places: HashMap<&str, (&str, u64)> = HashMap::new();
+        for (key, conversation) in &deliveries {
+            if fresh.contains(key) && !places.contains_key(key.as_str()) {
+                let count = counts.entry(conversation.as_str()).or_default();
+                *count += 1;
+                places.insert(key.as_str(), (conversation.as_str(), *count));
+            }
+        }
+        let mut last: HashMap<String, u64> = HashMap::new();
+        if !counts.is_empty() {
+            let counts_json = serde_json::to_string(&counts).unwrap_or_default();
+            last = sqlx::query_as::<_, (String, i64)>(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) \
+                 SELECT key, value, 0, ?1 FROM json_each(?2) WHERE true \
+                 ON CONFLICT (key) DO UPDATE SET seq = seq + excluded.seq, \
+                 touched_at = excluded.touched_at RETURNING key, seq",
+            )
+            .bind(now)
+            .bind(&counts_json)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(key, seq)| (key, seq as u64))
+            .collect();
+        }
+        let seq_of = |key: &str| -> Option<u64> {
+            let (conversation, place) = places.get(key)?;
+            Some(last.get(*conversation)? - counts[conversation] + place)
+        };
+        let numbered: HashMap<&str, u64> = places
+            .keys()
+            .filter_map(|key| Some((*key, seq_of(key)?)))
+            .collect();
+        if !numbered.is_empty() {
+            sqlx::query(
+                "UPDATE chatbot_arrival SET seq = j.value FROM json_each(?1) AS j \
+                 WHERE chatbot_arrival.key = j.key",
+            )
+            .bind(serde_json::to_string(&numbered).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut first = std::collections::HashSet::new();
+        Ok(keys
+            .iter()
+            .map(|key| match numbered.get(key) {
+                Some(seq) => Arrival {
+                    seq: *seq,
+                    new: first.insert(*key),
+                },
+                None => Arrival {
+                    seq: known.get(*key).copied().unwrap_or(0).max(0) as u64,
+                    new: false,
+                },
+            })
+            .collect())
+    }
+}
+
+impl Coord for SqliteCoord {
+    fn arrive(&self, deliveries: Keys, ttl: Duration) -> Answer<'_, Vec<Arrival>> {
+        Box::pin(async move {
+            self.purge_expired().await;
+            self.arrive_batch(deliveries, ttl)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool> {
+        Box::pin(async move {
+            self.purge_expired().await;
+            let now = chrono::Utc::now().timestamp();
+            sqlx::query("INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)")
+                .bind(&key)
+                .bind(now + ttl.as_secs() as i64)
+                .execute(&self.pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn release(&self, key: String) -> Answer<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM chatbot_once WHERE key = ?")
+                .bind(&key)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn done(&self, conversation: String) -> Answer<'_, u64> {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>("SELECT done FROM chatbot_conversation WHERE key = ?")
+                .bind(&conversation)
+                .fetch_optional(&self.pool)
+                .await
+                .map(|n| n.unwrap_or(0).max(0) as u64)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, ?2, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET done = max(done, ?2), touched_at = ?3",
+            )
+            .bind(&conversation)
+            .bind(seq as i64)
+            .bind(chrono::Utc::now().timestamp())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })
+    }
+
+    fn reserve(&self, key: String, now: i64, interval: i64) -> Answer<'_, i64> {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO chatbot_rate (key, tat) VALUES (?1, ?2 + ?3) \
+                 ON CONFLICT (key) DO UPDATE SET tat = max(tat, ?2) + ?3 RETURNING tat - ?3",
+            )
+            .bind(&key)
+            .bind(now)
+            .bind(interval)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+}

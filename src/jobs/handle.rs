@@ -1,0 +1,323 @@
+//! The pipeline's handle on its queue and coordination store: typed jobs in, JSON to the
+//! engine; keys namespaced; errors in the service's words. The engines are chosen once, in
+//! [`JobQueue::connect`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::Monitor;
+
+use super::coord::Coord;
+use super::coord::redis::RedisCoord;
+use super::coord::sqlite::SqliteCoord;
+use super::job::{Job, JobFuture, JobId, Sequenced};
+use super::queue::redis::RedisQueue;
+use super::queue::sqlite::SqliteQueue;
+use super::queue::{Engine, Runner, Stored, WorkerSpec, next_job_id};
+use super::wake::Wakeups;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+
+/// A handle on the job queue; cheap to clone.
+#[derive(Clone)]
+pub struct JobQueue {
+    engine: Arc<dyn Engine>,
+    coord: Arc<dyn Coord>,
+    namespace: String,
+    /// Distinguishes this process' workers from every other's (two processes sharing a worker
+    /// name would keep each other's orphaned jobs alive).
+    instance: String,
+    /// Wakes this process' workers when this process stores a job or finishes a turn.
+    wakeups: Arc<Wakeups>,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("backend", &self.engine.name())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+fn unavailable(what: &'static str) -> impl Fn(String) -> Error {
+    move |e| Error::Unavailable(format!("{what}: {e}"))
+}
+
+impl JobQueue {
+    /// Connect to Redis (`REDIS_URL`) or open the embedded queue in the data directory: the
+    /// one place the engine is chosen.
+    pub async fn connect(settings: &Settings) -> Result<Self> {
+        let heartbeat = Duration::from_secs(
+            (settings.orphan_timeout_secs / super::queue::MISSED_HEARTBEATS as u64).max(1),
+        );
+        let instance = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let (engine, coord): (Arc<dyn Engine>, Arc<dyn Coord>) = match &settings.redis_url {
+            Some(url) => {
+                let unreachable = |e: redis::RedisError| {
+                    Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
+                };
+                let client = redis::Client::open(url.expose()).map_err(unreachable)?;
+                let conn = super::queue::redis::connect(url.expose())
+                    .await
+                    .map_err(unreachable)?;
+                (
+                    Arc::new(RedisQueue::new(
+                        conn.clone(),
+                        heartbeat,
+                        super::intake::DEDUPE_TTL,
+                    )),
+                    Arc::new(RedisCoord::new(
+                        conn,
+                        client,
+                        &settings.queue_namespace,
+                        &instance,
+                    )),
+                )
+            }
+            None => {
+                let queue = SqliteQueue::open(&settings.queue_sqlite_path(), heartbeat)
+                    .await
+                    .map_err(Error::Unavailable)?;
+                let coord = SqliteCoord::open(queue.pool().clone())
+                    .await
+                    .map_err(Error::Unavailable)?;
+                (Arc::new(queue), Arc::new(coord))
+            }
+        };
+        Ok(Self {
+            engine,
+            coord,
+            namespace: settings.queue_namespace.clone(),
+            instance,
+            wakeups: Default::default(),
+        })
+    }
+
+    /// `"sqlite"` or `"redis"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// The namespaced queue name of a job type, e.g. `chatbot:cleanup`.
+    pub fn queue_name<J: Job>(&self) -> String {
+        format!("{}:{}", self.namespace, J::QUEUE)
+    }
+
+    /// The store key of a claim.
+    fn once_key(&self, key: &str) -> String {
+        format!("{}:once:{key}", self.namespace)
+    }
+
+    /// The store key (prefix, on Redis) of a conversation's counters.
+    fn conversation_key(&self, conversation: &str) -> String {
+        format!("{}:conv:{conversation}", self.namespace)
+    }
+
+    /// Check that the queue can be reached.
+    pub async fn ping(&self) -> Result<()> {
+        match tokio::time::timeout(Duration::from_secs(2), self.engine.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("job queue: {e}"))),
+            Err(_) => Err(Error::Unavailable("job queue: timed out".to_string())),
+        }
+    }
+
+    /// The value of one of the embedded queue's settings on its own connection, as text
+    /// (`synchronous`, `cache_size`, `journal_mode`, `journal_size_limit`, `temp_store`,
+    /// `wal_autocheckpoint`); `None` on Redis. How its durability and memory can be checked.
+    pub async fn sqlite_pragma(&self, name: &str) -> Result<Option<String>> {
+        self.engine.setting(name).await.map_err(|e| Error::Invalid {
+            code: "unknown_setting",
+            message: e,
+        })
+    }
+
+    /// Accept a batch of deliveries at once (a group commit): each provider key is numbered
+    /// within its job's conversation the first time it is seen, and its job is stored once
+    /// (the key is the job's idempotency key). A repeat keeps the number it got first and is
+    /// stored again only if it never was (the step before failed or the process died), so a
+    /// provider's retry of a delivery answered 503 is not lost.
+    /// Returns `Some(seq)` per new delivery and `None` per repeat (within `ttl`, or earlier in
+    /// the batch). An error means the batch's jobs may not be stored: every caller must answer
+    /// that it failed.
+    pub async fn accept_many<J: Sequenced>(
+        &self,
+        deliveries: Vec<(String, J)>,
+        ttl: Duration,
+    ) -> Result<Vec<Option<u64>>> {
+        let keys: Vec<(String, String)> = deliveries
+            .iter()
+            .map(|(key, job)| {
+                (
+                    self.once_key(key),
+                    self.conversation_key(&job.conversation()),
+                )
+            })
+            .collect();
+        let failed = unavailable("cannot accept deliveries");
+        let arrivals = self
+            .coord
+            .arrive(keys.clone(), ttl)
+            .await
+            .map_err(&failed)?;
+        if arrivals.len() != deliveries.len() {
+            return Err(failed(format!(
+                "{} numbers for {} deliveries",
+                arrivals.len(),
+                deliveries.len()
+            )));
+        }
+        let mut stored = Vec::with_capacity(deliveries.len());
+        let mut in_batch = std::collections::HashSet::new();
+        for (((_, mut job), (once, _)), arrival) in deliveries.into_iter().zip(keys).zip(&arrivals)
+        {
+            // A key twice in one batch is stored once.
+            if !in_batch.insert(once.clone()) {
+                continue;
+            }
+            job.set_seq(arrival.seq);
+            stored.push(Stored {
+                id: next_job_id(),
+                json: serde_json::to_value(&job).map_err(|e| failed(e.to_string()))?,
+                once: Some(once),
+            });
+        }
+        self.store::<J>(stored).await.map_err(&failed)?;
+        Ok(arrivals.iter().map(|a| a.new.then_some(a.seq)).collect())
+    }
+
+    /// Store `jobs` of `J`'s queue and wake the workers.
+    async fn store<J: Job>(&self, jobs: Vec<Stored>) -> std::result::Result<(), String> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.engine.push(&self.queue_name::<J>(), jobs).await?;
+        self.wakeups.job_stored(J::QUEUE);
+        self.coord.announce(J::QUEUE).await;
+        Ok(())
+    }
+
+    /// Persist a job and return its id. An error means the job was *not* stored: callers that
+    /// acknowledged something to a provider must not answer 200.
+    pub async fn push<J: Job>(&self, job: J) -> Result<JobId> {
+        let id = next_job_id();
+        let failed =
+            |e: String| Error::Unavailable(format!("cannot enqueue a `{}` job: {e}", J::QUEUE));
+        let json = serde_json::to_value(&job).map_err(|e| failed(e.to_string()))?;
+        self.store::<J>(vec![Stored {
+            id,
+            json,
+            once: None,
+        }])
+        .await
+        .map_err(failed)?;
+        tracing::debug!(job_id = %id, queue = J::QUEUE, "job enqueued");
+        Ok(id.to_string())
+    }
+
+    /// Claim `key` once: `true` the first time, `false` for a repeat within `ttl`. Atomic on
+    /// both engines, so two racing each other get one `true`.
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.coord
+            .claim(self.once_key(key), ttl)
+            .await
+            .map_err(unavailable("dedupe store"))
+    }
+
+    /// Undo [`claim_once`](Self::claim_once), when the work it guarded could not be done (so
+    /// a retry is not mistaken for a duplicate).
+    pub async fn release(&self, key: &str) -> Result<()> {
+        self.coord
+            .release(self.once_key(key))
+            .await
+            .map_err(unavailable("dedupe store"))
+    }
+
+    /// The highest arrival number of `conversation` whose turn is complete (replies sent).
+    pub async fn conversation_done(&self, conversation: &str) -> Result<u64> {
+        self.coord
+            .done(self.conversation_key(conversation))
+            .await
+            .map_err(unavailable("conversation counter"))
+    }
+
+    /// Record that turn `seq` of `conversation` is complete (never moves backwards).
+    pub async fn conversation_finished(&self, conversation: &str, seq: u64) -> Result<()> {
+        if seq == 0 {
+            return Ok(());
+        }
+        self.coord
+            .finish(self.conversation_key(conversation), seq)
+            .await
+            .map_err(unavailable("conversation counter"))?;
+        self.wakeups.turn_finished();
+        Ok(())
+    }
+
+    /// Reserve the next sending slot of `key` (a business number) at `per_second` messages per
+    /// second, shared by every process on this queue: returns when the caller may send, as
+    /// microseconds since the Unix epoch (now, or later when the number is busy). Slots are
+    /// spaced evenly (generic cell rate), so no second ever carries more than the limit.
+    pub async fn reserve_send_slot(&self, key: &str, per_second: u32) -> Result<i64> {
+        let interval = 1_000_000 / i64::from(per_second.max(1));
+        let now = chrono::Utc::now().timestamp_micros();
+        self.coord
+            .reserve(format!("{}:rate:{key}", self.namespace), now, interval)
+            .await
+            .map_err(unavailable("send rate limiter"))
+    }
+
+    /// Jobs of `J` waiting to run, and running now.
+    pub async fn depth<J: Job>(&self) -> Result<(u64, u64)> {
+        self.engine
+            .depth(&self.queue_name::<J>())
+            .await
+            .map_err(unavailable("job queue"))
+    }
+
+    /// Hear other processes' wake-ups (Redis; once per process, for processes that run
+    /// workers): a job they stored, a turn they finished.
+    pub fn listen(&self) {
+        self.coord.listen(Arc::downgrade(&self.wakeups));
+    }
+
+    /// This process' wake-ups.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    /// Add a worker for `J` to `monitor`, running `run` on each job, `concurrency` at once.
+    pub fn register<J: Job>(
+        &self,
+        monitor: Monitor,
+        run: impl Fn(J) -> JobFuture + Send + Sync + 'static,
+        concurrency: usize,
+        generation: u32,
+    ) -> Monitor {
+        let queue = self.queue_name::<J>();
+        // A new name per generation of workers: a restarted set must not be taken for the old
+        // one (Redis refuses a name seen alive within the heartbeat threshold).
+        let name = format!("{queue}@{}.{generation}", self.instance);
+        let run: Runner = Arc::new(move |json| match serde_json::from_value::<J>(json) {
+            Ok(job) => run(job),
+            Err(e) => Box::pin(async move {
+                Err(format!("a `{}` job that does not read: {e}", J::QUEUE).into())
+            }),
+        });
+        self.engine.register(
+            monitor,
+            WorkerSpec {
+                queue,
+                name,
+                concurrency,
+                run,
+                wake: self.wakeups.stream(J::QUEUE),
+            },
+        )
+    }
+}

@@ -1,0 +1,113 @@
+//! The queue on Redis (`REDIS_URL`): apalis-redis, for several processes and machines.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::{ConnectionManager, RedisStorage};
+
+use super::{Answer, Engine, Stored, WorkerSpec};
+
+/// Jobs waiting (active list, scheduled set) and running (each registered worker's in-flight
+/// set, `{inflight}:{worker name}`), read from the keys apalis' public `Config` names.
+static DEPTH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local running = 0 \
+         for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, '+inf')) do \
+         running = running + redis.call('SCARD', ARGV[1] .. ':' .. name) end \
+         return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), running}",
+    )
+});
+
+/// The queue on Redis.
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    heartbeat: Duration,
+    /// How long a job's idempotency key keeps a second job with the same key out.
+    once_ttl: Duration,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue").finish_non_exhaustive()
+    }
+}
+
+impl RedisQueue {
+    /// The queue on `conn`; jobs stored with an idempotency key keep another with the same key
+    /// out for `once_ttl`.
+    pub fn new(conn: ConnectionManager, heartbeat: Duration, once_ttl: Duration) -> Self {
+        Self {
+            conn,
+            heartbeat,
+            once_ttl,
+        }
+    }
+
+    fn config(&self, queue: &str) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(queue)
+            .heartbeat_interval(self.heartbeat)
+            .missed_heartbeats(super::MISSED_HEARTBEATS)
+            .idempotency_ttl(Some(self.once_ttl))
+            // Workers are woken by the pipeline's own wake-ups (one per batch, not per job).
+            .emit_events(false)
+    }
+
+    fn storage(&self, queue: &str) -> RedisStorage<serde_json::Value> {
+        RedisStorage::new(self.conn.clone()).with_config(self.config(queue))
+    }
+}
+
+impl Engine for RedisQueue {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn ping(&self) -> Answer<'_, ()> {
+        Box::pin(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut self.conn.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>) -> Answer<'a, ()> {
+        Box::pin(super::push_through(self.storage(queue), jobs))
+    }
+
+    fn depth<'a>(&'a self, queue: &'a str) -> Answer<'a, (u64, u64)> {
+        Box::pin(async move {
+            let config = self.config(queue);
+            DEPTH
+                .key(config.active_jobs_list())
+                .key(config.scheduled_jobs_set())
+                .key(config.workers_set())
+                .arg(config.inflight_jobs_set())
+                .invoke_async::<(u64, u64)>(&mut self.conn.clone())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn register(&self, monitor: Monitor, worker: WorkerSpec) -> Monitor {
+        let storage = self.storage(&worker.queue);
+        super::add_worker!(monitor, storage, worker)
+    }
+}
+
+/// A Redis connection manager that fails fast when Redis is down (so a webhook answers 503 and
+/// the provider retries) but tolerates slow answers: redis-rs' default 500 ms response timeout
+/// turns one Redis stall into a stream error that stops apalis' worker pool.
+pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    client.get_connection_manager_with_config(config).await
+}
