@@ -16,6 +16,7 @@
 //! the first reply is what a parent waits for.
 //!
 //!     cargo bench --bench pipeline
+//!     BENCH_END_TO_END_ONLY=1 cargo bench --bench pipeline    # the sustained rate only
 //!     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379 \
 //!         cargo bench --bench pipeline
 
@@ -96,6 +97,8 @@ async fn run() {
             f.name,
             f.latency
                 .iter()
+                .chain(std::iter::repeat(&(f64::NAN, f64::NAN, 0)))
+                .take(RATES.len())
                 .map(|(p50, p99, failed)| {
                     let failed = if *failed > 0 {
                         format!(" ({failed} failed)")
@@ -121,7 +124,12 @@ async fn measure(
 ) -> Figures {
     let mut latency = Vec::new();
     // Parents of their own per phase (a new parent's "hi" gets the welcome).
-    for (phase, (rate, count)) in RATES.iter().enumerate() {
+    let rates = if std::env::var_os("BENCH_END_TO_END_ONLY").is_some() {
+        &[][..]
+    } else {
+        &RATES[..]
+    };
+    for (phase, (rate, count)) in rates.iter().enumerate() {
         let deliveries: Vec<Delivery> = demo.deliveries_from(
             &format!("lat{rate}"),
             *count,

@@ -30,7 +30,7 @@ Configuration (defaults < --config file < environment):
   CHATBOT_TWILIO_API_BASE   Twilio API base for sending    [default: https://api.twilio.com]
   CHATBOT_PUBLIC_URL        public base URL (Twilio signs it) [default: from Host / X-Forwarded-Proto]
   CHATBOT_SEND_RATE         messages/s per business number [default: 80]
-  CHATBOT_INGEST_CONCURRENCY messages handled at once per worker process [default: 4]
+  CHATBOT_INGEST_CONCURRENCY messages handled at once per worker process [default: 32]
   CHATBOT_ORPHAN_TIMEOUT_SECS a dead worker's jobs run again after [default: 30]
   CHATBOT_WHATSAPP_TEMPLATE template outside the 24-hour window [default: none: skip and log]
   CHATBOT_LOG / RUST_LOG    log filter                     [default: info]";

@@ -325,7 +325,7 @@ impl Default for Settings {
             public_url: None,
             send_rate_per_second: 80,
             orphan_timeout_secs: 30,
-            ingest_concurrency: 4,
+            ingest_concurrency: 32,
             whatsapp_template: None,
             whatsapp_template_language: "en".to_string(),
             jwt_algorithm: "HS256".to_string(),

@@ -386,10 +386,11 @@ async fn a_flood_of_deliveries_does_not_keep_the_queue_from_its_other_users() {
     assert_eq!(queued, 1, "the pushed job is in the queue");
 }
 
-/// The embedded queue's connection keeps the settings it is opened with: every commit synced
-/// (an acknowledged delivery survives a power cut) and a bounded page cache. apalis' own setup
-/// turned `synchronous` off on it and gave it a 250 MB cache, walked whole at commits that
-/// split a page.
+/// The embedded queue's connection keeps the settings it is opened with: the WAL synced at
+/// checkpoints and by durable pushes (`NORMAL` at rest; an acknowledged delivery's push runs at
+/// `FULL` and leaves it at `NORMAL`) and a bounded page cache. apalis' own setup turned
+/// `synchronous` off on it and gave it a 250 MB cache, walked whole at commits that split a
+/// page.
 #[tokio::test]
 async fn the_embedded_queue_syncs_its_wal_and_bounds_its_cache() {
     let (_dir, _settings, queue) = embedded_queue().await;
@@ -398,7 +399,18 @@ async fn the_embedded_queue_syncs_its_wal_and_bounds_its_cache() {
         async move { queue.sqlite_pragma(name).await.unwrap() }
     };
     assert_eq!(pragma("journal_mode").await.as_deref(), Some("wal"));
-    assert_eq!(pragma("synchronous").await.as_deref(), Some("2"), "FULL");
+    assert_eq!(pragma("synchronous").await.as_deref(), Some("1"), "NORMAL");
+    let ttl = Duration::from_secs(60);
+    let delivery = ("meta:s1".to_string(), ingest_job("P1", "234801", "s1"));
+    assert_eq!(
+        queue.accept_many(vec![delivery], ttl).await.unwrap(),
+        [Some(1)]
+    );
+    assert_eq!(
+        pragma("synchronous").await.as_deref(),
+        Some("1"),
+        "back to NORMAL after a durable push"
+    );
     assert_eq!(pragma("cache_size").await.as_deref(), Some("-16384"));
     assert_eq!(pragma("wal_autocheckpoint").await.as_deref(), Some("4000"));
     assert!(
@@ -408,6 +420,13 @@ async fn the_embedded_queue_syncs_its_wal_and_bounds_its_cache() {
             .is_err()
     );
     assert_eq!(queue.depth::<CleanupJob>().await.unwrap(), (0, 0));
+    assert_eq!(
+        queue
+            .depth::<chatbot::jobs::ingest::IngestJob>()
+            .await
+            .unwrap(),
+        (1, 0)
+    );
 }
 
 /// The WAL's frames and how many of them are already in the database file, read from the

@@ -187,33 +187,55 @@ impl JobQueue {
                 once: Some(once),
             });
         }
-        self.store::<J>(stored).await.map_err(&failed)?;
+        self.store::<J>(stored, true).await.map_err(&failed)?;
         Ok(arrivals.iter().map(|a| a.new.then_some(a.seq)).collect())
     }
 
-    /// Store `jobs` of `J`'s queue and wake the workers.
-    async fn store<J: Job>(&self, jobs: Vec<Stored>) -> std::result::Result<(), String> {
+    /// Store `jobs` of `J`'s queue (on disk before this returns when `durable`) and wake the
+    /// workers.
+    async fn store<J: Job>(
+        &self,
+        jobs: Vec<Stored>,
+        durable: bool,
+    ) -> std::result::Result<(), String> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.engine.push(&self.queue_name::<J>(), jobs).await?;
+        self.engine
+            .push(&self.queue_name::<J>(), jobs, durable)
+            .await?;
         self.wakeups.job_stored(J::QUEUE);
         self.coord.announce(J::QUEUE).await;
         Ok(())
     }
 
-    /// Persist a job and return its id. An error means the job was *not* stored: callers that
-    /// acknowledged something to a provider must not answer 200.
+    /// Persist a job, on disk before this returns, and return its id. An error means the job
+    /// was *not* stored: callers that acknowledged something to a provider must not answer 200.
     pub async fn push<J: Job>(&self, job: J) -> Result<JobId> {
+        self.push_as(job, true).await
+    }
+
+    /// [`Self::push`] for a job's follow-up: stored when this returns, on disk a moment later
+    /// (on the embedded queue: at the next sync, within 50 ms). A power cut in between can lose
+    /// it only with the job that pushed it, whose end is not on disk either, so that job runs
+    /// again.
+    pub async fn push_follow_up<J: Job>(&self, job: J) -> Result<JobId> {
+        self.push_as(job, false).await
+    }
+
+    async fn push_as<J: Job>(&self, job: J, durable: bool) -> Result<JobId> {
         let id = next_job_id();
         let failed =
             |e: String| Error::Unavailable(format!("cannot enqueue a `{}` job: {e}", J::QUEUE));
         let json = serde_json::to_value(&job).map_err(|e| failed(e.to_string()))?;
-        self.store::<J>(vec![Stored {
-            id,
-            json,
-            once: None,
-        }])
+        self.store::<J>(
+            vec![Stored {
+                id,
+                json,
+                once: None,
+            }],
+            durable,
+        )
         .await
         .map_err(failed)?;
         tracing::debug!(job_id = %id, queue = J::QUEUE, "job enqueued");

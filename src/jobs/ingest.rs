@@ -1,4 +1,4 @@
-//! Ingest: one inbound WhatsApp message through the engine; its replies are queued for sending.
+//! Ingest: one inbound WhatsApp message through the engine, and its replies sent.
 
 use std::time::{Duration, Instant};
 
@@ -136,9 +136,22 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
         tracing::Instrument::instrument(
             async move {
                 wait_for_turn(&state, &job).await?;
-                let queued_send = run(&state, &job).await?;
-                if !queued_send {
-                    // Nothing to send: this turn is complete now.
+                let finished = match run(&state, &job).await? {
+                    None => true,
+                    // The replies go out at once, from this job: a parent waits for no second
+                    // job. What cannot go out now (the provider is down, a retryable refusal)
+                    // is queued as a send job, which retries it with backoff and completes the
+                    // turn; what did go out is claimed, so it is not sent twice.
+                    Some(replies) => match super::send::deliver(&state, &replies).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "replies not all sent; queued to retry");
+                            state.queue.push_follow_up(replies).await?;
+                            false
+                        }
+                    },
+                };
+                if finished {
                     state
                         .queue
                         .conversation_finished(&job.conversation(), job.seq)
@@ -157,9 +170,9 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
     )
 }
 
-/// One message through the engine; returns whether a send job was queued (which completes
-/// the turn when it is done).
-async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
+/// One message through the engine; returns its replies to send, if any (the turn is complete
+/// once they are out).
+async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<SendJob>> {
     let (owner, number) = match tenancy::by_business_number(
         &state.db,
         job.provider(),
@@ -171,14 +184,14 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         Err(e) => {
             // Nobody to answer for: retrying will not help.
             tracing::warn!(error = %e, business = %job.business, "message for an unknown business number dropped");
-            return Ok(false);
+            return Ok(None);
         }
     };
     let phone = match PhoneNumber::parse(&job.from) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "message from an unusable sender dropped");
-            return Ok(false);
+            return Ok(None);
         }
     };
     let send = |school: Option<&TenantCtx>, replies| SendJob {
@@ -194,8 +207,8 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         notice: None,
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
-    // replies it logged and never queued (a crash in between) are queued now; the sender's
-    // per-reply claims skip any that did go out.
+    // replies it logged and never sent (a crash in between) are sent now; the per-reply claims
+    // skip any that did go out.
     // On a shared number the turn may have run in any of the sender's schools.
     for ctx in tenancy::schools_on(&state.db, &owner, &number, &phone).await? {
         if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
@@ -208,14 +221,13 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
             Some(replies) => {
                 tracing::warn!(
                     count = replies.len(),
-                    "message already handled; queueing its unsent replies"
+                    "message already handled; sending its unsent replies"
                 );
-                state.queue.push(send(Some(&ctx), replies)).await?;
-                Ok(true)
+                Ok(Some(send(Some(&ctx), replies)))
             }
             None => {
                 tracing::info!("message already handled; not answered again");
-                Ok(false)
+                Ok(None)
             }
         };
     }
@@ -243,8 +255,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<bool> {
         tenancy::contact_seen(&state.db, ctx, &phone, now).await?;
     }
     if replies.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
-    state.queue.push(send(school.as_ref(), replies)).await?;
-    Ok(true)
+    Ok(Some(send(school.as_ref(), replies)))
 }

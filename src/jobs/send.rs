@@ -134,7 +134,9 @@ fn template_for(
         })
 }
 
-async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
+/// Send `job`'s replies, each at most once (claimed by the inbound message's id and the
+/// reply's place); an error leaves the unsent ones to a retry.
+pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
     let provider = Provider::named(&job.provider);
     let (owner, number) =
         match tenancy::by_business_number(&state.db, provider, &job.business).await {

@@ -57,8 +57,11 @@ pub trait Engine: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Whether it answers.
     fn ping(&self) -> Answer<'_, ()>;
-    /// Store jobs of `queue` in one step (all or none), in order.
-    fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>) -> Answer<'a, ()>;
+    /// Store jobs of `queue` in one step (all or none), in order. `durable`: on disk before
+    /// this returns, so a power cut cannot lose them (what a webhook's 200 or an API's 202
+    /// stands on); otherwise they may be synced a moment later (a job's follow-up, run again
+    /// with the job if both are lost).
+    fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>, durable: bool) -> Answer<'a, ()>;
     /// Jobs of `queue` waiting, and running.
     fn depth<'a>(&'a self, queue: &'a str) -> Answer<'a, (u64, u64)>;
     /// Add a worker to `monitor`.

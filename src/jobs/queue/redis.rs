@@ -75,7 +75,8 @@ impl Engine for RedisQueue {
         })
     }
 
-    fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>) -> Answer<'a, ()> {
+    /// Durable or not alike: how soon Redis writes is its `appendfsync` setting.
+    fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>, _durable: bool) -> Answer<'a, ()> {
         Box::pin(super::push_through(self.storage(queue), jobs))
     }
 
