@@ -74,24 +74,38 @@ pub async fn mark_reply(
     index: usize,
     outcome: std::result::Result<&str, &str>,
 ) -> Result<()> {
-    let rows = replies_to(db, ctx, channel, reply_to).await?;
-    let Some(row) = rows.into_iter().nth(index) else {
-        tracing::warn!(reply_to, index, "no logged reply to mark");
-        return Ok(());
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{QuerySelect, QueryTrait};
+    // One statement: the `index`-th reply of `reply_to`, found and updated at once.
+    let row = ctx
+        .find::<message_log::Entity>()
+        .select_only()
+        .column(message_log::Column::Id)
+        .filter(message_log::Column::Channel.eq(channel))
+        .filter(message_log::Column::Direction.eq("out"))
+        .filter(message_log::Column::ReplyTo.eq(reply_to))
+        .order_by_asc(message_log::Column::Id)
+        .offset(index as u64)
+        .limit(1)
+        .into_query();
+    let update = ctx
+        .update_many::<message_log::Entity>()
+        .col_expr(message_log::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(message_log::Column::Id.in_subquery(row));
+    let update = match outcome {
+        Ok(provider_id) => update
+            .col_expr(
+                message_log::Column::ProviderMessageId,
+                Expr::value(provider_id.to_string()),
+            )
+            .col_expr(message_log::Column::Status, Expr::value("sent")),
+        Err(reason) => update
+            .col_expr(message_log::Column::Status, Expr::value("failed"))
+            .col_expr(message_log::Column::Error, Expr::value(reason.to_string())),
     };
-    let mut active: message_log::ActiveModel = row.into();
-    match outcome {
-        Ok(provider_id) => {
-            active.provider_message_id = Set(Some(provider_id.to_string()));
-            active.status = Set("sent".into());
-        }
-        Err(reason) => {
-            active.status = Set("failed".into());
-            active.error = Set(Some(reason.to_string()));
-        }
+    if update.exec(db).await?.rows_affected == 0 {
+        tracing::warn!(reply_to, index, "no logged reply to mark");
     }
-    active.updated_at = Set(Utc::now());
-    active.update(db).await?;
     Ok(())
 }
 

@@ -142,14 +142,16 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
                     // job. What cannot go out now (the provider is down, a retryable refusal)
                     // is queued as a send job, which retries it with backoff and completes the
                     // turn; what did go out is claimed, so it is not sent twice.
-                    Some(replies) => match super::send::deliver(&state, &replies).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "replies not all sent; queued to retry");
-                            state.queue.push_follow_up(replies).await?;
-                            false
+                    Some((replies, ctx, number)) => {
+                        match super::send::deliver_as(&state, &replies, &ctx, &number).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "replies not all sent; queued to retry");
+                                state.queue.push_follow_up(replies).await?;
+                                false
+                            }
                         }
-                    },
+                    }
                 };
                 if finished {
                     state
@@ -170,9 +172,13 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
     )
 }
 
+/// What a turn leaves to send: its replies, the school whose log they go in, the number they
+/// go from.
+type ToSend = (SendJob, TenantCtx, crate::entities::whatsapp_number::Model);
+
 /// One message through the engine; returns its replies to send, if any (the turn is complete
 /// once they are out).
-async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<SendJob>> {
+async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<ToSend>> {
     let (owner, number) = match tenancy::by_business_number(
         &state.db,
         job.provider(),
@@ -223,7 +229,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<S
                     count = replies.len(),
                     "message already handled; sending its unsent replies"
                 );
-                Ok(Some(send(Some(&ctx), replies)))
+                Ok(Some((send(Some(&ctx), replies), ctx, number)))
             }
             None => {
                 tracing::info!("message already handled; not answered again");
@@ -247,7 +253,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<S
     } else {
         let outcome =
             conversation::converse(state, &owner, "whatsapp", &phone, &inbound, now).await?;
-        (Some(owner), outcome.replies)
+        (Some(owner.clone()), outcome.replies)
     };
     if let Some(ctx) = &school {
         // The parent has written to this school: its contact may now be reached from a shared
@@ -257,5 +263,6 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<S
     if replies.is_empty() {
         return Ok(None);
     }
-    Ok(Some(send(school.as_ref(), replies)))
+    let send = send(school.as_ref(), replies);
+    Ok(Some((send, school.unwrap_or(owner), number)))
 }

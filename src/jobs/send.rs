@@ -156,6 +156,17 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
         },
         _ => owner,
     };
+    deliver_as(state, job, &ctx, &number).await
+}
+
+/// [`deliver`] from `number`, in school `ctx`'s message log (already looked up by the caller).
+pub(crate) async fn deliver_as(
+    state: &AppState,
+    job: &SendJob,
+    ctx: &tenancy::TenantCtx,
+    number: &crate::entities::whatsapp_number::Model,
+) -> crate::error::Result<()> {
+    let provider = Provider::named(&job.provider);
     let tenant = ctx.schema_name().to_string();
     let count = |outcome: &str| {
         state.metrics.inc(
@@ -167,8 +178,8 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
             ],
         )
     };
-    let access_token = tenancy::secret(&state.secret, &number, SealedColumn::AccessToken);
-    let auth_token = tenancy::secret(&state.secret, &number, SealedColumn::AuthToken);
+    let access_token = tenancy::secret(&state.secret, number, SealedColumn::AccessToken);
+    let auth_token = tenancy::secret(&state.secret, number, SealedColumn::AuthToken);
     let credentials_missing = match provider {
         Provider::Meta => access_token.is_none(),
         Provider::Twilio => number.account_sid.is_none() || auth_token.is_none(),
@@ -178,14 +189,15 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
         return Ok(());
     }
     let phone = PhoneNumber::parse(&job.to)?;
-    let last_inbound = transcript::last_inbound_at(&state.db, &ctx, "whatsapp", phone.as_str())
-        .await?
-        .max(job.inbound_at);
-    let window_open = last_inbound.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
+    let open =
+        |at: Option<chrono::DateTime<Utc>>| at.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
+    // The message being answered opened the window; else the parent's last one may have.
+    let window_open = open(job.inbound_at)
+        || open(transcript::last_inbound_at(&state.db, ctx, "whatsapp", phone.as_str()).await?);
     let template = if window_open {
         None
     } else {
-        template_for(state, &number, job.notice.as_ref())
+        template_for(state, number, job.notice.as_ref())
     };
     for (i, reply) in job.replies.iter().enumerate() {
         let key = format!("sent:{}:{i}", job.reply_to);
@@ -203,7 +215,7 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
                 };
                 tracing::warn!(index = i, reason, "reply not sent");
                 count("skipped_window");
-                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Err(reason))
+                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Err(reason))
                     .await?;
                 continue;
             }
@@ -257,7 +269,7 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
                 let template = matches!(outbound, Outbound::Template(_));
                 tracing::info!(index = i, provider_id = %id, template, "reply sent");
                 count(if template { "template" } else { "sent" });
-                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Ok(&id))
+                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Ok(&id))
                     .await?;
             }
             Err(SendError::Retryable(reason)) => {
@@ -270,7 +282,7 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
             Err(SendError::Permanent(reason)) => {
                 tracing::error!(index = i, %reason, "reply refused; not retried");
                 count("refused");
-                transcript::mark_reply(&state.db, &ctx, "whatsapp", &job.reply_to, i, Err(&reason))
+                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Err(&reason))
                     .await?;
             }
         }
