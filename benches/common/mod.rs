@@ -131,6 +131,18 @@ pub fn seed(data_dir: &Path, mock: &str, stores: &Stores) -> Demo {
 
 /// Start `chatbot ARGS` and wait for its ready line; its log goes to `data_dir/log`.
 pub fn serve(data_dir: &Path, mock: &str, stores: &Stores, args: &[&str], log: &str) -> Server {
+    serve_with(data_dir, mock, stores, args, log, &[])
+}
+
+/// [`serve`] with more settings (`env`, applied last).
+pub fn serve_with(
+    data_dir: &Path,
+    mock: &str,
+    stores: &Stores,
+    args: &[&str],
+    log: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let log_path = data_dir.join(log);
     let child = command(data_dir, mock, stores)
         .env("CHATBOT_LISTEN", "127.0.0.1:0")
@@ -140,6 +152,7 @@ pub fn serve(data_dir: &Path, mock: &str, stores: &Stores, args: &[&str], log: &
             "CHATBOT_QUEUE_NAMESPACE",
             format!("bench-{}-{log}", std::process::id()).replace('.', "-"),
         )
+        .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())

@@ -35,7 +35,8 @@ pub trait Coord: Send + Sync + 'static {
     /// `ttl` takes its conversation's next number and keeps it; a key seen before gets the
     /// number it took then (so its job, stored again, keeps its place). One step for the batch.
     fn arrive(&self, deliveries: Keys, ttl: Duration) -> Answer<'_, Vec<Arrival>>;
-    /// Claim `key`: `true` the first time within `ttl`, `false` after; atomic.
+    /// Claim `key`: `true` the first time within `ttl` (or once an earlier claim expired),
+    /// `false` while it holds; atomic.
     fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool>;
     /// Undo a claim.
     fn release(&self, key: String) -> Answer<'_, ()>;

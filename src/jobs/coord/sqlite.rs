@@ -176,13 +176,18 @@ impl Coord for SqliteCoord {
         Box::pin(async move {
             self.purge_expired().await;
             let now = chrono::Utc::now().timestamp();
-            sqlx::query("INSERT OR IGNORE INTO chatbot_once (key, expires_at) VALUES (?, ?)")
-                .bind(&key)
-                .bind(now + ttl.as_secs() as i64)
-                .execute(&self.pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err(|e| e.to_string())
+            sqlx::query(
+                "INSERT INTO chatbot_once (key, expires_at) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE chatbot_once.expires_at < ?3",
+            )
+            .bind(&key)
+            .bind(now + ttl.as_secs().max(1) as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .map_err(|e| e.to_string())
         })
     }
 
