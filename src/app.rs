@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
-use crate::jobs::{self, JobQueue};
+use crate::pipeline::{self, JobQueue};
 use crate::state::AppState;
 use crate::{db, http};
 
@@ -42,7 +42,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let llm = crate::llm::Llm::from_settings(&settings, &secret)?.map(Arc::new);
     Ok(AppState {
         db,
-        intake: crate::jobs::intake::Intake::start(queue.clone()),
+        intake: crate::pipeline::accept::Intake::start(queue.clone()),
         queue,
         secret,
         graph,
@@ -286,7 +286,7 @@ async fn supervise_workers(
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let job = jobs::cleanup::CleanupJob {
+            let job = pipeline::cleanup::CleanupJob {
                 expired_before: None,
             };
             if let Err(e) = queue.push(job).await {
@@ -304,7 +304,7 @@ async fn supervise_workers(
                 on_failure.cancel();
                 false
             });
-        let monitor = jobs::register_all(monitor, &state, generation);
+        let monitor = pipeline::register_all(monitor, &state, generation);
         let started = Instant::now();
         let (stop, failure) = (token.clone(), failed.clone());
         let result = monitor

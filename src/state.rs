@@ -8,8 +8,8 @@ use crate::channels::graph::GraphClient;
 use crate::channels::twilio::TwilioClient;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
-use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
+use crate::pipeline::JobQueue;
 
 /// App secrets as read at an instant.
 pub type SecretsSnapshot = (
@@ -25,7 +25,7 @@ pub struct AppState {
     /// Job queue.
     pub queue: JobQueue,
     /// Where webhooks hand verified deliveries to be stored (group commit).
-    pub intake: crate::jobs::intake::Intake,
+    pub intake: crate::pipeline::accept::Intake,
     /// Server secret.
     pub secret: SecretKey,
     /// Settings in force.

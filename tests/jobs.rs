@@ -7,8 +7,8 @@ use std::time::Duration;
 use chatbot::config::{SecretUrl, Settings};
 use chatbot::entities::chat_session;
 use chatbot::error::Error;
-use chatbot::jobs::JobQueue;
-use chatbot::jobs::cleanup::CleanupJob;
+use chatbot::pipeline::JobQueue;
+use chatbot::pipeline::cleanup::CleanupJob;
 use chrono::Utc;
 use common::fixture;
 use common::{Role, TestApp, TestEnv, Variant, eventually, ingest_job};
@@ -201,7 +201,7 @@ async fn a_refused_batch_stores_nothing_and_its_retry_is_stored_once_in_order() 
     let ttl = Duration::from_secs(60);
     let job = |from: &str, id: &str, text: &str| {
         let mut job = ingest_job("P1", from, id);
-        job.said.text = text.into();
+        job.message.said.text = text.into();
         (format!("meta:{id}"), job)
     };
     // From another connection: a trigger that refuses one job row, so the batch fails after
@@ -259,9 +259,9 @@ async fn a_refused_batch_stores_nothing_and_its_retry_is_stored_once_in_order() 
             .unwrap()
             .iter()
             .map(|row| {
-                let job: chatbot::jobs::ingest::IngestJob =
+                let job: chatbot::pipeline::turn::IngestJob =
                     serde_json::from_str(row.get::<&str, _>(0)).unwrap();
-                (job.said.text, job.seq)
+                (job.message.said.text, job.seq)
             })
             .collect();
     assert_eq!(
@@ -322,7 +322,7 @@ async fn batches_of_any_size_are_numbered_whole() {
     }
     assert_eq!(
         queue
-            .depth::<chatbot::jobs::ingest::IngestJob>()
+            .depth::<chatbot::pipeline::turn::IngestJob>()
             .await
             .unwrap()
             .0,
@@ -335,7 +335,7 @@ async fn a_flood_of_deliveries_does_not_keep_the_queue_from_its_other_users() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (_dir, _settings, queue) = embedded_queue().await;
-    let intake = chatbot::jobs::intake::Intake::start(queue.clone());
+    let intake = chatbot::pipeline::accept::Intake::start(queue.clone());
     // More senders than a batch takes, so the intake always finds its next batch waiting and
     // would keep the queue's one connection for as long as the flood lasts.
     const SENDERS: usize = 1_000;
@@ -354,7 +354,7 @@ async fn a_flood_of_deliveries_does_not_keep_the_queue_from_its_other_users() {
                     }
                     let id = format!("flood-{i}-{n}");
                     let job = ingest_job("P1", &format!("2348{i:06}"), &id);
-                    let seq = intake.accept(format!("meta:{id}"), job).await.unwrap();
+                    let seq = intake.accept(job.message).await.unwrap();
                     assert_eq!(seq, Some(n as u64 + 1), "{id}");
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -422,7 +422,7 @@ async fn the_embedded_queue_syncs_its_wal_and_bounds_its_cache() {
     assert_eq!(queue.depth::<CleanupJob>().await.unwrap(), (0, 0));
     assert_eq!(
         queue
-            .depth::<chatbot::jobs::ingest::IngestJob>()
+            .depth::<chatbot::pipeline::turn::IngestJob>()
             .await
             .unwrap(),
         (1, 0)
@@ -446,7 +446,7 @@ fn wal_frames(settings: &Settings) -> (u32, u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_queue_checkpoints_its_wal_in_the_background() {
     let (_dir, settings, queue) = embedded_queue().await;
-    let intake = chatbot::jobs::intake::Intake::start(queue.clone());
+    let intake = chatbot::pipeline::accept::Intake::start(queue.clone());
     let senders: Vec<_> = (0..50)
         .map(|i| {
             let intake = intake.clone();
@@ -454,7 +454,7 @@ async fn the_embedded_queue_checkpoints_its_wal_in_the_background() {
                 for n in 0..20 {
                     let id = format!("wal-{i}-{n}");
                     let job = ingest_job("P1", &format!("2348{i:06}"), &id);
-                    intake.accept(format!("meta:{id}"), job).await.unwrap();
+                    intake.accept(job.message).await.unwrap();
                 }
             })
         })
@@ -479,7 +479,7 @@ async fn the_embedded_queue_checkpoints_its_wal_in_the_background() {
     );
     assert_eq!(copied, frames);
     let (queued, _) = queue
-        .depth::<chatbot::jobs::ingest::IngestJob>()
+        .depth::<chatbot::pipeline::turn::IngestJob>()
         .await
         .unwrap();
     assert_eq!(queued, 1000, "every delivery is a queued job");

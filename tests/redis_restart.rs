@@ -12,7 +12,7 @@ use std::time::Duration;
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use chatbot::config::SecretUrl;
-use chatbot::jobs::ingest::IngestJob;
+use chatbot::pipeline::turn::IngestJob;
 use common::{Role, TestEnv, Variant, eventually};
 use serde_json::json;
 

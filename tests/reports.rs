@@ -374,7 +374,7 @@ fn names_in_any_latin_script_and_cyrillic_print_as_written() {
 
 async fn the_cleanup_job_deletes_old_cards_only(v: Variant) {
     use chatbot::entities::report;
-    use chatbot::jobs::cleanup::CleanupJob;
+    use chatbot::pipeline::cleanup::CleanupJob;
     use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
     let Some((app, creds, ctx)) = demo_app(v).await else {
         return;

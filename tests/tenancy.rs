@@ -6,7 +6,7 @@ mod common;
 use chatbot::domain::{PhoneNumber, Pin, SchemaName, StudentId};
 use chatbot::entities::{self, TenantOwned};
 use chatbot::error::Error;
-use chatbot::jobs::cleanup::delete_expired_sessions;
+use chatbot::pipeline::cleanup::delete_expired_sessions;
 use chatbot::school::{attendance, calendar, notices, results, students, welcome};
 use chatbot::tenancy::{self, Provider, TenantCtx};
 use chrono::Utc;

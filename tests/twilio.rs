@@ -312,7 +312,7 @@ async fn rejected_posts_enqueue_nothing(v: Variant) {
     let (waiting, running) = app
         .state
         .queue
-        .depth::<chatbot::jobs::ingest::IngestJob>()
+        .depth::<chatbot::pipeline::turn::IngestJob>()
         .await
         .unwrap();
     assert_eq!((waiting, running), (0, 0));

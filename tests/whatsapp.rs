@@ -719,7 +719,7 @@ async fn two_worker_processes_keep_one_parents_order(v: Variant) {
 
 async fn replies_outside_the_window_use_the_template(v: Variant) {
     use chatbot::entities::message_log;
-    use chatbot::jobs::send::SendJob;
+    use chatbot::pipeline::deliver::SendJob;
     use sea_orm::sea_query::Expr;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let Some(mut env) = TestEnv::new(v).await else {

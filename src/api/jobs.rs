@@ -17,7 +17,7 @@ use super::respond::{ApiResult, Page, fetch_page};
 use super::school::{class_of, exam_session_of};
 use crate::entities::{background_job, message_log, notice};
 use crate::error::Error;
-use crate::jobs::work::{self, DeleteReports, WorkJob, kind, status};
+use crate::pipeline::work::{self, DeleteReports, WorkJob, kind, status};
 use crate::school::students;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;

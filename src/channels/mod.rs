@@ -4,6 +4,7 @@
 
 pub mod engagement;
 pub mod graph;
+pub mod inbound;
 pub mod mock_graph;
 pub mod twilio;
 pub mod whatsapp_cloud;

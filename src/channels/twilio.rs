@@ -15,11 +15,10 @@ use secrecy::ExposeSecret;
 use sha1::Sha1;
 
 use super::graph::{SendError, exchange};
-use super::whatsapp_cloud::{Said, accept_message};
+use super::inbound::{InboundMessage, Said, accept_message};
 use crate::conversation::Reply;
 use crate::crypto::SealedColumn;
 use crate::error::{Error, Result, json_error};
-use crate::jobs::ingest::IngestJob;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
@@ -283,7 +282,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         return json_error(StatusCode::BAD_REQUEST, "invalid_form", "From is required");
     };
     let (kind, said) = said(&params);
-    let job = IngestJob {
+    let job = InboundMessage {
         provider: Provider::Twilio.as_str().into(),
         business: number.phone_number.clone(),
         from: from.trim_start_matches('+').to_string(),
@@ -293,7 +292,6 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         user_id: param(&params, "WaId").map(str::to_string),
         profile_name: param(&params, "ProfileName").map(str::to_string),
         received_at: chrono::Utc::now(),
-        seq: 0,
     };
     match accept_message(&state, job).await {
         Ok(_) => {

@@ -11,11 +11,12 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Body, Request, Response, handler};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::Sha256;
 
+pub use super::inbound::Said;
+use super::inbound::{InboundMessage, accept_message};
 use crate::error::json_error;
-use crate::jobs::ingest::IngestJob;
 use crate::state::AppState;
 use crate::tenancy;
 
@@ -340,18 +341,6 @@ pub struct TemplateButton {
     pub text: String,
 }
 
-/// What a message says, as the engine reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Said {
-    /// Text (or the title of what was tapped).
-    pub text: String,
-    /// Choice id, for taps.
-    pub choice: Option<String>,
-    /// The message type, when it is one the rules cannot read (image, location...).
-    #[serde(default)]
-    pub unsupported: Option<String>,
-}
-
 impl Message {
     /// Text and choice of this message; media and other types are marked unsupported.
     pub fn said(&self) -> Said {
@@ -417,30 +406,6 @@ async fn record_statuses(
         super::record_status(&state.db, &owner, &number, recipient, id, status, error).await?;
     }
     Ok(())
-}
-
-/// Accept one verified inbound message: claim its provider id once (a duplicate delivery is
-/// `Ok(false)`), number it within its conversation, and persist its ingest job, together with
-/// whatever other deliveries arrived meanwhile (see `jobs::intake`). An error means the job is
-/// not stored and the claim not kept, so the provider's retry is not mistaken for a duplicate:
-/// the webhook must not answer 200.
-pub async fn accept_message(state: &AppState, job: IngestJob) -> crate::error::Result<bool> {
-    let key = format!("{}:{}", job.provider, job.message_id);
-    let provider = job.provider().as_str();
-    let message_id = job.message_id.clone();
-    if state.intake.accept(key, job).await?.is_none() {
-        tracing::info!(%message_id, "duplicate delivery ignored");
-        state.metrics.inc(
-            "chatbot_webhook_messages_total",
-            &[("provider", provider), ("outcome", "duplicate")],
-        );
-        return Ok(false);
-    }
-    state.metrics.inc(
-        "chatbot_webhook_messages_total",
-        &[("provider", provider), ("outcome", "queued")],
-    );
-    Ok(true)
 }
 
 /// `POST`: verify, parse, dedupe, queue, acknowledge.
@@ -527,7 +492,7 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
                 continue;
             }
             let contact = value.contacts.iter().find(|c| c.wa_id == message.from);
-            let job = IngestJob {
+            let job = InboundMessage {
                 provider: "meta".into(),
                 business: value.metadata.phone_number_id.clone(),
                 from: message.from.clone(),
@@ -539,7 +504,6 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
                     .and_then(|c| c.profile.as_ref())
                     .and_then(|p| p.name.clone()),
                 received_at: chrono::Utc::now(),
-                seq: 0,
             };
             match accept_message(&state, job).await {
                 Ok(true) => queued += 1,

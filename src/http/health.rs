@@ -105,7 +105,7 @@ fn bearer_is(req: &poem::Request, token: &str) -> bool {
 /// Prometheus metrics: this process' counters and histograms, and the queue depths (shared by
 /// every process on the queue) read now.
 async fn metrics_of(state: &AppState) -> Response {
-    use crate::jobs::{cleanup::CleanupJob, ingest::IngestJob, send::SendJob};
+    use crate::pipeline::{cleanup::CleanupJob, deliver::SendJob, turn::IngestJob};
     let depths = [
         ("ingest", state.queue.depth::<IngestJob>().await),
         ("send", state.queue.depth::<SendJob>().await),

@@ -458,6 +458,6 @@ pub fn ingest_job(
     business: &str,
     from: &str,
     message_id: &str,
-) -> chatbot::jobs::ingest::IngestJob {
-    chatbot::jobs::ingest::IngestJob::meta_text(business, from, message_id, "hi")
+) -> chatbot::pipeline::turn::IngestJob {
+    chatbot::pipeline::turn::IngestJob::meta_text(business, from, message_id, "hi")
 }

@@ -69,7 +69,7 @@ impl JobQueue {
                     Arc::new(RedisQueue::new(
                         conn.clone(),
                         heartbeat,
-                        super::intake::DEDUPE_TTL,
+                        super::accept::DEDUPE_TTL,
                     )),
                     Arc::new(RedisCoord::new(
                         conn,

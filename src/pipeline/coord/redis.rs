@@ -9,7 +9,7 @@ use apalis_redis::ConnectionManager;
 use futures::future::BoxFuture;
 
 use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys};
-use crate::jobs::wake::Wakeups;
+use crate::pipeline::wake::Wakeups;
 
 /// Number a batch of deliveries: for each pair of keys (its once key, its conversation's
 /// counter), a once key already there answers the number it holds, negated; otherwise the

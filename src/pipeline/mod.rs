@@ -1,19 +1,34 @@
-//! Background jobs on apalis: Redis when `REDIS_URL` is set, an embedded SQLite queue otherwise.
+//! The life of a message, and the background jobs it runs on (apalis: Redis when `REDIS_URL`
+//! is set, an embedded SQLite queue otherwise).
 //!
-//! Every job type implements [`Job`] with an explicit, stable queue name (apalis would otherwise
-//! name queues after the Rust type path, and renaming a struct would orphan queued jobs).
-//! `queue` holds the two engines behind one trait, `coord` the coordination beside them
-//! (arrival numbers, claims, turn counters, send slots, wake-ups between processes) behind
-//! another; `handle` is what the rest of the service uses.
+//! 1. **Accept** (`accept`): a webhook hands over a verified, provider-neutral message
+//!    (`channels::inbound`). Deliveries arriving together are numbered within their
+//!    conversation (provider, business number, sender) in one step, a provider id seen before
+//!    keeping its number, then stored as `ingest` jobs in one step, the provider id being the
+//!    job's idempotency key; only then does the webhook answer 200 (503 when they could not
+//!    be stored: the provider's retry keeps its number and is stored once).
+//! 2. **Turn** (`turn`): a worker takes the job, waits until the conversation's earlier
+//!    messages are through (`wait_for_turn`), finds the school, runs the conversation engine,
+//!    logs the turn (a message already logged is not run again).
+//! 3. **Deliver** (`deliver`): the turn's replies go out from the same job, each claimed once,
+//!    paced per business number; what cannot go out now becomes a `send` job that retries it.
+//!    The turn is then complete, and the parent's next message may go.
+//!
+//! Beside it: `work` (imports, broadcasts, report cards), `cleanup` (expired sessions, old
+//! report cards). Every job type implements [`Job`] with an explicit, stable queue name (apalis
+//! would otherwise name queues after the Rust type path, and renaming a struct would orphan
+//! queued jobs). `queue` holds the two engines behind one trait, `coord` what the pipeline
+//! keeps beside them (arrival numbers, claims, turn counters, send slots, wake-ups between
+//! processes) behind another; `handle` is what the rest of the service uses.
 
+pub mod accept;
 pub mod cleanup;
 mod coord;
+pub mod deliver;
 mod handle;
-pub mod ingest;
-pub mod intake;
 mod job;
 mod queue;
-pub mod send;
+pub mod turn;
 mod wake;
 pub mod work;
 
@@ -50,7 +65,7 @@ pub fn register_all(
     generation: u32,
 ) -> apalis::prelude::Monitor {
     // Each conversation is handled one message at a time and in order whatever the
-    // concurrency (see `ingest::wait_for_turn`); different parents are handled side by side.
+    // concurrency (see `turn::wait_for_turn`); different parents are handled side by side.
     let concurrency = state.settings.ingest_concurrency;
     // Woken by other processes' jobs and turns too (Redis), not only at the next poll.
     state.queue.listen();
@@ -65,14 +80,14 @@ pub fn register_all(
     let s = state.clone();
     let monitor = queue.register(
         monitor,
-        move |job| ingest::handle(job, s.clone()),
+        move |job| turn::handle(job, s.clone()),
         concurrency,
         generation,
     );
     let s = state.clone();
     let monitor = queue.register(
         monitor,
-        move |job| send::handle(job, s.clone()),
+        move |job| deliver::handle(job, s.clone()),
         concurrency,
         generation,
     );

@@ -101,15 +101,15 @@ macro_rules! add_worker {
             wake,
             ..
         } = $worker;
-        let storage = $storage.poll_with_strategy($crate::jobs::queue::poll_strategy(wake));
+        let storage = $storage.poll_with_strategy($crate::pipeline::queue::poll_strategy(wake));
         $monitor.register(move |_| {
             let run = run.clone();
             WorkerBuilder::new(name.clone())
                 .backend(storage.clone())
                 .concurrency(concurrency)
                 .retry(
-                    RetryPolicy::retries($crate::jobs::queue::RETRIES)
-                        .with_backoff($crate::jobs::queue::backoff()),
+                    RetryPolicy::retries($crate::pipeline::queue::RETRIES)
+                        .with_backoff($crate::pipeline::queue::backoff()),
                 )
                 .enable_tracing()
                 .build(move |job: serde_json::Value| run(job))

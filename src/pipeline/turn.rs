@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::deliver::SendJob;
 use super::job::{Job, JobFuture};
-use super::send::SendJob;
-use crate::channels::whatsapp_cloud::Said;
+use crate::channels::inbound::{InboundMessage, Said};
 use crate::conversation::{self, Inbound};
 use crate::domain::PhoneNumber;
 use crate::state::AppState;
@@ -21,27 +21,13 @@ const ORDER_WAIT_EXTRA: Duration = Duration::from_secs(10);
 /// other processes (this process' own wake it at once).
 const ORDER_POLL: Duration = Duration::from_millis(20);
 
-/// An inbound message, as acknowledged to the provider.
+/// An inbound message, as acknowledged to the provider, and its place in its conversation.
+/// (Stored as one flat JSON object: the message's fields and `seq`.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestJob {
-    /// `meta` or `twilio`.
-    pub provider: String,
-    /// The business number written to: Meta `phone_number_id`, or Twilio's `To` (E.164).
-    pub business: String,
-    /// Sender, digits.
-    pub from: String,
-    /// Provider message id.
-    pub message_id: String,
-    /// Message type.
-    pub kind: String,
-    /// What it says.
-    pub said: Said,
-    /// Business-scoped user id, when sent.
-    pub user_id: Option<String>,
-    /// Sender's profile name.
-    pub profile_name: Option<String>,
-    /// When the webhook accepted it.
-    pub received_at: DateTime<Utc>,
+    /// The message.
+    #[serde(flatten)]
+    pub message: InboundMessage,
     /// Arrival number within its conversation (1, 2...; 0: unordered).
     #[serde(default)]
     pub seq: u64,
@@ -60,30 +46,35 @@ impl super::job::Sequenced for IngestJob {
 impl IngestJob {
     /// The conversation this message belongs to: provider, business number and sender.
     pub fn conversation(&self) -> String {
-        format!("{}:{}:{}", self.provider, self.business, self.from)
+        format!(
+            "{}:{}:{}",
+            self.message.provider, self.message.business, self.message.from
+        )
     }
 
     /// The provider it came through.
     pub fn provider(&self) -> Provider {
-        Provider::named(&self.provider)
+        Provider::named(&self.message.provider)
     }
 
     /// A Meta text message saying `text`, received now, with no profile (the tests' delivery).
     pub fn meta_text(business: &str, from: &str, message_id: &str, text: &str) -> Self {
         Self {
-            provider: "meta".into(),
-            business: business.into(),
-            from: from.into(),
-            message_id: message_id.into(),
-            kind: "text".into(),
-            said: crate::channels::whatsapp_cloud::Said {
-                text: text.into(),
-                choice: None,
-                unsupported: None,
+            message: InboundMessage {
+                provider: "meta".into(),
+                business: business.into(),
+                from: from.into(),
+                message_id: message_id.into(),
+                kind: "text".into(),
+                said: Said {
+                    text: text.into(),
+                    choice: None,
+                    unsupported: None,
+                },
+                user_id: None,
+                profile_name: None,
+                received_at: chrono::Utc::now(),
             },
-            user_id: None,
-            profile_name: None,
-            received_at: chrono::Utc::now(),
             seq: 0,
         }
     }
@@ -129,7 +120,7 @@ async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Resul
 
 /// Worker entry point.
 pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
-    let span = tracing::info_span!("ingest", message_id = %job.message_id, kind = %job.kind, seq = job.seq);
+    let span = tracing::info_span!("ingest", message_id = %job.message.message_id, kind = %job.message.kind, seq = job.seq);
     super::measured(
         state.clone(),
         IngestJob::QUEUE,
@@ -143,7 +134,7 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
                     // is queued as a send job, which retries it with backoff and completes the
                     // turn; what did go out is claimed, so it is not sent twice.
                     Some((replies, ctx, number)) => {
-                        match super::send::deliver_as(&state, &replies, &ctx, &number).await {
+                        match super::deliver::deliver_as(&state, &replies, &ctx, &number).await {
                             Ok(()) => true,
                             Err(e) => {
                                 tracing::warn!(error = %e, "replies not all sent; queued to retry");
@@ -159,7 +150,9 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
                         .conversation_finished(&job.conversation(), job.seq)
                         .await?;
                 }
-                let delay = (Utc::now() - job.received_at).to_std().unwrap_or_default();
+                let delay = (Utc::now() - job.message.received_at)
+                    .to_std()
+                    .unwrap_or_default();
                 state.metrics.observe(
                     "chatbot_ingest_delay_seconds",
                     &[("provider", job.provider().as_str())],
@@ -182,18 +175,18 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
     let (owner, number) = match tenancy::by_business_number(
         &state.db,
         job.provider(),
-        &job.business,
+        &job.message.business,
     )
     .await
     {
         Ok(found) => found,
         Err(e) => {
             // Nobody to answer for: retrying will not help.
-            tracing::warn!(error = %e, business = %job.business, "message for an unknown business number dropped");
+            tracing::warn!(error = %e, business = %job.message.business, "message for an unknown business number dropped");
             return Ok(None);
         }
     };
-    let phone = match PhoneNumber::parse(&job.from) {
+    let phone = match PhoneNumber::parse(&job.message.from) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "message from an unusable sender dropped");
@@ -201,15 +194,15 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
         }
     };
     let send = |school: Option<&TenantCtx>, replies| SendJob {
-        provider: job.provider.clone(),
-        business: job.business.clone(),
+        provider: job.message.provider.clone(),
+        business: job.message.business.clone(),
         to: phone.digits().to_string(),
         replies,
-        reply_to: job.message_id.clone(),
+        reply_to: job.message.message_id.clone(),
         conversation: Some(job.conversation()),
         seq: job.seq,
         tenant: school.map(|s| s.schema_name().to_string()),
-        inbound_at: Some(job.received_at),
+        inbound_at: Some(job.message.received_at),
         notice: None,
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
@@ -217,12 +210,18 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
     // skip any that did go out.
     // On a shared number the turn may have run in any of the sender's schools.
     for ctx in tenancy::schools_on(&state.db, &owner, &number, &phone).await? {
-        if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message_id).await? {
+        if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message.message_id)
+            .await?
+        {
             continue;
         }
-        let unsent =
-            conversation::transcript::unsent_replies(&state.db, &ctx, "whatsapp", &job.message_id)
-                .await?;
+        let unsent = conversation::transcript::unsent_replies(
+            &state.db,
+            &ctx,
+            "whatsapp",
+            &job.message.message_id,
+        )
+        .await?;
         return match unsent {
             Some(replies) => {
                 tracing::warn!(
@@ -238,10 +237,10 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
         };
     }
     let inbound = Inbound {
-        text: job.said.text.clone(),
-        choice: job.said.choice.clone(),
-        unsupported: job.said.unsupported.clone(),
-        provider_id: Some(job.message_id.clone()),
+        text: job.message.said.text.clone(),
+        choice: job.message.said.choice.clone(),
+        unsupported: job.message.said.unsupported.clone(),
+        provider_id: Some(job.message.message_id.clone()),
     };
     let now = Utc::now();
     let (school, replies) = if number.shared {

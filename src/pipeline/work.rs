@@ -8,8 +8,8 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
+use super::deliver::SendJob;
 use super::job::{Job, JobFuture};
-use super::send::SendJob;
 use crate::conversation::Reply;
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{

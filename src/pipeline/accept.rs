@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::JobQueue;
-use super::ingest::IngestJob;
+use super::turn::IngestJob;
+use crate::channels::inbound::InboundMessage;
 use crate::error::{Error, Result};
 
 /// Remember a provider's message id this long: longer than Meta's retries (up to 7 days).
@@ -60,9 +61,15 @@ impl Intake {
         Self { tx }
     }
 
-    /// Accept one delivery (number and store `job` under `key`): `Some(seq)` when it is new,
-    /// `None` for a repeat, an error when it may not be stored.
-    pub async fn accept(&self, key: String, job: IngestJob) -> Result<Option<u64>> {
+    /// Accept one message (number it and store its job under its provider and id):
+    /// `Some(seq)` when it is new, `None` for a repeat, an error when it may not be stored.
+    pub async fn accept(&self, message: InboundMessage) -> Result<Option<u64>> {
+        let key = format!("{}:{}", message.provider, message.message_id);
+        self.accept_job(key, IngestJob { message, seq: 0 }).await
+    }
+
+    /// [`Self::accept`] of a job under `key`.
+    pub async fn accept_job(&self, key: String, job: IngestJob) -> Result<Option<u64>> {
         let stopped = || Error::Unavailable("the intake is shutting down".into());
         let (answer, answered) = oneshot::channel();
         self.tx

@@ -8,7 +8,7 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'sta
     const QUEUE: &'static str;
 }
 
-/// A job numbered within its conversation when it is accepted (see `ingest::wait_for_turn`).
+/// A job numbered within its conversation when it is accepted (see `turn::wait_for_turn`).
 pub trait Sequenced: Job {
     /// The conversation the job belongs to.
     fn conversation(&self) -> String;
