@@ -25,7 +25,9 @@
 //!     START=together cargo bench --bench engagement
 //!     SESSIONS=2000 INTERVAL_MS=500 cargo bench --bench engagement
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,23 +37,10 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Mutex};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chatbot");
+use common::{BIN, Server};
+
 /// The token `/metrics` asks for (`CHATBOT_METRICS_TOKEN`).
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -117,7 +106,10 @@ async fn start_server(dir: &std::path::Path, interval_ms: u64) -> Server {
         .stdout(Stdio::null())
         .spawn()
         .expect("start chatbot serve");
-    let server = Server { child, port };
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
@@ -244,7 +236,7 @@ fn main() {
         let pid = server.child.id();
         // Warm up: one whole session, so lazily built state is not counted per session.
         let warm = session(
-            server.port,
+            server.port(),
             "en",
             Arc::new(Barrier::new(1)),
             Arc::new(AtomicUsize::new(0)),
@@ -265,7 +257,7 @@ fn main() {
             let (start, opened, results) = (start.clone(), opened.clone(), results.clone());
             let permit = connecting.clone().acquire_owned().await.unwrap();
             let lang = ["en", "ru", "pl"][i % 3];
-            let port = server.port;
+            let port = server.port();
             let delay = if together {
                 Duration::ZERO
             } else {
@@ -322,7 +314,7 @@ fn main() {
         );
         // The server's own share: how late it wrote each paced message (its histogram).
         let metrics = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/metrics", server.port))
+            .get(format!("http://127.0.0.1:{}/metrics", server.port()))
             .bearer_auth(METRICS_TOKEN)
             .send()
             .await

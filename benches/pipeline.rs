@@ -177,28 +177,12 @@ async fn ours(stores: Stores) -> Figures {
 
 /// pywa, installed once into [`VENV`], with the same kind of number and secret.
 async fn pywa() -> Result<Figures, String> {
-    let python = format!("{VENV}/bin/python");
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import pywa, fastapi, uvicorn, uvloop; print(pywa.__version__)",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "4.5.0");
-    if !installed {
-        let ok = Command::new("python3")
-            .args(["-m", "venv", VENV])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(format!("{VENV}/bin/pip"))
-                .args(["install", "-q"])
-                .args(PYWA)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("cannot install {} into {VENV}", PYWA.join(" ")));
-        }
-    }
+    let python = common::venv(
+        VENV,
+        &PYWA,
+        "import pywa, fastapi, uvicorn, uvloop; print(pywa.__version__)",
+        "4.5.0",
+    )?;
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let demo = Demo {
         phone_number_id: "1555000111".into(),

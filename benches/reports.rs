@@ -8,6 +8,8 @@
 //!
 //! Set `BENCH_SKIP_WEASYPRINT=1` to skip the comparison (no network, no Python).
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -145,24 +147,12 @@ fn main() {
 
 /// Install WeasyPrint into a virtualenv (once) and time it on `card`'s HTML.
 fn weasyprint(c: &card::Card) -> Result<f64, String> {
-    let python = format!("{VENV}/bin/python");
-    let installed = Command::new(&python)
-        .args(["-c", "import weasyprint; print(weasyprint.__version__)"])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "66.0");
-    if !installed {
-        let ok = Command::new("python3")
-            .args(["-m", "venv", VENV])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(format!("{VENV}/bin/pip"))
-                .args(["install", "-q", WEASYPRINT])
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("cannot install {WEASYPRINT} into {VENV}"));
-        }
-    }
+    let python = common::venv(
+        VENV,
+        &[WEASYPRINT],
+        "import weasyprint; print(weasyprint.__version__)",
+        "66.0",
+    )?;
     let input = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     std::fs::write(input.path(), serde_json::to_vec(c).unwrap()).map_err(|e| e.to_string())?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/weasyprint_card.py");

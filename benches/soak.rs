@@ -23,18 +23,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, Instant};
 
 use chatbot::channels::mock_graph::MockGraph;
+use common::redis_server::RedisServer;
 use common::{Delivery, Stores, WEBHOOK};
 
 /// How long no reply must come before the run is counted: longer than a killed worker's jobs
-/// take to run again (the orphan timeout) plus the 10 s the parent's next messages wait for
-/// them.
+/// take to run again (the orphan timeout, and the messages set aside behind them after).
 const QUIET: Duration = Duration::from_secs(45);
 
 fn setting(name: &str, default: usize) -> usize {
@@ -42,90 +42,6 @@ fn setting(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A Redis of the run's own, with its append-only file.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        redis.start_again();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn start_again(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        self.child = Some(child);
-        self.wait_until(true);
-    }
-
-    /// `SHUTDOWN`: Redis syncs its append-only file and exits.
-    fn restart(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown"])
-            .status();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        self.wait_until(false);
-        std::thread::sleep(Duration::from_millis(500));
-        self.start_again();
-    }
-
-    fn wait_until(&self, up: bool) {
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() == up {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "redis-server did not come {}",
-            if up { "up" } else { "down" }
-        );
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn main() {
@@ -148,7 +64,7 @@ async fn run() -> bool {
         println!("soak not run: set DATABASE_URL (PostgreSQL)");
         return true;
     };
-    let mut redis = Redis::start();
+    let mut redis = RedisServer::start("everysec");
     let (database, name) = common::fresh_database(&admin, "soak").await;
     let stores = Stores {
         database: Some(database.clone()),
@@ -160,7 +76,9 @@ async fn run() -> bool {
     let namespace = format!("soak-{}", std::process::id());
     // A killed worker's jobs are run again by the other after this long.
     let orphan = setting("SOAK_ORPHAN_SECS", 10).to_string();
+    let log = std::env::var("SOAK_LOG").unwrap_or_else(|_| "warn,chatbot::app=info".into());
     let env = [
+        ("CHATBOT_LOG", log.as_str()),
         ("CHATBOT_QUEUE_NAMESPACE", namespace.as_str()),
         ("CHATBOT_ORPHAN_TIMEOUT_SECS", orphan.as_str()),
     ];
@@ -177,7 +95,14 @@ async fn run() -> bool {
             .envs(env)
             .arg("worker")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join(format!("worker{n}.log"))).unwrap())
+            .stderr(
+                // Appended to: a restarted worker's log follows the killed one's.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join(format!("worker{n}.log")))
+                    .unwrap(),
+            )
             .spawn()
             .expect("chatbot worker starts")
     };
@@ -233,12 +158,12 @@ async fn run() -> bool {
         let _ = workers[victim].wait();
         workers[victim] = worker(victim);
         if !restarted && kill + 1 >= kills / 2 {
-            redis.restart();
+            restart(&mut redis);
             restarted = true;
         }
     }
     if !restarted {
-        redis.restart();
+        restart(&mut redis);
     }
     for lane in lanes {
         lane.await.unwrap();
@@ -262,7 +187,17 @@ async fn run() -> bool {
     }
     drop(web);
     mock.stop();
-    common::drop_database(&admin, &name).await;
+    let clean = counts.lost == 0 && counts.doubled == 0 && counts.out_of_order == 0;
+    if clean {
+        common::drop_database(&admin, &name).await;
+    } else {
+        // Kept for a look: the processes' logs and the message log.
+        let kept = dir.keep();
+        println!(
+            "soak: logs kept in {}, the database `{name}` kept",
+            kept.display()
+        );
+    }
     println!(
         "soak: {total} messages acknowledged in {:.1} s, {} replies in {:.1} s ({:.0} messages/s)",
         acked_in.as_secs_f64(),
@@ -274,7 +209,14 @@ async fn run() -> bool {
         "soak: lost {}, doubled {}, out of order {}",
         counts.lost, counts.doubled, counts.out_of_order
     );
-    counts.lost == 0 && counts.doubled == 0 && counts.out_of_order == 0
+    clean
+}
+
+/// Redis shut down (its append-only file synced) and started again half a second later.
+fn restart(redis: &mut RedisServer) {
+    redis.shutdown();
+    std::thread::sleep(Duration::from_millis(500));
+    redis.start_again();
 }
 
 struct Counts {
@@ -361,6 +303,17 @@ async fn account(database: &str, mock: &MockGraph, total: usize) -> Counts {
         println!(
             "soak: of the lost, {never_handled} messages never reached the engine, {unsent} logged replies never reached the mock"
         );
+        let some: Vec<String> = unmarked
+            .iter()
+            .flat_map(|(parent, list)| {
+                list.iter()
+                    .map(move |(k, i)| format!("{parent}: message {k} reply {i}"))
+            })
+            .take(10)
+            .collect();
+        if !some.is_empty() {
+            println!("soak: never reached the mock: {}", some.join("; "));
+        }
     }
     let out_of_order = order
         .values()

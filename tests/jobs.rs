@@ -18,6 +18,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 variants!(
     cleanup_job_runs_through_the_queue,
     conversation_counters_and_send_slots,
+    a_message_set_aside_is_stored_again_when_its_turn_comes,
 );
 
 async fn cleanup_job_runs_through_the_queue(v: Variant) {
@@ -189,6 +190,67 @@ async fn conversation_counters_and_send_slots(v: Variant) {
     }
     let other = q.reserve_send_slot("meta:P2", 10).await.unwrap();
     assert!(other < slots[29], "numbers are paced separately");
+    web.stop().await;
+}
+
+/// A message whose conversation's earlier turns are not complete is set aside (not stored on
+/// the queue, so it holds no worker) and stored again by the turn before it; one whose turn
+/// never comes is stored again after the patience, the turns before it given up on.
+async fn a_message_set_aside_is_stored_again_when_its_turn_comes(v: Variant) {
+    use chatbot::pipeline::turn::IngestJob;
+    let Some(env) = TestEnv::new(v).await else {
+        return;
+    };
+    let web = Role::web(&env.settings).await;
+    let q = &web.state.queue;
+    let waiting = || async { q.depth::<IngestJob>().await.unwrap().0 };
+    let numbered = |id: &str, from: &str, seq: u64| {
+        let mut job = ingest_job("P1", from, id);
+        job.seq = seq;
+        job
+    };
+    let conversation = "meta:P1:234801";
+    q.conversation_finished(conversation, 2).await.unwrap();
+    let before = waiting().await;
+    assert!(
+        !q.park(&numbered("m3", "234801", 3)).await.unwrap(),
+        "its turn"
+    );
+    assert!(q.park(&numbered("m4", "234801", 4)).await.unwrap());
+    assert!(q.park(&numbered("m5", "234801", 5)).await.unwrap());
+    assert_eq!(waiting().await, before, "set aside, not queued");
+    q.conversation_finished(conversation, 3).await.unwrap();
+    assert_eq!(waiting().await, before + 1, "the next one is stored again");
+    q.conversation_finished(conversation, 3).await.unwrap();
+    q.conversation_finished(conversation, 1).await.unwrap();
+    assert_eq!(waiting().await, before + 1, "once");
+    assert!(
+        !q.park(&numbered("m4", "234801", 4)).await.unwrap(),
+        "now its turn"
+    );
+    q.conversation_finished(conversation, 4).await.unwrap();
+    assert_eq!(waiting().await, before + 2);
+    q.conversation_finished(conversation, 5).await.unwrap();
+    assert_eq!(waiting().await, before + 2, "nothing after it");
+
+    // Another parent's message 3 waits for a message 2 that never completes: after the
+    // patience (6 s here) it is stored again, the conversation going on from it; the wait of
+    // the message after it starts again.
+    let other = "meta:P1:234802";
+    assert!(q.park(&numbered("n3", "234802", 3)).await.unwrap());
+    assert!(q.park(&numbered("n4", "234802", 4)).await.unwrap());
+    q.watch_parked(Duration::from_secs(6));
+    eventually(
+        "the message given up waiting for is stored again",
+        Duration::from_secs(30),
+        || async { (waiting().await == before + 3).then_some(()) },
+    )
+    .await;
+    assert_eq!(q.conversation_done(other).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(waiting().await, before + 3, "the one after it waits for it");
+    q.conversation_finished(other, 3).await.unwrap();
+    assert_eq!(waiting().await, before + 4);
     web.stop().await;
 }
 

@@ -6,101 +6,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use chatbot::config::SecretUrl;
 use chatbot::pipeline::turn::IngestJob;
+use common::redis_server::RedisServer;
 use common::{Role, TestEnv, Variant, eventually};
 use serde_json::json;
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start(port: u16) -> Self {
-        let mut server = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        server.start_again();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_until(&self, up: bool) {
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() == up {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "redis-server on {} did not come {}",
-            self.port,
-            if up { "up" } else { "down" }
-        );
-    }
-
-    /// Start on the same port and directory (its append-only file holds what was there).
-    fn start_again(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (TEST_REDIS_URL is set, so Redis is expected here)");
-        self.child = Some(child);
-        self.wait_until(true);
-    }
-
-    /// `SHUTDOWN`: the append-only file is already synced (`appendfsync always`).
-    fn shutdown(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown"])
-            .status();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        self.wait_until(false);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_loses_nothing_acknowledged() {
@@ -110,7 +24,7 @@ async fn redis_restart_loses_nothing_acknowledged() {
         );
         return;
     }
-    let mut redis = RedisServer::start(free_port());
+    let mut redis = RedisServer::start("always");
     let Some(mut env) = TestEnv::new(Variant::Services).await else {
         return;
     };

@@ -13,6 +13,9 @@ use chatbot::channels::mock_graph::MockGraph;
 use chatbot::channels::whatsapp_cloud::sign;
 use serde_json::{Value, json};
 
+#[path = "../../tests/common/redis_server.rs"]
+pub mod redis_server;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatbot");
 /// Connections of the fixed-rate and end-to-end phases.
 pub const CONNECTIONS: usize = 64;
@@ -22,6 +25,42 @@ pub const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
 pub struct Server {
     pub child: Child,
     pub base: String,
+}
+
+impl Server {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a server's base ends with its port")
+    }
+}
+
+/// A Python virtualenv at `dir` with `packages` installed: once, and again only when `probe`
+/// (Python code printing a version) no longer prints `version`. Returns its `python`.
+pub fn venv(dir: &str, packages: &[&str], probe: &str, version: &str) -> Result<String, String> {
+    let python = format!("{dir}/bin/python");
+    let installed = Command::new(&python)
+        .args(["-c", probe])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == version);
+    if !installed {
+        let ok = Command::new("python3")
+            .args(["-m", "venv", dir])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(format!("{dir}/bin/pip"))
+                .args(["install", "-q"])
+                .args(packages)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("cannot install {} into {dir}", packages.join(" ")));
+        }
+    }
+    Ok(python)
 }
 
 impl Drop for Server {

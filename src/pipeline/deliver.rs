@@ -201,9 +201,6 @@ pub(crate) async fn deliver_as(
     };
     for (i, reply) in job.replies.iter().enumerate() {
         let key = format!("sent:{}:{i}", job.reply_to);
-        if !state.queue.claim_once(&key, SENT_TTL).await? {
-            continue;
-        }
         let outbound = match (window_open, &template) {
             (true, _) => Outbound::Reply(reply),
             (false, Some(t)) if i == 0 => Outbound::Template(t),
@@ -213,6 +210,9 @@ pub(crate) async fn deliver_as(
                 } else {
                     "outside the 24-hour customer-service window and no template is configured (whatsapp-numbers/ broadcast_template, or CHATBOT_WHATSAPP_TEMPLATE)"
                 };
+                if !state.queue.claim_once(&key, SENT_TTL).await? {
+                    continue;
+                }
                 tracing::warn!(index = i, reason, "reply not sent");
                 count("skipped_window");
                 transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Err(reason))
@@ -231,6 +231,13 @@ pub(crate) async fn deliver_as(
         let wait = slot - Utc::now().timestamp_micros();
         if wait > 0 {
             tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+        }
+        // Claimed only now, just before it goes: a worker killed while waiting for its slot
+        // has claimed nothing, and the job's next run sends the reply. (One killed between
+        // the claim and the provider's answer does not send it again: the provider may have
+        // it.)
+        if !state.queue.claim_once(&key, SENT_TTL).await? {
+            continue;
         }
         let sent = match provider {
             Provider::Meta => {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use apalis::prelude::Monitor;
 
-use super::coord::Coord;
 use super::coord::redis::RedisCoord;
 use super::coord::sqlite::SqliteCoord;
+use super::coord::{Coord, Overdue, Parked};
 use super::job::{Job, JobFuture, JobId, Sequenced};
 use super::queue::redis::RedisQueue;
 use super::queue::sqlite::SqliteQueue;
@@ -17,6 +17,12 @@ use super::queue::{Engine, Runner, Stored, WorkerSpec, next_job_id};
 use super::wake::Wakeups;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+
+/// A job set aside whose turn came is stored again by the turn that finished; if that did not
+/// happen within this long (its process died in between), any process with workers does it.
+const PARKED_GRACE: Duration = Duration::from_secs(5);
+/// How often a process with workers looks for such jobs.
+const PARKED_LOOK: Duration = Duration::from_secs(1);
 
 /// A handle on the job queue; cheap to clone.
 #[derive(Clone)]
@@ -27,8 +33,33 @@ pub struct JobQueue {
     /// Distinguishes this process' workers from every other's (two processes sharing a worker
     /// name would keep each other's orphaned jobs alive).
     instance: String,
-    /// Wakes this process' workers when this process stores a job or finishes a turn.
+    /// Wakes this process' workers when this process stores a job.
     wakeups: Arc<Wakeups>,
+    /// Whether this process looks for overdue jobs set aside already.
+    watching: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A [`JobQueue`] that does not keep it alive (for the tasks it spawns).
+struct WeakQueue {
+    engine: std::sync::Weak<dyn Engine>,
+    coord: std::sync::Weak<dyn Coord>,
+    namespace: String,
+    instance: String,
+    wakeups: std::sync::Weak<Wakeups>,
+    watching: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WeakQueue {
+    fn upgrade(&self) -> Option<JobQueue> {
+        Some(JobQueue {
+            engine: self.engine.upgrade()?,
+            coord: self.coord.upgrade()?,
+            namespace: self.namespace.clone(),
+            instance: self.instance.clone(),
+            wakeups: self.wakeups.upgrade()?,
+            watching: self.watching.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -95,6 +126,7 @@ impl JobQueue {
             namespace: settings.queue_namespace.clone(),
             instance,
             wakeups: Default::default(),
+            watching: Default::default(),
         })
     }
 
@@ -105,7 +137,12 @@ impl JobQueue {
 
     /// The namespaced queue name of a job type, e.g. `chatbot:cleanup`.
     pub fn queue_name<J: Job>(&self) -> String {
-        format!("{}:{}", self.namespace, J::QUEUE)
+        self.named(J::QUEUE)
+    }
+
+    /// The namespaced name of queue `queue`.
+    fn named(&self, queue: &str) -> String {
+        format!("{}:{queue}", self.namespace)
     }
 
     /// The store key of a claim.
@@ -160,11 +197,7 @@ impl JobQueue {
             })
             .collect();
         let failed = unavailable("cannot accept deliveries");
-        let arrivals = self
-            .coord
-            .arrive(keys.clone(), ttl)
-            .await
-            .map_err(&failed)?;
+        let arrivals = self.coord.arrive(&keys, ttl).await.map_err(&failed)?;
         if arrivals.len() != deliveries.len() {
             return Err(failed(format!(
                 "{} numbers for {} deliveries",
@@ -198,14 +231,22 @@ impl JobQueue {
         jobs: Vec<Stored>,
         durable: bool,
     ) -> std::result::Result<(), String> {
+        self.store_on(J::QUEUE, jobs, durable).await
+    }
+
+    /// [`Self::store`] on the queue named `queue` (not namespaced).
+    async fn store_on(
+        &self,
+        queue: &str,
+        jobs: Vec<Stored>,
+        durable: bool,
+    ) -> std::result::Result<(), String> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.engine
-            .push(&self.queue_name::<J>(), jobs, durable)
-            .await?;
-        self.wakeups.job_stored(J::QUEUE);
-        self.coord.announce(J::QUEUE).await;
+        self.engine.push(&self.named(queue), jobs, durable).await?;
+        self.wakeups.job_stored(queue);
+        self.coord.announce(queue).await;
         Ok(())
     }
 
@@ -268,17 +309,116 @@ impl JobQueue {
             .map_err(unavailable("conversation counter"))
     }
 
-    /// Record that turn `seq` of `conversation` is complete (never moves backwards).
+    /// Set `job` aside until its conversation's earlier turns are complete, unless they are:
+    /// `true` when it was set aside (the turn before it stores it again when it completes),
+    /// `false` when its turn has come. A job waits this way without holding a worker.
+    pub async fn park<J: Sequenced>(&self, job: &J) -> Result<bool> {
+        if job.seq() <= 1 {
+            return Ok(false);
+        }
+        let failed = unavailable("conversation order");
+        let json = serde_json::to_string(job).map_err(|e| failed(e.to_string()))?;
+        self.coord
+            .park(Parked {
+                conversation: self.conversation_key(&job.conversation()),
+                seq: job.seq(),
+                queue: J::QUEUE.to_string(),
+                json,
+            })
+            .await
+            .map_err(failed)
+    }
+
+    /// Record that turn `seq` of `conversation` is complete (never moves backwards), and store
+    /// again the job set aside for the next turn, if any.
     pub async fn conversation_finished(&self, conversation: &str, seq: u64) -> Result<()> {
         if seq == 0 {
             return Ok(());
         }
-        self.coord
+        let next = self
+            .coord
             .finish(self.conversation_key(conversation), seq)
             .await
             .map_err(unavailable("conversation counter"))?;
-        self.wakeups.turn_finished();
+        if let Some(next) = next {
+            self.restore(next).await?;
+        }
         Ok(())
+    }
+
+    /// Store a job set aside again (for a moment it may be both stored and set aside: a job
+    /// run twice is answered once), then forget it.
+    async fn restore(&self, parked: Parked) -> Result<()> {
+        let failed = unavailable("conversation order");
+        let json = serde_json::from_str(&parked.json).map_err(|e| failed(e.to_string()))?;
+        let job = Stored {
+            id: next_job_id(),
+            json,
+            once: None,
+        };
+        // Its first storing was durable, and the setting aside is undone only after this one.
+        self.store_on(&parked.queue, vec![job], false)
+            .await
+            .map_err(&failed)?;
+        tracing::debug!(seq = parked.seq, queue = %parked.queue, "job set aside stored again");
+        self.coord
+            .unpark(parked.conversation, parked.seq)
+            .await
+            .map_err(failed)
+    }
+
+    /// Store again, now and every second, the jobs set aside that are overdue: their turn came
+    /// and the process that should have stored them died, or they waited `patience` for a
+    /// turn that never completes (a job lost or failed for good; the turns before them are
+    /// given up on, with a warning). Once per process with workers; ends with the queue.
+    pub fn watch_parked(&self, patience: Duration) {
+        if self
+            .watching
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let queue = self.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PARKED_LOOK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(queue) = queue.upgrade() else {
+                    return;
+                };
+                let look = Overdue {
+                    grace: PARKED_GRACE,
+                    patience,
+                    limit: 100,
+                };
+                let overdue = match queue.coord.overdue(look).await {
+                    Ok(overdue) => overdue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "jobs set aside not looked at; next time");
+                        continue;
+                    }
+                };
+                for parked in overdue {
+                    tracing::warn!(seq = parked.seq, queue = %parked.queue, "a job set aside was overdue; stored again");
+                    if let Err(e) = queue.restore(parked).await {
+                        tracing::warn!(error = %e, "a job set aside not stored again; next time");
+                    }
+                }
+            }
+        });
+    }
+
+    /// A handle that does not keep the queue alive.
+    fn downgrade(&self) -> WeakQueue {
+        WeakQueue {
+            engine: Arc::downgrade(&self.engine),
+            coord: Arc::downgrade(&self.coord),
+            namespace: self.namespace.clone(),
+            instance: self.instance.clone(),
+            wakeups: Arc::downgrade(&self.wakeups),
+            watching: self.watching.clone(),
+        }
     }
 
     /// Reserve the next sending slot of `key` (a business number) at `per_second` messages per
@@ -306,11 +446,6 @@ impl JobQueue {
     /// workers): a job they stored, a turn they finished.
     pub fn listen(&self) {
         self.coord.listen(Arc::downgrade(&self.wakeups));
-    }
-
-    /// This process' wake-ups.
-    pub fn wakeups(&self) -> &Wakeups {
-        &self.wakeups
     }
 
     /// Add a worker for `J` to `monitor`, running `run` on each job, `concurrency` at once.

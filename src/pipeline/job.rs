@@ -8,10 +8,12 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'sta
     const QUEUE: &'static str;
 }
 
-/// A job numbered within its conversation when it is accepted (see `turn::wait_for_turn`).
+/// A job numbered within its conversation when it is accepted (see `turn::handle`).
 pub trait Sequenced: Job {
     /// The conversation the job belongs to.
     fn conversation(&self) -> String;
+    /// Its arrival number within that conversation (0: unordered).
+    fn seq(&self) -> u64;
     /// Its arrival number within that conversation.
     fn set_seq(&mut self, seq: u64);
 }

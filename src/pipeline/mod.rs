@@ -7,9 +7,10 @@
 //!    keeping its number, then stored as `ingest` jobs in one step, the provider id being the
 //!    job's idempotency key; only then does the webhook answer 200 (503 when they could not
 //!    be stored: the provider's retry keeps its number and is stored once).
-//! 2. **Turn** (`turn`): a worker takes the job, waits until the conversation's earlier
-//!    messages are through (`wait_for_turn`), finds the school, runs the conversation engine,
-//!    logs the turn (a message already logged is not run again).
+//! 2. **Turn** (`turn`): a worker takes the job; if the conversation's earlier messages are not
+//!    through, the job is set aside (not holding a worker) until the turn before it completes
+//!    and stores it again. Otherwise it finds the school, runs the conversation engine, logs
+//!    the turn (a message already logged is not run again).
 //! 3. **Deliver** (`deliver`): the turn's replies go out from the same job, each claimed once,
 //!    paced per business number; what cannot go out now becomes a `send` job that retries it.
 //!    The turn is then complete, and the parent's next message may go.
@@ -65,37 +66,32 @@ pub fn register_all(
     generation: u32,
 ) -> apalis::prelude::Monitor {
     // Each conversation is handled one message at a time and in order whatever the
-    // concurrency (see `turn::wait_for_turn`); different parents are handled side by side.
+    // concurrency (see `turn::handle`); different parents are handled side by side.
     let concurrency = state.settings.ingest_concurrency;
-    // Woken by other processes' jobs and turns too (Redis), not only at the next poll.
+    // Woken by other processes' jobs too (Redis), not only at the next poll.
     state.queue.listen();
-    let queue = &state.queue;
+    state
+        .queue
+        .watch_parked(turn::order_patience(state.settings.orphan_timeout_secs));
+    let monitor = add(monitor, state, cleanup::handle, 1, generation);
+    let monitor = add(monitor, state, turn::handle, concurrency, generation);
+    let monitor = add(monitor, state, deliver::handle, concurrency, generation);
+    add(monitor, state, work::handle, 2, generation)
+}
+
+/// Add the worker of `J`'s queue, running `handle` on each job, `concurrency` at once.
+fn add<J: Job>(
+    monitor: apalis::prelude::Monitor,
+    state: &crate::state::AppState,
+    handle: fn(J, crate::state::AppState) -> JobFuture,
+    concurrency: usize,
+    generation: u32,
+) -> apalis::prelude::Monitor {
     let s = state.clone();
-    let monitor = queue.register(
+    state.queue.register(
         monitor,
-        move |job| cleanup::handle(job, s.clone()),
-        1,
-        generation,
-    );
-    let s = state.clone();
-    let monitor = queue.register(
-        monitor,
-        move |job| turn::handle(job, s.clone()),
+        move |job| handle(job, s.clone()),
         concurrency,
-        generation,
-    );
-    let s = state.clone();
-    let monitor = queue.register(
-        monitor,
-        move |job| deliver::handle(job, s.clone()),
-        concurrency,
-        generation,
-    );
-    let s = state.clone();
-    queue.register(
-        monitor,
-        move |job| work::handle(job, s.clone()),
-        2,
         generation,
     )
 }

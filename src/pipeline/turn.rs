@@ -1,6 +1,6 @@
 //! Ingest: one inbound WhatsApp message through the engine, and its replies sent.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -13,13 +13,13 @@ use crate::domain::PhoneNumber;
 use crate::state::AppState;
 use crate::tenancy::{self, Provider, TenantCtx};
 
-/// How long a message waits for the earlier messages of its conversation (their turns and
-/// replies) before going on without them (one whose job was lost, or stuck in retries), beyond
-/// the orphan timeout: a predecessor whose worker died is run again by then.
-const ORDER_WAIT_EXTRA: Duration = Duration::from_secs(10);
-/// How often a waiting message looks at its conversation's counters, for turns finished by
-/// other processes (this process' own wake it at once).
-const ORDER_POLL: Duration = Duration::from_millis(20);
+/// How long a message set aside waits for the earlier messages of its conversation (their
+/// turns and replies) before going on without them (one whose job failed for good, or is stuck
+/// in retries): twice the orphan timeout and a minute more, so that a predecessor whose worker
+/// died is run again, behind any backlog, well before.
+pub fn order_patience(orphan_timeout_secs: u64) -> Duration {
+    Duration::from_secs(orphan_timeout_secs * 2 + 60)
+}
 
 /// An inbound message, as acknowledged to the provider, and its place in its conversation.
 /// (Stored as one flat JSON object: the message's fields and `seq`.)
@@ -36,6 +36,10 @@ pub struct IngestJob {
 impl super::job::Sequenced for IngestJob {
     fn conversation(&self) -> String {
         IngestJob::conversation(self)
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
     }
 
     fn set_seq(&mut self, seq: u64) {
@@ -84,40 +88,6 @@ impl Job for IngestJob {
     const QUEUE: &'static str = "ingest";
 }
 
-/// Wait until every earlier message of the conversation is through (its turn done and its
-/// replies sent), so that one parent's messages are handled, and answered, in arrival order
-/// by any number of workers in any number of processes.
-async fn wait_for_turn(state: &AppState, job: &IngestJob) -> crate::error::Result<()> {
-    if job.seq <= 1 {
-        return Ok(());
-    }
-    let conversation = job.conversation();
-    let started = Instant::now();
-    let patience = Duration::from_secs(state.settings.orphan_timeout_secs) + ORDER_WAIT_EXTRA;
-    let turns = state.queue.wakeups().turns();
-    loop {
-        // Armed before looking, so a turn that finishes in between is not missed.
-        let finished = turns.notified();
-        tokio::pin!(finished);
-        finished.as_mut().enable();
-        let done = state.queue.conversation_done(&conversation).await?;
-        if done + 1 >= job.seq {
-            return Ok(());
-        }
-        if started.elapsed() >= patience {
-            tracing::warn!(
-                seq = job.seq,
-                done,
-                "earlier messages of this conversation are not through after {}s; going on",
-                patience.as_secs()
-            );
-            return Ok(());
-        }
-        // Woken when a turn of this process finishes; polled for other processes'.
-        let _ = tokio::time::timeout(ORDER_POLL, finished).await;
-    }
-}
-
 /// Worker entry point.
 pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
     let span = tracing::info_span!("ingest", message_id = %job.message.message_id, kind = %job.message.kind, seq = job.seq);
@@ -126,7 +96,16 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
         IngestJob::QUEUE,
         tracing::Instrument::instrument(
             async move {
-                wait_for_turn(&state, &job).await?;
+                // One parent's messages are handled, and answered, in arrival order by any
+                // number of workers in any number of processes: a message whose conversation's
+                // earlier turns are not complete (turn done, replies sent) is set aside, without
+                // holding a worker, until the turn before it completes and stores it again.
+                if state.queue.park(&job).await? {
+                    tracing::debug!(
+                        "earlier messages of this conversation are not through; set aside"
+                    );
+                    return Ok(());
+                }
                 let finished = match run(&state, &job).await? {
                     None => true,
                     // The replies go out at once, from this job: a parent waits for no second

@@ -1,8 +1,8 @@
 //! In-process wake-ups: a worker of this process starts on a job this process stored as soon as
-//! it is stored, and a message waiting for its conversation's earlier turn goes on as soon as a
-//! turn finishes, instead of at their next poll. Other processes' jobs and turns are heard
-//! through the coordination store when it can tell (Redis pub/sub, see `coord::redis`); the
-//! poll stays as the safety net.
+//! it is stored, instead of at its next poll (a message set aside until its conversation's
+//! earlier turn is through is stored again by the turn that finishes, so it is woken the same
+//! way). Other processes' jobs are heard through the coordination store when it can tell
+//! (Redis pub/sub, see `coord::redis`); the poll stays as the safety net.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,11 +12,10 @@ use tokio::sync::Notify;
 /// A stream that yields once after each wake-up of one queue.
 pub type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>>;
 
-/// This process' wake-ups, one per queue, and one for finished turns.
+/// This process' wake-ups, one per queue.
 #[derive(Default, Debug)]
 pub struct Wakeups {
     queues: Mutex<HashMap<String, Arc<Notify>>>,
-    turns: Notify,
 }
 
 impl Wakeups {
@@ -50,11 +49,6 @@ impl Wakeups {
         }
     }
 
-    /// A turn finished (here or in another process): every waiting message looks again.
-    pub fn turn_finished(&self) {
-        self.turns.notify_waiters();
-    }
-
     /// A stream that yields once after each wake-up of queue `name` (several wake-ups between
     /// two looks make one).
     pub fn stream(&self, name: &str) -> WakeStream {
@@ -63,11 +57,5 @@ impl Wakeups {
             notify.notified().await;
             Some(((), notify))
         }))
-    }
-
-    /// Notified (all waiters at once) when a turn finishes: arm a `notified()` before looking
-    /// at the counters, then wait on it.
-    pub fn turns(&self) -> &Notify {
-        &self.turns
     }
 }

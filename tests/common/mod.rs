@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Coordination between workers and processes, beside the queue: a delivery's arrival number
 //! within its conversation, claims that let a piece of work happen once, how far each
-//! conversation's turns are through, evenly spaced send slots per business number, and the
-//! wake-ups other processes give. One implementation per engine: the embedded queue's file
+//! conversation's turns are through and the messages set aside until their turn, evenly spaced
+//! send slots per business number, and the wake-ups other processes give. One implementation per engine: the embedded queue's file
 //! (`sqlite`) and Redis (`redis`).
 
 pub mod redis;
@@ -26,15 +26,41 @@ pub struct Arrival {
     pub new: bool,
 }
 
+/// A job set aside until its conversation's earlier turns are complete (so that it waits
+/// without holding a worker): stored again, on its queue, when its turn comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// The conversation's key.
+    pub conversation: String,
+    /// The job's number in it.
+    pub seq: u64,
+    /// The queue to store it on again (not namespaced).
+    pub queue: String,
+    /// The job.
+    pub json: String,
+}
+
+/// Which jobs set aside [`Coord::overdue`] takes, at most `limit`: those whose turn came more
+/// than `grace` ago without being stored (the process that should have stored them died), and
+/// those that waited `patience` (their predecessor is lost or failed for good: the turns before
+/// them are given up on, recorded as complete). Each is left alone by other callers for
+/// `grace`.
+#[derive(Debug, Clone, Copy)]
+pub struct Overdue {
+    pub grace: Duration,
+    pub patience: Duration,
+    pub limit: usize,
+}
+
 /// Deliveries to number: each one's once key and its conversation's key.
-pub type Keys = Vec<(String, String)>;
+pub type Keys = [(String, String)];
 
 /// One coordination store.
 pub trait Coord: Send + Sync + 'static {
     /// For each delivery (its once key, its conversation key), in order: a key not seen within
     /// `ttl` takes its conversation's next number and keeps it; a key seen before gets the
     /// number it took then (so its job, stored again, keeps its place). One step for the batch.
-    fn arrive(&self, deliveries: Keys, ttl: Duration) -> Answer<'_, Vec<Arrival>>;
+    fn arrive<'a>(&'a self, deliveries: &'a Keys, ttl: Duration) -> Answer<'a, Vec<Arrival>>;
     /// Claim `key`: `true` the first time within `ttl` (or once an earlier claim expired),
     /// `false` while it holds; atomic.
     fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool>;
@@ -42,9 +68,18 @@ pub trait Coord: Send + Sync + 'static {
     fn release(&self, key: String) -> Answer<'_, ()>;
     /// The highest number of `conversation` whose turn is complete.
     fn done(&self, conversation: String) -> Answer<'_, u64>;
-    /// Record that turn `seq` of `conversation` is complete (never moves backwards), and tell
-    /// the other processes.
-    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, ()>;
+    /// Set `job` aside until turn `job.seq - 1` of its conversation is complete, in one atomic
+    /// step with looking: `false` (nothing stored) when it already is.
+    fn park(&self, job: Parked) -> Answer<'_, bool>;
+    /// Record that turn `seq` of `conversation` is complete (never moves backwards). When that
+    /// moved it, returns the job set aside for the next turn, if any: it stays set aside (and
+    /// is left alone by [`Coord::overdue`] for a while) until [`Coord::unpark`] says it was
+    /// stored again.
+    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, Option<Parked>>;
+    /// Forget a job set aside, once it was stored again.
+    fn unpark(&self, conversation: String, seq: u64) -> Answer<'_, ()>;
+    /// Jobs set aside that should be stored again now (see [`Overdue`]).
+    fn overdue(&self, look: Overdue) -> Answer<'_, Vec<Parked>>;
     /// Reserve the next slot of `key`, `interval` microseconds after the one before and not
     /// before `now` (microseconds since the Unix epoch); returns the slot.
     fn reserve(&self, key: String, now: i64, interval: i64) -> Answer<'_, i64>;

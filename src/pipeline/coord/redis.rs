@@ -8,7 +8,10 @@ use std::time::Duration;
 use apalis_redis::ConnectionManager;
 use futures::future::BoxFuture;
 
-use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys};
+use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys, Overdue, Parked};
+
+/// How many set-aside jobs one look for overdue ones reads at most.
+const OVERDUE_SCAN: usize = 1000;
 use crate::pipeline::wake::Wakeups;
 
 /// Number a batch of deliveries: for each pair of keys (its once key, its conversation's
@@ -30,14 +33,77 @@ static ARRIVE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it, and say so on
-/// channel ARGV[3] as process ARGV[4] (messages of other processes waiting for it go on).
+/// Set a job aside (ARGV[2], as field ARGV[1] of hash KEYS[2], and member ARGV[4] of the set of
+/// jobs set aside KEYS[3], scored by the time ARGV[3]) unless the conversation's "done" number
+/// (KEYS[1]) is already ARGV[1] - 1.
+static PARK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
+         if d + 1 >= tonumber(ARGV[1]) then return 0 end \
+         redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) \
+         redis.call('EXPIRE', KEYS[2], ARGV[5]) \
+         redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) \
+         return 1",
+    )
+});
+
+/// Raise a conversation's "done" number (KEYS[1]) to ARGV[1], never lower it; when it moved,
+/// answer the job set aside for the next turn (field ARGV[5] of KEYS[2]), its time in the set
+/// KEYS[3] (member ARGV[4]) moved to ARGV[3].
 static FINISH_TURN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "local d = tonumber(redis.call('GET', KEYS[1]) or '0') \
-         if tonumber(ARGV[1]) > d then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
-         redis.call('PUBLISH', ARGV[3], ARGV[4]) \
-         return 0",
+         if tonumber(ARGV[1]) <= d then return false end \
+         redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) \
+         local nxt = redis.call('HGET', KEYS[2], ARGV[5]) \
+         if nxt then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end \
+         return nxt",
+    )
+});
+
+/// Take the jobs set aside (set KEYS[1]; members `conversation\nseq`) that waited ARGV[2] s or
+/// more by the time ARGV[1]: each due one (its conversation's "done" is seq - 1 or more) and,
+/// after ARGV[3] s, the first of its conversation even if not (raising "done" to seq - 1, kept
+/// ARGV[6] s, and starting the wait of the jobs after it again); at most ARGV[4], reading at
+/// most ARGV[5]. Answers member, job, member, job...
+/// Members whose job is gone are dropped.
+static OVERDUE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local now = tonumber(ARGV[1]) \
+         local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), \
+           'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5])) \
+         local out = {} \
+         for i = 1, #rows, 2 do \
+           if #out >= 2 * tonumber(ARGV[4]) then break end \
+           local member = rows[i] \
+           local at = tonumber(rows[i + 1]) \
+           local sep = string.find(member, '\\n', 1, true) \
+           local conv = string.sub(member, 1, sep - 1) \
+           local field = string.sub(member, sep + 1) \
+           local seq = tonumber(field) \
+           local job = redis.call('HGET', conv .. ':parked', field) \
+           if not job then redis.call('ZREM', KEYS[1], member) else \
+             local d = tonumber(redis.call('GET', conv .. ':done') or '0') \
+             local take = seq <= d + 1 \
+             if not take and at <= now - tonumber(ARGV[3]) then \
+               local fields = redis.call('HKEYS', conv .. ':parked') \
+               take = true \
+               for _, f in ipairs(fields) do \
+                 if tonumber(f) < seq then take = false break end \
+               end \
+               if take then \
+                 redis.call('SET', conv .. ':done', string.format('%d', seq - 1), 'EX', ARGV[6]) \
+                 for _, f in ipairs(fields) do redis.call('ZADD', KEYS[1], now, conv .. '\\n' .. f) end \
+               end \
+             end \
+             if take then \
+               redis.call('ZADD', KEYS[1], now, member) \
+               out[#out + 1] = member \
+               out[#out + 1] = job \
+             end \
+           end \
+         end \
+         return out",
     )
 });
 
@@ -88,18 +154,40 @@ impl RedisCoord {
         }
     }
 
-    /// The channel on which processes say that jobs of `queue` are waiting; `None`: that a
-    /// turn finished.
-    fn channel(&self, queue: Option<&str>) -> String {
-        match queue {
-            Some(queue) => format!("{}:wake:job:{queue}", self.namespace),
-            None => format!("{}:wake:turn", self.namespace),
-        }
+    /// The channel on which processes say that jobs of `queue` are waiting.
+    fn channel(&self, queue: &str) -> String {
+        format!("{}:wake:job:{queue}", self.namespace)
+    }
+
+    /// The set of every job set aside, scored by when it was set aside (or last taken).
+    fn parked_set(&self) -> String {
+        format!("{}:parked", self.namespace)
     }
 }
 
+/// A set-aside job's member in the set: its conversation and number.
+fn member(conversation: &str, seq: u64) -> String {
+    format!("{conversation}\n{seq}")
+}
+
+/// A set-aside job as stored: its queue, then the job.
+fn stored(queue: &str, json: &str) -> String {
+    format!("{queue}\n{json}")
+}
+
+/// A set-aside job read back.
+fn parked(conversation: String, seq: u64, stored: &str) -> Option<Parked> {
+    let (queue, json) = stored.split_once('\n')?;
+    Some(Parked {
+        conversation,
+        seq,
+        queue: queue.to_string(),
+        json: json.to_string(),
+    })
+}
+
 impl Coord for RedisCoord {
-    fn arrive(&self, deliveries: Keys, ttl: Duration) -> Answer<'_, Vec<Arrival>> {
+    fn arrive<'a>(&'a self, deliveries: &'a Keys, ttl: Duration) -> Answer<'a, Vec<Arrival>> {
         Box::pin(async move {
             let count = deliveries.len();
             let mut arrive = ARRIVE.prepare_invoke();
@@ -107,7 +195,7 @@ impl Coord for RedisCoord {
                 .arg(ttl.as_secs().max(1))
                 .arg(CONVERSATION_TTL.as_secs());
             for (once, conversation) in deliveries {
-                arrive.key(once).key(format!("{conversation}:seq"));
+                arrive.key(once.as_str()).key(format!("{conversation}:seq"));
             }
             let numbers: Vec<i64> = arrive
                 .invoke_async(&mut self.conn.clone())
@@ -163,18 +251,73 @@ impl Coord for RedisCoord {
         })
     }
 
-    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, ()> {
+    fn park(&self, job: Parked) -> Answer<'_, bool> {
         Box::pin(async move {
-            FINISH_TURN
-                .key(format!("{conversation}:done"))
-                .arg(seq)
+            PARK.key(format!("{}:done", job.conversation))
+                .key(format!("{}:parked", job.conversation))
+                .key(self.parked_set())
+                .arg(job.seq)
+                .arg(stored(&job.queue, &job.json))
+                .arg(chrono::Utc::now().timestamp())
+                .arg(member(&job.conversation, job.seq))
                 .arg(CONVERSATION_TTL.as_secs())
-                .arg(self.channel(None))
-                .arg(&self.instance)
                 .invoke_async::<i64>(&mut self.conn.clone())
                 .await
-                .map(|_| ())
+                .map(|n| n == 1)
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, Option<Parked>> {
+        Box::pin(async move {
+            let next: Option<String> = FINISH_TURN
+                .key(format!("{conversation}:done"))
+                .key(format!("{conversation}:parked"))
+                .key(self.parked_set())
+                .arg(seq)
+                .arg(CONVERSATION_TTL.as_secs())
+                .arg(chrono::Utc::now().timestamp())
+                .arg(member(&conversation, seq + 1))
+                .arg(seq + 1)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(next.and_then(|job| parked(conversation, seq + 1, &job)))
+        })
+    }
+
+    fn unpark(&self, conversation: String, seq: u64) -> Answer<'_, ()> {
+        Box::pin(async move {
+            redis::pipe()
+                .atomic()
+                .hdel(format!("{conversation}:parked"), seq)
+                .zrem(self.parked_set(), member(&conversation, seq))
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn overdue(&self, look: Overdue) -> Answer<'_, Vec<Parked>> {
+        Box::pin(async move {
+            let found: Vec<String> = OVERDUE
+                .key(self.parked_set())
+                .arg(chrono::Utc::now().timestamp())
+                .arg(look.grace.as_secs())
+                .arg(look.patience.as_secs())
+                .arg(look.limit)
+                .arg(OVERDUE_SCAN)
+                .arg(CONVERSATION_TTL.as_secs())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(found
+                .chunks(2)
+                .filter_map(|pair| {
+                    let (conversation, seq) = pair.first()?.rsplit_once('\n')?;
+                    parked(conversation.to_string(), seq.parse().ok()?, pair.get(1)?)
+                })
+                .collect())
         })
     }
 
@@ -194,7 +337,7 @@ impl Coord for RedisCoord {
     fn announce<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(self.channel(Some(queue)))
+                .arg(self.channel(queue))
                 .arg(&self.instance)
                 .query_async(&mut self.conn.clone())
                 .await;
@@ -210,7 +353,7 @@ impl Coord for RedisCoord {
             return;
         }
         let client = self.client.clone();
-        let (jobs, turns) = (self.channel(Some("")), self.channel(None));
+        let jobs = self.channel("");
         // Each wake-up names the process that gave it; this process woke its own already.
         let me = self.instance.clone();
         tokio::spawn(async move {
@@ -219,7 +362,6 @@ impl Coord for RedisCoord {
                 let subscribed = async {
                     let mut pubsub = client.get_async_pubsub().await?;
                     pubsub.psubscribe(format!("{jobs}*")).await?;
-                    pubsub.subscribe(&turns).await?;
                     redis::RedisResult::Ok(pubsub)
                 }
                 .await;
@@ -243,9 +385,8 @@ impl Coord for RedisCoord {
                             let from = message.get_payload::<String>().unwrap_or_default();
                             if from != me {
                                 let channel = message.get_channel_name();
-                                match channel.strip_prefix(jobs.as_str()) {
-                                    Some(queue) => wakeups.heard_job(queue),
-                                    None => wakeups.turn_finished(),
+                                if let Some(queue) = channel.strip_prefix(jobs.as_str()) {
+                                    wakeups.heard_job(queue);
                                 }
                             }
                         }

@@ -7,14 +7,20 @@ use std::time::Duration;
 
 use sea_orm::sqlx::{self, SqlitePool};
 
-use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys};
+use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys, Overdue, Parked};
 
-const TABLES: [&str; 5] = [
+/// How many set-aside jobs one look for overdue ones reads at most.
+const OVERDUE_SCAN: i64 = 1000;
+
+const TABLES: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS chatbot_once (key TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS chatbot_once_expires ON chatbot_once (expires_at)",
     "CREATE TABLE IF NOT EXISTS chatbot_arrival (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chatbot_conversation (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, done INTEGER NOT NULL, touched_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chatbot_rate (key TEXT PRIMARY KEY NOT NULL, tat INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chatbot_parked (conversation TEXT NOT NULL, seq INTEGER NOT NULL, \
+     queue TEXT NOT NULL, job TEXT NOT NULL, parked_at INTEGER NOT NULL, PRIMARY KEY (conversation, seq))",
+    "CREATE INDEX IF NOT EXISTS chatbot_parked_at ON chatbot_parked (parked_at)",
 ];
 
 /// Coordination in the queue's file.
@@ -66,7 +72,7 @@ impl SqliteCoord {
     /// [`Coord::arrive`] in one transaction of four statements, whatever the batch's size.
     async fn arrive_batch(
         &self,
-        deliveries: Vec<(String, String)>,
+        deliveries: &Keys,
         ttl: Duration,
     ) -> Result<Vec<Arrival>, sqlx::Error> {
         let now = chrono::Utc::now().timestamp();
@@ -103,7 +109,7 @@ impl SqliteCoord {
         // Each new key's place among its conversation's new ones, in arrival order.
         let mut counts: HashMap<&str, u64> = HashMap::new();
         let mut places: HashMap<&str, (&str, u64)> = HashMap::new();
-        for (key, conversation) in &deliveries {
+        for (key, conversation) in deliveries {
             if fresh.contains(key) && !places.contains_key(key.as_str()) {
                 let count = counts.entry(conversation.as_str()).or_default();
                 *count += 1;
@@ -160,10 +166,78 @@ impl SqliteCoord {
             })
             .collect())
     }
+
+    /// [`Coord::overdue`] in one transaction, so two processes looking at once take each job
+    /// once.
+    async fn take_overdue(&self, look: Overdue) -> Result<Vec<Parked>, sqlx::Error> {
+        let Overdue {
+            grace,
+            patience,
+            limit,
+        } = look;
+        let now = chrono::Utc::now().timestamp();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Oldest first, with how far the conversation is and whether an earlier job of it is
+        // also set aside.
+        let rows = sqlx::query_as::<_, (String, i64, String, String, i64, i64, bool)>(
+            "SELECT p.conversation, p.seq, p.queue, p.job, p.parked_at, coalesce(c.done, 0), \
+             EXISTS (SELECT 1 FROM chatbot_parked q WHERE q.conversation = p.conversation \
+                     AND q.seq < p.seq) \
+             FROM chatbot_parked p LEFT JOIN chatbot_conversation c ON c.key = p.conversation \
+             WHERE p.parked_at <= ?1 ORDER BY p.parked_at LIMIT ?2",
+        )
+        .bind(now - grace.as_secs() as i64)
+        .bind(OVERDUE_SCAN)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut taken = Vec::new();
+        for (conversation, seq, queue, json, parked_at, done, earlier) in rows {
+            if taken.len() >= limit {
+                break;
+            }
+            let due = seq <= done + 1;
+            // Only the first job set aside gives up on the turns before it; the next follow it.
+            let given_up = !due && !earlier && parked_at <= now - patience.as_secs() as i64;
+            if !due && !given_up {
+                continue;
+            }
+            if given_up {
+                sqlx::query(
+                    "INSERT INTO chatbot_conversation (key, seq, done, touched_at) \
+                     VALUES (?1, ?2, ?2, ?3) ON CONFLICT (key) DO UPDATE \
+                     SET done = max(done, ?2), touched_at = ?3",
+                )
+                .bind(&conversation)
+                .bind(seq - 1)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Taken (left alone for the grace); when given up on, the patience of the jobs after
+            // it in its conversation starts again.
+            sqlx::query(
+                "UPDATE chatbot_parked SET parked_at = ?3 WHERE conversation = ?1 AND (seq = ?2 OR ?4)",
+            )
+            .bind(&conversation)
+            .bind(seq)
+            .bind(now)
+            .bind(given_up)
+            .execute(&mut *tx)
+            .await?;
+            taken.push(Parked {
+                conversation,
+                seq: seq.max(0) as u64,
+                queue,
+                json,
+            });
+        }
+        tx.commit().await?;
+        Ok(taken)
+    }
 }
 
 impl Coord for SqliteCoord {
-    fn arrive(&self, deliveries: Keys, ttl: Duration) -> Answer<'_, Vec<Arrival>> {
+    fn arrive<'a>(&'a self, deliveries: &'a Keys, ttl: Duration) -> Answer<'a, Vec<Arrival>> {
         Box::pin(async move {
             self.purge_expired().await;
             self.arrive_batch(deliveries, ttl)
@@ -213,20 +287,81 @@ impl Coord for SqliteCoord {
         })
     }
 
-    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, ()> {
+    fn park(&self, job: Parked) -> Answer<'_, bool> {
         Box::pin(async move {
+            // One statement: looking and setting aside cannot be split by a finishing turn.
             sqlx::query(
-                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, ?2, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET done = max(done, ?2), touched_at = ?3",
+                "INSERT INTO chatbot_parked (conversation, seq, queue, job, parked_at) \
+                 SELECT ?1, ?2, ?3, ?4, ?5 \
+                 WHERE coalesce((SELECT done FROM chatbot_conversation WHERE key = ?1), 0) + 1 < ?2 \
+                 ON CONFLICT (conversation, seq) DO UPDATE SET job = excluded.job, \
+                 parked_at = excluded.parked_at",
             )
-            .bind(&conversation)
-            .bind(seq as i64)
+            .bind(&job.conversation)
+            .bind(job.seq as i64)
+            .bind(&job.queue)
+            .bind(&job.json)
             .bind(chrono::Utc::now().timestamp())
             .execute(&self.pool)
             .await
-            .map(|_| ())
+            .map(|r| r.rows_affected() == 1)
             .map_err(|e| e.to_string())
         })
+    }
+
+    fn finish(&self, conversation: String, seq: u64) -> Answer<'_, Option<Parked>> {
+        Box::pin(async move {
+            let now = chrono::Utc::now().timestamp();
+            let failed = |e: sqlx::Error| e.to_string();
+            // A row comes back only when the number moved.
+            let moved = sqlx::query(
+                "INSERT INTO chatbot_conversation (key, seq, done, touched_at) VALUES (?1, ?2, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET done = ?2, touched_at = ?3 WHERE done < ?2 \
+                 RETURNING done",
+            )
+            .bind(&conversation)
+            .bind(seq as i64)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed)?;
+            if moved.is_none() {
+                return Ok(None);
+            }
+            // A job setting itself aside now either saw the number move, or is seen here.
+            let next = sqlx::query_as::<_, (String, String)>(
+                "UPDATE chatbot_parked SET parked_at = ?3 WHERE conversation = ?1 AND seq = ?2 \
+                 RETURNING queue, job",
+            )
+            .bind(&conversation)
+            .bind(seq as i64 + 1)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(next.map(|(queue, json)| Parked {
+                conversation,
+                seq: seq + 1,
+                queue,
+                json,
+            }))
+        })
+    }
+
+    fn unpark(&self, conversation: String, seq: u64) -> Answer<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM chatbot_parked WHERE conversation = ? AND seq = ?")
+                .bind(&conversation)
+                .bind(seq as i64)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn overdue(&self, look: Overdue) -> Answer<'_, Vec<Parked>> {
+        Box::pin(async move { self.take_overdue(look).await.map_err(|e| e.to_string()) })
     }
 
     fn reserve(&self, key: String, now: i64, interval: i64) -> Answer<'_, i64> {
