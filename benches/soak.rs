@@ -90,6 +90,9 @@ async fn run() -> bool {
         "web.log",
         &env,
     );
+    // As Meta does, the mock posts each message's `sent` status to the webhook: how a reply
+    // whose worker was killed before recording it is known to have gone out.
+    mock.post_statuses_to(&format!("{}{WEBHOOK}", web.base), &demo.app_secret);
     let worker = |n: usize| {
         common::command(dir.path(), &mock.base_url(), &stores)
             .envs(env)

@@ -116,6 +116,11 @@ async fn a_worker_killed_mid_send_loses_and_doubles_nothing(v: Variant) {
         &dir.join("web.log"),
     );
     let addr = ready_addr(&dir.join("web.log")).await;
+    // As Meta does, the mock posts each message's `sent` status to the webhook.
+    mock.post_statuses_to(
+        &format!("http://{addr}/api/v1/chatbot/webhooks/whatsapp/"),
+        &wa.app_secret,
+    );
     let mut worker_a = spawn(&settings, &mock, &["worker"], &dir.join("worker-a.log"));
     wait_ready(&dir.join("worker-a.log")).await;
 
@@ -148,8 +153,9 @@ async fn a_worker_killed_mid_send_loses_and_doubles_nothing(v: Variant) {
     worker_a.kill().unwrap(); // SIGKILL
     worker_a.wait().unwrap();
 
-    // Another worker process re-runs the orphaned send job: the reply already handed to the
-    // Graph API is not sent again, the one after it is sent.
+    // Another worker process re-runs the orphaned job: the reply already handed to the Graph
+    // API (whose id the killed worker never recorded, but whose status named it) is not sent
+    // again, the one after it is sent.
     let mut worker_b = spawn(&settings, &mock, &["worker"], &dir.join("worker-b.log"));
     let got = eventually("the second reply", Duration::from_secs(60), || async {
         let got = mock.received();

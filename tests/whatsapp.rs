@@ -764,6 +764,7 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
             tenant: None,
             inbound_at: None,
             notice: None,
+            done: Vec::new(),
         })
         .await
         .unwrap();

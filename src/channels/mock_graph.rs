@@ -1,5 +1,6 @@
 //! A mock of Meta's Graph API and of Twilio's Messages API for tests and demos: records every
-//! message sent to it and can be told to fail or to answer slowly. `chatbot mock-whatsapp` runs
+//! message sent to it and can be told to fail or to answer slowly, and (Meta) to post each
+//! message's `sent` status to a webhook, as Meta does. `chatbot mock-whatsapp` runs
 //! it for people.
 
 use std::net::SocketAddr;
@@ -61,6 +62,46 @@ struct Shared {
     failures: Vec<u16>,
     /// Delays before answering the next requests (recorded on arrival).
     holds: Vec<std::time::Duration>,
+    /// Where to post each Meta message's `sent` status, signed with this app secret.
+    status_hook: Option<(String, String)>,
+}
+
+/// Post a Meta message's `sent` status to `url`, signed with `app_secret`, as Meta does on
+/// accepting it (before its answer, which may not arrive): retried a few times.
+fn post_status(url: String, app_secret: String, received: &Received, n: usize) {
+    let status = json!({
+        "id": format!("wamid.mock.{n}"),
+        "status": "sent",
+        "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "recipient_id": received.to(),
+        "biz_opaque_callback_data": received.body["biz_opaque_callback_data"],
+    });
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "mock", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": received.phone_number_id},
+            "statuses": [status]
+        }}]}]
+    })
+    .to_string();
+    let signature = super::whatsapp_cloud::sign(body.as_bytes(), &app_secret);
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for _ in 0..10 {
+            let posted = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", &signature)
+                .body(body.clone())
+                .send()
+                .await;
+            if posted.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
 }
 
 /// The answer to a request told to fail with `status`, in both providers' error shapes.
@@ -82,6 +123,11 @@ async fn record(shared: &Mutex<Shared>, received: Received) -> Result<usize, Res
         let mut s = shared.lock().expect("mock state");
         if !s.failures.is_empty() {
             return Err(failure(s.failures.remove(0)));
+        }
+        if let Some((url, secret)) = s.status_hook.clone()
+            && received.provider == "meta"
+        {
+            post_status(url, secret, &received, s.received.len() + 1);
         }
         s.received.push(received);
         let hold = (!s.holds.is_empty()).then(|| s.holds.remove(0));
@@ -215,6 +261,13 @@ impl MockGraph {
             .expect("mock state")
             .holds
             .extend_from_slice(delays);
+    }
+
+    /// Post each Meta message's `sent` status (naming it by its `biz_opaque_callback_data`)
+    /// to the webhook at `url`, signed with `app_secret`, as Meta does.
+    pub fn post_statuses_to(&self, url: &str, app_secret: &str) {
+        self.shared.lock().expect("mock state").status_hook =
+            Some((url.to_string(), app_secret.to_string()));
     }
 
     /// Stop serving.

@@ -86,6 +86,21 @@ pub(crate) async fn read_webhook_body(
     }
 }
 
+/// A provider's delivery status of one message we sent.
+pub(crate) struct StatusUpdate<'a> {
+    /// To whom it went.
+    pub recipient: Option<&'a str>,
+    /// The provider's id of the message.
+    pub id: &'a str,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: &'a str,
+    /// The provider's error, when it failed.
+    pub error: Option<String>,
+    /// What the message was tagged with when sent (`transcript::reply_tag`), when the provider
+    /// says it back.
+    pub tag: Option<&'a str>,
+}
+
 /// Write a delivery status of the message we sent as `id` to `recipient` from `number` into the
 /// message log of the school that conversation belongs to (the owner; on a shared number, the
 /// recipient's school that sent it). A status of nobody's message changes nothing.
@@ -93,21 +108,38 @@ pub(crate) async fn record_status(
     db: &sea_orm::DatabaseConnection,
     owner: &TenantCtx,
     number: &whatsapp_number::Model,
-    recipient: Option<&str>,
-    id: &str,
-    status: &str,
-    error: Option<String>,
+    update: StatusUpdate<'_>,
 ) -> Result<()> {
+    use crate::conversation::transcript;
+    let StatusUpdate {
+        recipient,
+        id,
+        status,
+        error,
+        tag,
+    } = update;
     let schools = match recipient.map(PhoneNumber::parse) {
         Some(Ok(phone)) => tenancy::schools_on(db, owner, number, &phone).await?,
         _ if number.shared => Vec::new(),
         _ => vec![owner.clone()],
     };
-    for ctx in schools {
-        if crate::conversation::transcript::record_status(db, &ctx, id, status, error.clone())
+    for ctx in &schools {
+        if transcript::record_status(db, ctx, id, status, error.clone())
             .await?
+            .is_some()
         {
-            break;
+            return Ok(());
+        }
+    }
+    // No reply has this provider id: one whose worker died before recording it, named by the
+    // tag it was sent with, learns it now (so it is not sent again), and takes the status.
+    let Some(tag) = tag else {
+        return Ok(());
+    };
+    for ctx in &schools {
+        if transcript::reconcile(db, ctx, "whatsapp", tag, id).await? {
+            transcript::record_status(db, ctx, id, status, error).await?;
+            return Ok(());
         }
     }
     Ok(())

@@ -254,17 +254,14 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
                 .trim()
                 .to_string()
             });
-            if let Err(e) = super::record_status(
-                &state.db,
-                &ctx,
-                &number,
-                param(&params, "To").map(strip_channel),
-                sid,
+            let update = super::StatusUpdate {
+                recipient: param(&params, "To").map(strip_channel),
+                id: sid,
                 status,
                 error,
-            )
-            .await
-            {
+                tag: None,
+            };
+            if let Err(e) = super::record_status(&state.db, &ctx, &number, update).await {
                 tracing::warn!(error = %e, "Twilio status not recorded");
                 outcome("unavailable");
                 return json_error(

@@ -402,8 +402,14 @@ async fn record_statuses(
             .trim()
             .to_string()
         });
-        let recipient = s["recipient_id"].as_str();
-        super::record_status(&state.db, &owner, &number, recipient, id, status, error).await?;
+        let update = super::StatusUpdate {
+            recipient: s["recipient_id"].as_str(),
+            id,
+            status,
+            error,
+            tag: s["biz_opaque_callback_data"].as_str(),
+        };
+        super::record_status(&state.db, &owner, &number, update).await?;
     }
     Ok(())
 }

@@ -42,14 +42,15 @@ async fn replies_to(
         .await?)
 }
 
-/// The replies logged for inbound message `reply_to`, in order, if any of them is still
-/// unsent (`queued`); `None` when there are none or all went out.
+/// The replies logged for inbound message `reply_to`, in order, and the places of those already
+/// settled (sent, or refused for good), if any of them is still unsent (`queued`); `None` when
+/// there are none or all went out.
 pub async fn unsent_replies(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
     channel: &str,
     reply_to: &str,
-) -> Result<Option<Vec<crate::conversation::Reply>>> {
+) -> Result<Option<(Vec<crate::conversation::Reply>, Vec<usize>)>> {
     let rows = replies_to(db, ctx, channel, reply_to).await?;
     if !rows.iter().any(|r| r.status == "queued") {
         return Ok(None);
@@ -62,7 +63,37 @@ pub async fn unsent_replies(
                 .and_then(|p| serde_json::from_value(p).ok())
         })
         .collect();
-    Ok(replies)
+    Ok(replies.map(|replies| (replies, settled(&rows))))
+}
+
+/// The places of the replies to `reply_to` already settled (sent, or refused for good).
+pub async fn settled_replies(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    reply_to: &str,
+) -> Result<Vec<usize>> {
+    Ok(settled(&replies_to(db, ctx, channel, reply_to).await?))
+}
+
+fn settled(rows: &[message_log::Model]) -> Vec<usize> {
+    rows.iter()
+        .enumerate()
+        .filter(|(_, r)| r.status != "queued")
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What a provider is told of a reply so that its status callbacks name it (Meta's
+/// `biz_opaque_callback_data`): its place and the message it answers.
+pub fn reply_tag(reply_to: &str, index: usize) -> String {
+    format!("reply:{index}:{reply_to}")
+}
+
+/// A [`reply_tag`] read back: the message answered and the reply's place.
+pub fn read_reply_tag(tag: &str) -> Option<(&str, usize)> {
+    let (index, reply_to) = tag.strip_prefix("reply:")?.split_once(':')?;
+    Some((reply_to, index.parse().ok()?))
 }
 
 /// Record the outcome of sending reply number `index` to the message `reply_to`.
@@ -93,7 +124,9 @@ pub async fn mark_reply(
         .col_expr(message_log::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(message_log::Column::Id.in_subquery(row));
     let update = match outcome {
+        // Not over a status the provider already gave (it can come first: see `reconcile`).
         Ok(provider_id) => update
+            .filter(message_log::Column::Status.eq("queued"))
             .col_expr(
                 message_log::Column::ProviderMessageId,
                 Expr::value(provider_id.to_string()),
@@ -104,9 +137,42 @@ pub async fn mark_reply(
             .col_expr(message_log::Column::Error, Expr::value(reason.to_string())),
     };
     if update.exec(db).await?.rows_affected == 0 {
-        tracing::warn!(reply_to, index, "no logged reply to mark");
+        tracing::debug!(reply_to, index, "no unsent logged reply to mark");
     }
     Ok(())
+}
+
+/// A provider's status for a reply whose provider id was never recorded (its worker died
+/// between the provider's answer and the record), named by its [`reply_tag`]: the reply gets
+/// that provider id. Returns whether this school's log holds the reply.
+pub async fn reconcile(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: &str,
+    tag: &str,
+    provider_id: &str,
+) -> Result<bool> {
+    let Some((reply_to, index)) = read_reply_tag(tag) else {
+        return Ok(false);
+    };
+    let rows = replies_to(db, ctx, channel, reply_to).await?;
+    let Some(row) = rows.into_iter().nth(index) else {
+        return Ok(false);
+    };
+    if row.provider_message_id.is_none() {
+        tracing::info!(
+            reply_to,
+            index,
+            provider_id,
+            "a reply's provider id learnt from its status"
+        );
+        let mut active: message_log::ActiveModel = row.into();
+        active.provider_message_id = Set(Some(provider_id.to_string()));
+        active.status = Set("sent".to_string());
+        active.updated_at = Set(Utc::now());
+        active.update(db).await?;
+    }
+    Ok(true)
 }
 
 fn rank(status: &str) -> u8 {
@@ -122,14 +188,14 @@ fn rank(status: &str) -> u8 {
 
 /// Apply a provider's delivery status to the reply with that provider id; statuses arriving
 /// out of order never move a message back (a late `delivered` after `read`). Returns whether a
-/// row changed.
+/// row changed, or `None` when no reply of this school has that provider id.
 pub async fn record_status(
     db: &impl ConnectionTrait,
     ctx: &TenantCtx,
     provider_id: &str,
     status: &str,
     error: Option<String>,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     let Some(row) = ctx
         .find::<message_log::Entity>()
         .filter(message_log::Column::Direction.eq("out"))
@@ -137,10 +203,10 @@ pub async fn record_status(
         .one(db)
         .await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     if rank(status) <= rank(&row.status) {
-        return Ok(false);
+        return Ok(Some(false));
     }
     let mut active: message_log::ActiveModel = row.into();
     active.status = Set(status.to_string());
@@ -149,7 +215,7 @@ pub async fn record_status(
     }
     active.updated_at = Set(Utc::now());
     active.update(db).await?;
-    Ok(true)
+    Ok(Some(true))
 }
 
 /// When `user` last wrote on `channel` (the start of WhatsApp's 24-hour customer-service

@@ -1,7 +1,10 @@
 //! Outbound: the replies to one inbound message, sent in order through Meta's Graph API or
-//! Twilio's Messages API, paced per business number. Each
-//! reply is claimed once (keyed by the inbound message id), so a job that runs again sends
-//! only what was not sent.
+//! Twilio's Messages API, paced per business number. Each reply is claimed while it is being
+//! sent (keyed by the inbound message id and its place) and recorded in the message log once
+//! sent, so a job that runs again, or twice at once, sends only what was not sent. A worker
+//! killed while sending leaves a claim that expires: the reply is then sent again, unless the
+//! provider's status callback (which names the reply: `transcript::reply_tag`) said by then
+//! that it has it.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use chrono::Utc;
 
+use super::handle::Claim;
 use super::job::{Job, JobFuture};
 use crate::channels::graph::{SendError, message_body};
 use crate::channels::twilio;
@@ -19,8 +23,9 @@ use crate::domain::{PhoneNumber, SchemaName};
 use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
-/// Remember sent replies this long (longer than any retry of the job).
-const SENT_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How long a reply being sent stays claimed: longer than a send can take (the HTTP client gives
+/// up after 15 s). A claim its worker left when it died expires after this.
+const IN_FLIGHT: Duration = Duration::from_secs(30);
 /// WhatsApp's customer-service window: free-form messages only this long after the user wrote.
 const SERVICE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
@@ -60,6 +65,9 @@ pub struct SendJob {
     /// parameters filled from these fields.
     #[serde(default)]
     pub notice: Option<crate::tenancy::numbers::NoticeFields>,
+    /// The places of replies already settled (sent, or refused for good): not sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<usize>,
 }
 
 impl Job for SendJob {
@@ -156,7 +164,44 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
         },
         _ => owner,
     };
-    deliver_as(state, job, &ctx, &number).await
+    // A retry: what went out meanwhile (an earlier attempt, or a status callback) stays out.
+    let mut job = job.clone();
+    job.done
+        .extend(transcript::settled_replies(&state.db, &ctx, "whatsapp", &job.reply_to).await?);
+    deliver_as(state, &job, &ctx, &number).await
+}
+
+/// Claim reply `index` of `job` for sending: `false` when it is settled already. A claim held by
+/// another attempt (running now, or dead while sending) is waited out; then the reply is sent
+/// unless the message log says it went out meanwhile.
+async fn take(
+    state: &AppState,
+    ctx: &tenancy::TenantCtx,
+    job: &SendJob,
+    key: &str,
+    index: usize,
+) -> crate::error::Result<bool> {
+    loop {
+        match state.queue.claim(key, IN_FLIGHT).await? {
+            Claim::Taken => return Ok(true),
+            Claim::Held(left) if left <= IN_FLIGHT => {
+                tracing::info!(
+                    index,
+                    wait_ms = left.as_millis() as u64,
+                    "reply being sent by another attempt; waiting for its claim"
+                );
+                tokio::time::sleep(left + Duration::from_millis(50)).await;
+                let settled =
+                    transcript::settled_replies(&state.db, ctx, "whatsapp", &job.reply_to).await?;
+                if settled.contains(&index) {
+                    return Ok(false);
+                }
+            }
+            // Claimed for longer than any send (by an earlier version, which kept claims for
+            // days once sent): sent.
+            Claim::Held(_) => return Ok(false),
+        }
+    }
 }
 
 /// [`deliver`] from `number`, in school `ctx`'s message log (already looked up by the caller).
@@ -200,6 +245,9 @@ pub(crate) async fn deliver_as(
         template_for(state, number, job.notice.as_ref())
     };
     for (i, reply) in job.replies.iter().enumerate() {
+        if job.done.contains(&i) {
+            continue;
+        }
         let key = format!("sent:{}:{i}", job.reply_to);
         let outbound = match (window_open, &template) {
             (true, _) => Outbound::Reply(reply),
@@ -210,7 +258,7 @@ pub(crate) async fn deliver_as(
                 } else {
                     "outside the 24-hour customer-service window and no template is configured (whatsapp-numbers/ broadcast_template, or CHATBOT_WHATSAPP_TEMPLATE)"
                 };
-                if !state.queue.claim_once(&key, SENT_TTL).await? {
+                if !take(state, ctx, job, &key, i).await? {
                     continue;
                 }
                 tracing::warn!(index = i, reason, "reply not sent");
@@ -233,18 +281,19 @@ pub(crate) async fn deliver_as(
             tokio::time::sleep(Duration::from_micros(wait as u64)).await;
         }
         // Claimed only now, just before it goes: a worker killed while waiting for its slot
-        // has claimed nothing, and the job's next run sends the reply. (One killed between
-        // the claim and the provider's answer does not send it again: the provider may have
-        // it.)
-        if !state.queue.claim_once(&key, SENT_TTL).await? {
+        // has claimed nothing.
+        if !take(state, ctx, job, &key, i).await? {
             continue;
         }
         let sent = match provider {
             Provider::Meta => {
-                let body = match outbound {
+                let mut body = match outbound {
                     Outbound::Reply(reply) => message_body(&job.to, reply),
                     Outbound::Template(t) => template_body(&job.to, t),
                 };
+                // Said back in the status callbacks: how a reply whose worker died before
+                // recording its id is recognised.
+                body["biz_opaque_callback_data"] = transcript::reply_tag(&job.reply_to, i).into();
                 let token = access_token.as_ref().map_or("", |t| t.expose_secret());
                 state.graph.send(&job.business, token, &body).await
             }

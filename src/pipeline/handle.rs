@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use apalis::prelude::Monitor;
 
+pub use super::coord::Claim;
 use super::coord::redis::RedisCoord;
 use super::coord::sqlite::SqliteCoord;
 use super::coord::{Coord, Overdue, Parked};
@@ -283,16 +284,17 @@ impl JobQueue {
         Ok(id.to_string())
     }
 
-    /// Claim `key` once: `true` the first time, `false` for a repeat within `ttl`. Atomic on
-    /// both engines, so two racing each other get one `true`.
-    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
+    /// Claim `key` for `ttl`: [`Claim::Taken`] the first time, or once an earlier claim
+    /// expired; [`Claim::Held`] (and for how much longer) while one lasts. Atomic on both
+    /// engines, so of two racing each other one takes it.
+    pub async fn claim(&self, key: &str, ttl: Duration) -> Result<Claim> {
         self.coord
             .claim(self.once_key(key), ttl)
             .await
             .map_err(unavailable("dedupe store"))
     }
 
-    /// Undo [`claim_once`](Self::claim_once), when the work it guarded could not be done (so
+    /// Undo [`claim`](Self::claim), when the work it guarded could not be done (so
     /// a retry is not mistaken for a duplicate).
     pub async fn release(&self, key: &str) -> Result<()> {
         self.coord

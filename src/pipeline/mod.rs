@@ -33,7 +33,7 @@ pub mod turn;
 mod wake;
 pub mod work;
 
-pub use handle::JobQueue;
+pub use handle::{Claim, JobQueue};
 pub use job::{Job, JobError, JobFuture, JobId, Sequenced};
 
 /// Run a job's work, counting its outcome and timing it in the metrics.

@@ -183,6 +183,7 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
         tenant: school.map(|s| s.schema_name().to_string()),
         inbound_at: Some(job.message.received_at),
         notice: None,
+        done: Vec::new(),
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
     // replies it logged and never sent (a crash in between) are sent now; the per-reply claims
@@ -202,12 +203,14 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
         )
         .await?;
         return match unsent {
-            Some(replies) => {
+            Some((replies, done)) => {
                 tracing::warn!(
-                    count = replies.len(),
+                    count = replies.len() - done.len(),
                     "message already handled; sending its unsent replies"
                 );
-                Ok(Some((send(Some(&ctx), replies), ctx, number)))
+                let mut send = send(Some(&ctx), replies);
+                send.done = done;
+                Ok(Some((send, ctx, number)))
             }
             None => {
                 tracing::info!("message already handled; not answered again");

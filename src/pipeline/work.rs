@@ -458,6 +458,7 @@ async fn broadcast(
                 tenant: Some(ctx.schema_name().to_string()),
                 inbound_at: None,
                 notice: Some(fields.clone()),
+                done: Vec::new(),
             })
             .await?;
     }

@@ -52,6 +52,15 @@ pub struct Overdue {
     pub limit: usize,
 }
 
+/// What [`Coord::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed now, by the caller.
+    Taken,
+    /// Claimed by someone else, for this much longer.
+    Held(Duration),
+}
+
 /// Deliveries to number: each one's once key and its conversation's key.
 pub type Keys = [(String, String)];
 
@@ -61,9 +70,9 @@ pub trait Coord: Send + Sync + 'static {
     /// `ttl` takes its conversation's next number and keeps it; a key seen before gets the
     /// number it took then (so its job, stored again, keeps its place). One step for the batch.
     fn arrive<'a>(&'a self, deliveries: &'a Keys, ttl: Duration) -> Answer<'a, Vec<Arrival>>;
-    /// Claim `key`: `true` the first time within `ttl` (or once an earlier claim expired),
-    /// `false` while it holds; atomic.
-    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool>;
+    /// Claim `key` for `ttl`: taken the first time (or once an earlier claim expired); held,
+    /// with the time it is still held for, while an earlier claim lasts. Atomic.
+    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, Claim>;
     /// Undo a claim.
     fn release(&self, key: String) -> Answer<'_, ()>;
     /// The highest number of `conversation` whose turn is complete.

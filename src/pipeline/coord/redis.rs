@@ -8,7 +8,7 @@ use std::time::Duration;
 use apalis_redis::ConnectionManager;
 use futures::future::BoxFuture;
 
-use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys, Overdue, Parked};
+use super::{Answer, Arrival, CONVERSATION_TTL, Claim, Coord, Keys, Overdue, Parked};
 
 /// How many set-aside jobs one look for overdue ones reads at most.
 const OVERDUE_SCAN: usize = 1000;
@@ -104,6 +104,16 @@ static OVERDUE: LazyLock<redis::Script> = LazyLock::new(|| {
            end \
          end \
          return out",
+    )
+});
+
+/// Claim KEYS[1] for ARGV[1] ms: -1 when taken now, else the milliseconds it is still held for.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return -1 end \
+         local left = redis.call('PTTL', KEYS[1]) \
+         if left == -1 then return -3 end \
+         return left",
     )
 });
 
@@ -214,18 +224,21 @@ impl Coord for RedisCoord {
         })
     }
 
-    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool> {
+    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, Claim> {
         Box::pin(async move {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl.as_secs().max(1))
-                .query_async::<Option<String>>(&mut self.conn.clone())
+            let left: i64 = CLAIM
+                .key(&key)
+                .arg(ttl.as_millis().max(1) as u64)
+                .invoke_async(&mut self.conn.clone())
                 .await
-                .map(|r| r.is_some())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(match left {
+                -1 => Claim::Taken,
+                // -2: gone between the two steps of the script cannot happen; a key without
+                // expiry is held for good.
+                ms if ms < 0 => Claim::Held(Duration::MAX),
+                ms => Claim::Held(Duration::from_millis(ms as u64)),
+            })
         })
     }
 

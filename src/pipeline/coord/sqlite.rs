@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx::{self, SqlitePool};
 
-use super::{Answer, Arrival, CONVERSATION_TTL, Coord, Keys, Overdue, Parked};
+use super::{Answer, Arrival, CONVERSATION_TTL, Claim, Coord, Keys, Overdue, Parked};
 
 /// How many set-aside jobs one look for overdue ones reads at most.
 const OVERDUE_SCAN: i64 = 1000;
@@ -246,22 +246,38 @@ impl Coord for SqliteCoord {
         })
     }
 
-    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, bool> {
+    fn claim(&self, key: String, ttl: Duration) -> Answer<'_, Claim> {
         Box::pin(async move {
             self.purge_expired().await;
-            let now = chrono::Utc::now().timestamp();
-            sqlx::query(
+            let failed = |e: sqlx::Error| e.to_string();
+            let now = chrono::Utc::now();
+            let taken = sqlx::query(
                 "INSERT INTO chatbot_once (key, expires_at) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
                  WHERE chatbot_once.expires_at < ?3",
             )
             .bind(&key)
-            .bind(now + ttl.as_secs().max(1) as i64)
-            .bind(now)
+            .bind(now.timestamp() + ttl.as_secs().max(1) as i64)
+            .bind(now.timestamp())
             .execute(&self.pool)
             .await
-            .map(|r| r.rows_affected() == 1)
-            .map_err(|e| e.to_string())
+            .map_err(failed)?
+            .rows_affected()
+                == 1;
+            if taken {
+                return Ok(Claim::Taken);
+            }
+            let until: Option<i64> =
+                sqlx::query_scalar("SELECT expires_at FROM chatbot_once WHERE key = ?")
+                    .bind(&key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(failed)?;
+            // Whole seconds: held until the end of its last second.
+            let left = until
+                .map_or(0, |s| (s + 1) * 1000 - now.timestamp_millis())
+                .max(1);
+            Ok(Claim::Held(Duration::from_millis(left as u64)))
         })
     }
 
