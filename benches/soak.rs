@@ -153,7 +153,7 @@ async fn run() -> bool {
     for kill in 0..kills {
         let at = total * (kill + 1) / (kills + 2);
         let waited = Instant::now();
-        while mock.received().len() < at && waited.elapsed() < Duration::from_secs(60) {
+        while mock.count() < at && waited.elapsed() < Duration::from_secs(60) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let victim = kill % 2;
@@ -174,10 +174,10 @@ async fn run() -> bool {
     let acked_in = started.elapsed();
 
     // Until the replies stop coming.
-    let mut last = (mock.received().len(), Instant::now());
+    let mut last = (mock.count(), Instant::now());
     while last.1.elapsed() < QUIET {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = mock.received().len();
+        let now = mock.count();
         if now != last.0 {
             last = (now, Instant::now());
         }

@@ -244,6 +244,11 @@ impl MockGraph {
         self.shared.lock().expect("mock state").received.clone()
     }
 
+    /// How many messages were received so far (without copying them).
+    pub fn count(&self) -> usize {
+        self.shared.lock().expect("mock state").received.len()
+    }
+
     /// Answer the next requests with these statuses (e.g. 429, 500), then normally.
     pub fn fail_next(&self, statuses: &[u16]) {
         self.shared

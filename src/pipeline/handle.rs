@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 /// A job set aside whose turn came is stored again by the turn that finished; if that did not
 /// happen within this long (its process died in between), any process with workers does it.
 const PARKED_GRACE: Duration = Duration::from_secs(5);
+/// A patience that never runs out (ten years; `Duration::MAX` does not fit the stores' seconds).
+const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How often a process with workers looks for such jobs.
 const PARKED_LOOK: Duration = Duration::from_secs(1);
 
@@ -372,8 +374,9 @@ impl JobQueue {
     /// Store again, now and every second, the jobs set aside that are overdue: their turn came
     /// and the process that should have stored them died, or they waited `patience` for a
     /// turn that never completes (a job lost or failed for good; the turns before them are
-    /// given up on, with a warning). Once per process with workers; ends with the queue.
-    pub fn watch_parked(&self, patience: Duration) {
+    /// given up on, with a warning). Not while jobs of `J` wait on the queue: a predecessor
+    /// behind a backlog is late, not lost. Once per process with workers; ends with the queue.
+    pub fn watch_parked<J: Job>(&self, patience: Duration) {
         if self
             .watching
             .swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -389,9 +392,11 @@ impl JobQueue {
                 let Some(queue) = queue.upgrade() else {
                     return;
                 };
+                // A backlog (or a depth that cannot be read) gives up on nobody.
+                let backlog = !matches!(queue.depth::<J>().await, Ok((0, _)));
                 let look = Overdue {
                     grace: PARKED_GRACE,
-                    patience,
+                    patience: if backlog { NEVER } else { patience },
                     limit: 100,
                 };
                 let overdue = match queue.coord.overdue(look).await {

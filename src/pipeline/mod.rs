@@ -72,7 +72,7 @@ pub fn register_all(
     state.queue.listen();
     state
         .queue
-        .watch_parked(turn::order_patience(state.settings.orphan_timeout_secs));
+        .watch_parked::<turn::IngestJob>(turn::order_patience(state.settings.orphan_timeout_secs));
     let monitor = add(monitor, state, cleanup::handle, 1, generation);
     let monitor = add(monitor, state, turn::handle, concurrency, generation);
     let monitor = add(monitor, state, deliver::handle, concurrency, generation);

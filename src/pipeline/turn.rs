@@ -16,7 +16,8 @@ use crate::tenancy::{self, Provider, TenantCtx};
 /// How long a message set aside waits for the earlier messages of its conversation (their
 /// turns and replies) before going on without them (one whose job failed for good, or is stuck
 /// in retries): twice the orphan timeout and a minute more, so that a predecessor whose worker
-/// died is run again, behind any backlog, well before.
+/// died is run again well before (and only while no message waits on the queue: see
+/// `JobQueue::watch_parked`).
 pub fn order_patience(orphan_timeout_secs: u64) -> Duration {
     Duration::from_secs(orphan_timeout_secs * 2 + 60)
 }
