@@ -96,6 +96,15 @@ impl Error {
         }
     }
 
+    /// Whether trying again later may succeed (a dependency was busy or away), as opposed to
+    /// an answer about the input (unknown, invalid...).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Database(_) | Self::Internal(_)
+        )
+    }
+
     /// The stable code clients see.
     pub fn code(&self) -> &'static str {
         match self {

@@ -380,12 +380,16 @@ async fn record_statuses(
     business: &str,
     statuses: &[serde_json::Value],
 ) -> crate::error::Result<()> {
-    let Ok((owner, number)) =
-        tenancy::by_business_number(&state.db, tenancy::Provider::Meta, business).await
-    else {
-        tracing::warn!(business, "statuses for an unknown business number ignored");
-        return Ok(());
-    };
+    let (owner, number) =
+        match tenancy::by_business_number(&state.db, tenancy::Provider::Meta, business).await {
+            Ok(found) => found,
+            // Not known now (the database is busy or away): Meta is told to send them again.
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => {
+                tracing::warn!(business, "statuses for an unknown business number ignored");
+                return Ok(());
+            }
+        };
     for s in statuses {
         let (Some(id), Some(status)) = (s["id"].as_str(), s["status"].as_str()) else {
             continue;

@@ -149,6 +149,8 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
     let (owner, number) =
         match tenancy::by_business_number(&state.db, provider, &job.business).await {
             Ok(found) => found,
+            // The database is busy or away: the job is retried.
+            Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "replies for an unknown business number dropped");
                 return Ok(());

@@ -160,6 +160,8 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
     .await
     {
         Ok(found) => found,
+        // The database is busy or away: the job is retried.
+        Err(e) if e.is_transient() => return Err(e),
         Err(e) => {
             // Nobody to answer for: retrying will not help.
             tracing::warn!(error = %e, business = %job.message.business, "message for an unknown business number dropped");
