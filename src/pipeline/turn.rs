@@ -189,8 +189,8 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
         done: Vec::new(),
     };
     // At-least-once jobs: a message already through the engine is not answered again, but
-    // replies it logged and never sent (a crash in between) are sent now; the per-reply claims
-    // skip any that did go out.
+    // replies it logged and never sent (a crash in between) are sent now; those the log holds
+    // as sent or refused are skipped (`SendJob::done`).
     // On a shared number the turn may have run in any of the sender's schools.
     for ctx in tenancy::schools_on(&state.db, &owner, &number, &phone).await? {
         if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message.message_id)
