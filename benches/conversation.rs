@@ -219,7 +219,9 @@ fn engine_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
     let config = state.settings.engine_config();
-    let school = rt.block_on(state.snapshots.get(&state.db, &ctx)).unwrap();
+    let school = rt
+        .block_on(state.pipeline.turns.snapshots.get(&state.db, &ctx))
+        .unwrap();
     let mb = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
     println!(
         "memory per cached school (estimated heap): demo school ({} students) {:.2} MiB",
@@ -274,8 +276,8 @@ fn engine_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                 let (state, ctx) = (&state, &ctx);
                 async move {
                     for text in TOUR {
-                        conversation::converse(
-                            state,
+                        chatbot::pipeline::converse(
+                            state.turns(),
                             ctx,
                             "bench",
                             phone,

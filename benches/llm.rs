@@ -49,7 +49,9 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
-    let school = rt.block_on(state.snapshots.get(&state.db, &ctx)).unwrap();
+    let school = rt
+        .block_on(state.pipeline.turns.snapshots.get(&state.db, &ctx))
+        .unwrap();
     let children = engine::children(&school, &phone, &Session::default());
     let history = vec![
         ("in".to_string(), "hi".to_string()),
@@ -125,7 +127,9 @@ fn benches(c: &mut Criterion) {
     group.bench_function("checks", |b| b.iter(check));
     group.bench_function("overhead", |b| {
         b.iter(|| {
-            let school = rt.block_on(state.snapshots.get(&state.db, &ctx)).unwrap();
+            let school = rt
+                .block_on(state.pipeline.turns.snapshots.get(&state.db, &ctx))
+                .unwrap();
             let children = engine::children(&school, &phone, &Session::default());
             let context = gather_from(&school, &children);
             let fitted = prompt::fit(&prompts, &tokenizer, context, "ref-0123456789ab", 3000)

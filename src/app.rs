@@ -10,10 +10,16 @@ use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::engagement::Site;
+use crate::channels::inbound::Webhooks;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
-use crate::pipeline::{self, JobQueue};
+use crate::metrics::Metrics;
+use crate::pipeline::accept::Intake;
+use crate::pipeline::{self, JobQueue, Pipeline, Turns};
+use crate::reports::Reports;
+use crate::school::snapshot::cache::SnapshotCache;
 use crate::state::AppState;
 use crate::{db, http};
 
@@ -40,27 +46,67 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
     let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
     let llm = crate::llm::Llm::from_settings(&settings, &secret)?.map(Arc::new);
-    Ok(AppState {
-        db,
-        intake: crate::pipeline::accept::Intake::start(queue.clone()),
-        queue,
-        secret,
+    let jwt = crate::api::jwt::JwtVerifier::from_settings(&settings.jwt())?.map(Arc::new);
+    let api_limits = Arc::new(crate::api::limits::RateLimiter::new(
+        settings.api_rate_per_minute,
+        settings.api_rate_burst,
+    ));
+    let snapshots = Arc::new(SnapshotCache::new(
+        settings.snapshot_cache_mb as usize * 1024 * 1024,
+    ));
+    let settings = Arc::new(settings);
+    let metrics = Arc::<Metrics>::default();
+    let reports = Reports {
+        db: db.clone(),
+        secret: secret.clone(),
+        settings: settings.clone(),
+    };
+    let turns = Turns {
+        db: db.clone(),
+        secret: secret.clone(),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
+        llm,
+        snapshots,
+        turn_writes: Default::default(),
+        reports: reports.clone(),
+    };
+    let pipeline = Pipeline {
+        db: db.clone(),
+        queue: queue.clone(),
+        secret: secret.clone(),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
         graph,
         twilio,
-        metrics: Default::default(),
-        secrets_cache: Default::default(),
-        jwt: crate::api::jwt::JwtVerifier::from_settings(&settings)?.map(Arc::new),
-        llm,
+        turns,
+        reports,
+    };
+    let webhooks = Webhooks {
+        db: db.clone(),
+        secret: secret.clone(),
+        public_url: settings.public_url.clone(),
+        metrics: metrics.clone(),
+        intake: Arc::new(Intake::start(queue.clone())),
+        app_secrets: Default::default(),
+    };
+    let site = Site {
+        db: db.clone(),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
         engagement: Default::default(),
-        turn_writes: Default::default(),
-        snapshots: Arc::new(crate::school::snapshot::cache::SnapshotCache::new(
-            settings.snapshot_cache_mb as usize * 1024 * 1024,
-        )),
-        api_limits: Arc::new(crate::api::limits::RateLimiter::new(
-            settings.api_rate_per_minute,
-            settings.api_rate_burst,
-        )),
-        settings: Arc::new(settings),
+    };
+    Ok(AppState {
+        db,
+        queue,
+        secret,
+        settings,
+        metrics,
+        pipeline,
+        webhooks,
+        site,
+        jwt,
+        api_limits,
     })
 }
 
@@ -304,7 +350,7 @@ async fn supervise_workers(
                 on_failure.cancel();
                 false
             });
-        let monitor = pipeline::register_all(monitor, &state, generation);
+        let monitor = pipeline::register_all(monitor, &state.pipeline, generation);
         let started = Instant::now();
         let (stop, failure) = (token.clone(), failed.clone());
         let result = monitor

@@ -630,8 +630,17 @@ async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::R
                     eprintln!("{line}");
                 }
             };
-            let made =
-                reports::batch(&state, &ctx, &exam, &group, combined, None, None, &mut bar).await?;
+            let made = reports::batch(
+                state.reports(),
+                &ctx,
+                &exam,
+                &group,
+                combined,
+                None,
+                None,
+                &mut bar,
+            )
+            .await?;
             if tty {
                 eprintln!();
             }
@@ -642,7 +651,7 @@ async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::R
                     pupil.student_id,
                     students::full_name(pupil),
                     stored.size_bytes.unwrap_or_default(),
-                    store::link(&state, ctx.id(), stored.id, now)
+                    store::link(state.reports(), ctx.id(), stored.id, now)
                 );
             }
             if let Some(c) = &made.combined {
@@ -651,7 +660,7 @@ async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::R
                     group.name,
                     exam.name,
                     c.size_bytes.unwrap_or_default(),
-                    store::link(&state, ctx.id(), c.id, now)
+                    store::link(state.reports(), ctx.id(), c.id, now)
                 );
             }
             eprintln!(
@@ -1088,8 +1097,9 @@ async fn run_until_signal(application: Application) -> anyhow::Result<()> {
 }
 
 async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::Result<()> {
-    use crate::conversation::{self, Effect, Inbound, routing};
+    use crate::conversation::{Effect, Inbound};
     use crate::domain::{PhoneNumber, SchemaName};
+    use crate::pipeline::{converse, converse_as_sender};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     let phone = PhoneNumber::parse(phone)?;
@@ -1120,16 +1130,15 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
         let (inbound, now) = (Inbound::text(line), chrono::Utc::now());
         let (replies, effects) = match &ctx {
             Some(ctx) => {
-                let outcome =
-                    conversation::converse(&state, ctx, "terminal", &phone, &inbound, now).await?;
-                (outcome.replies, outcome.effects)
+                let turn = converse(state.turns(), ctx, "terminal", &phone, &inbound, now).await?;
+                (turn.outcome.replies, turn.outcome.effects)
             }
             None => {
                 let turn =
-                    routing::converse_as_sender(&state, "terminal", &phone, &inbound, now).await?;
+                    converse_as_sender(state.turns(), "terminal", &phone, &inbound, now).await?;
                 (
                     turn.replies,
-                    turn.outcome.map(|o| o.effects).unwrap_or_default(),
+                    turn.outcome.map(|t| t.outcome.effects).unwrap_or_default(),
                 )
             }
         };

@@ -50,8 +50,8 @@ struct Chat<'a> {
 impl Chat<'_> {
     async fn send(&mut self, text: &str) -> (Outcome, String) {
         self.now += Duration::seconds(20);
-        let outcome = conversation::converse(
-            self.state,
+        let outcome = chatbot::pipeline::converse(
+            self.state.turns(),
             &self.ctx,
             "terminal",
             &self.phone,
@@ -66,7 +66,7 @@ impl Chat<'_> {
             .map(|r| r.to_plain())
             .collect::<Vec<_>>()
             .join("\n---\n");
-        (outcome, shown)
+        (outcome.outcome, shown)
     }
 
     async fn play(&mut self, turns: &[Turn<'_>]) -> String {
@@ -430,6 +430,8 @@ async fn a_phone_never_sees_another_schools_children(v: Variant) {
     .id;
     let school = app
         .state
+        .pipeline
+        .turns
         .snapshots
         .get(&app.state.db, &demo_ctx)
         .await
@@ -506,7 +508,7 @@ async fn text_the_rules_cannot_place_is_unhandled_but_answered(v: Variant) {
 }
 
 async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
-    use chatbot::conversation::routing::converse_as_sender;
+    use chatbot::pipeline::converse_as_sender;
     let Some((app, creds)) = demo_app(v).await else {
         return;
     };
@@ -529,8 +531,8 @@ async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
         text: &str,
         at: DateTime<Utc>,
     ) -> (String, Option<String>, String) {
-        let turn = chatbot::conversation::routing::converse_as_sender(
-            state,
+        let turn = chatbot::pipeline::converse_as_sender(
+            state.turns(),
             "whatsapp",
             phone,
             &Inbound::text(text),
@@ -588,7 +590,7 @@ async fn a_phone_linked_to_two_schools_chooses_one(v: Variant) {
     // A phone no school knows gets told so, not a school's menu.
     let stranger = PhoneNumber::parse("+2348012340000").unwrap();
     let turn = converse_as_sender(
-        &app.state,
+        app.state.turns(),
         "whatsapp",
         &stranger,
         &Inbound::text("hi"),
@@ -831,6 +833,8 @@ async fn a_snapshot_holds_only_its_own_schools_rows(v: Variant) {
         let theirs = &creds.tenants[1 - i];
         let school = app
             .state
+            .pipeline
+            .turns
             .snapshots
             .get(&app.state.db, &ctx(&app, slug).await)
             .await

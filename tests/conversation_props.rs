@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use chatbot::conversation::{self, Effect, Inbound, State, store};
+use chatbot::conversation::{Effect, Inbound, State, store};
 use chatbot::demo::{self, DemoCredentials};
 use chatbot::domain::{PhoneNumber, SchemaName, StudentId};
 use chatbot::entities::chat_session;
@@ -204,10 +204,16 @@ async fn arbitrary_inputs_never_break_the_engine_or_leak(v: Variant) {
                             }
                         };
                         now += Duration::seconds(5);
-                        let out =
-                            conversation::converse(&app.state, &ctx, "prop", &phone, &inbound, now)
-                                .await
-                                .map_err(|e| TestCaseError::fail(format!("{step:?}: {e}")))?;
+                        let out = chatbot::pipeline::converse(
+                            app.state.turns(),
+                            &ctx,
+                            "prop",
+                            &phone,
+                            &inbound,
+                            now,
+                        )
+                        .await
+                        .map_err(|e| TestCaseError::fail(format!("{step:?}: {e}")))?;
                         // Allowed: the phone's mapped child, and a child verified by ID + PIN.
                         let mut allowed: Vec<i64> = out.session.verified.clone();
                         if mapped {

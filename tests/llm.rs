@@ -8,13 +8,14 @@ mod common;
 use std::collections::HashSet;
 
 use chatbot::config::Settings;
-use chatbot::conversation::{self, Inbound, Outcome};
+use chatbot::conversation::Inbound;
 use chatbot::demo::{self, DemoCredentials};
 use chatbot::domain::{PhoneNumber, SchemaName};
 use chatbot::entities::{llm_usage, notice};
 use chatbot::llm::client::Message;
 use chatbot::llm::mock::{MockLlm, Recorded, Script};
 use chatbot::llm::prompt::Tokenizer;
+use chatbot::pipeline::Turn;
 use chatbot::tenancy::{self, TenantCtx};
 use chrono::Utc;
 use common::{TestApp, TestEnv, Variant};
@@ -50,11 +51,11 @@ impl Setup {
     }
 
     /// One message from `phone` to `school`, through the real conversation path.
-    async fn say(&self, school: &str, phone: &str, text: &str) -> Outcome {
+    async fn say(&self, school: &str, phone: &str, text: &str) -> Turn {
         let ctx = self.ctx(school).await;
         let phone = PhoneNumber::parse(phone).unwrap();
-        conversation::converse(
-            &self.app.state,
+        chatbot::pipeline::converse(
+            self.app.state.turns(),
             &ctx,
             "terminal",
             &phone,
@@ -70,7 +71,7 @@ impl Setup {
     }
 }
 
-fn texts(outcome: &Outcome) -> String {
+fn texts(outcome: &Turn) -> String {
     outcome
         .replies
         .iter()
@@ -79,7 +80,7 @@ fn texts(outcome: &Outcome) -> String {
         .join("\n")
 }
 
-fn outcome_of(o: &Outcome) -> &str {
+fn outcome_of(o: &Turn) -> &str {
     o.llm.as_ref().map(|t| t.outcome.as_str()).unwrap_or("")
 }
 

@@ -82,7 +82,7 @@ fn local(link: &str) -> String {
 }
 
 async fn a_parent_asks_in_the_chat_and_downloads_the_card(v: Variant) {
-    use chatbot::conversation::{self, Inbound, Reply};
+    use chatbot::conversation::{Inbound, Reply};
     use chatbot::domain::PhoneNumber;
     use chatbot::reports::store;
     let Some((app, creds, ctx)) = demo_app(v).await else {
@@ -95,8 +95,8 @@ async fn a_parent_asks_in_the_chat_and_downloads_the_card(v: Variant) {
     let mut last = None;
     for text in ["hi", "report card", "1"] {
         last = Some(
-            conversation::converse(
-                &app.state,
+            chatbot::pipeline::converse(
+                app.state.turns(),
                 &ctx,
                 "terminal",
                 &phone,
@@ -385,7 +385,7 @@ async fn the_cleanup_job_deletes_old_cards_only(v: Variant) {
     for s in creds.tenants[0].students.iter().take(2) {
         let student = student_row(db, &ctx, &s.student_id).await;
         made.push(
-            reports::generate(&app.state, &ctx, &student, &exam)
+            reports::generate(app.state.reports(), &ctx, &student, &exam)
                 .await
                 .unwrap()
                 .unwrap(),

@@ -598,7 +598,7 @@ async fn statuses_reach_the_message_log_and_reruns_answer_nothing(v: Variant) {
 }
 
 async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
-    use chatbot::conversation::{self, Inbound};
+    use chatbot::conversation::Inbound;
     use chatbot::domain::PhoneNumber;
     let Some((app, mock, creds)) = start(v).await else {
         return;
@@ -619,8 +619,8 @@ async fn replies_logged_but_never_queued_go_out_on_a_rerun(v: Variant) {
         provider_id: Some("wamid.lost".into()),
         ..Inbound::text("hi")
     };
-    conversation::converse(
-        &app.state,
+    chatbot::pipeline::converse(
+        app.state.turns(),
         &ctx,
         "whatsapp",
         &phone,

@@ -139,7 +139,7 @@ impl EngagementApi {
             body.active.unwrap_or(true),
         )
         .await?;
-        state.engagement.catalogue.forget(ctx, &body.slug);
+        state.site.engagement.catalogue.forget(ctx, &body.slug);
         Ok(Created::Created(Json(row.try_into()?)))
     }
 
@@ -191,7 +191,7 @@ impl EngagementApi {
             body.active.unwrap_or(true),
         )
         .await?;
-        state.engagement.catalogue.forget(ctx, &slug.0);
+        state.site.engagement.catalogue.forget(ctx, &slug.0);
         match updated {
             Some(m) => out(m),
             None => Err(not_found(&slug.0)),
@@ -212,7 +212,7 @@ impl EngagementApi {
     ) -> ApiResult<Deleted> {
         let ctx = caller.require("admin")?;
         let gone = catalogue::delete(&state.db, ctx, &slug.0).await?;
-        state.engagement.catalogue.forget(ctx, &slug.0);
+        state.site.engagement.catalogue.forget(ctx, &slug.0);
         if gone {
             Ok(Deleted::NoContent)
         } else {

@@ -10,7 +10,9 @@ use std::path::Path;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
-use crate::config::{Settings, env};
+use secrecy::SecretString;
+
+use crate::config::env;
 use crate::error::Error;
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
@@ -88,11 +90,26 @@ fn public_key(alg: Algorithm, path: &Path) -> Result<DecodingKey, String> {
     })
 }
 
+/// The bearer-token settings (`CHATBOT_JWT_*`), as [`crate::config::Settings::jwt`] lends them.
+#[derive(Debug, Clone, Copy)]
+pub struct JwtSettings<'a> {
+    /// The one algorithm accepted.
+    pub algorithm: &'a str,
+    /// The shared secret (HS*).
+    pub secret: Option<&'a SecretString>,
+    /// The public key's file (RS*, PS*, ES*, EdDSA).
+    pub public_key_file: Option<&'a Path>,
+    /// The issuer tokens must name.
+    pub issuer: Option<&'a str>,
+    /// The audience tokens must name.
+    pub audience: &'a str,
+}
+
 /// Build the verifier the settings describe; `Ok(None)` when JWT is not configured. Errors
 /// name the setting at fault.
-fn build(settings: &Settings) -> Result<Option<JwtVerifier>, (&'static str, String)> {
-    let alg = algorithm(&settings.jwt_algorithm).map_err(|e| (env::JWT_ALGORITHM, e))?;
-    let key = match (&settings.jwt_secret, &settings.jwt_public_key_file) {
+fn build(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, (&'static str, String)> {
+    let alg = algorithm(settings.algorithm).map_err(|e| (env::JWT_ALGORITHM, e))?;
+    let key = match (settings.secret, settings.public_key_file) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err((
@@ -134,15 +151,14 @@ fn build(settings: &Settings) -> Result<Option<JwtVerifier>, (&'static str, Stri
         }
     };
     let issuer = settings
-        .jwt_issuer
-        .as_deref()
+        .issuer
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or((
             env::JWT_ISSUER,
             "required when JWT is on: tokens must name their issuer".to_string(),
         ))?;
-    let audience = settings.jwt_audience.trim();
+    let audience = settings.audience.trim();
     if audience.is_empty() {
         return Err((env::JWT_AUDIENCE, "must not be empty".into()));
     }
@@ -156,13 +172,13 @@ fn build(settings: &Settings) -> Result<Option<JwtVerifier>, (&'static str, Stri
 }
 
 /// Check the JWT settings (algorithm, key, issuer) when the configuration is loaded.
-pub fn check_settings(settings: &Settings) -> Result<(), (&'static str, String)> {
+pub fn check_settings(settings: &JwtSettings<'_>) -> Result<(), (&'static str, String)> {
     build(settings).map(|_| ())
 }
 
 impl JwtVerifier {
     /// The verifier for these settings, `None` when JWT is off.
-    pub fn from_settings(settings: &Settings) -> crate::error::Result<Option<Self>> {
+    pub fn from_settings(settings: &JwtSettings<'_>) -> crate::error::Result<Option<Self>> {
         build(settings).map_err(|(name, message)| {
             Error::Internal(anyhow::anyhow!("invalid value for {name}: {message}"))
         })

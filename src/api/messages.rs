@@ -8,7 +8,7 @@ use poem_openapi::{Object, OpenApi, payload::Json};
 use super::ApiTags;
 use super::auth::Caller;
 use super::respond::ApiResult;
-use crate::conversation::{self, Inbound, Reply};
+use crate::conversation::{Inbound, Reply};
 use crate::domain::PhoneNumber;
 use crate::error::Error;
 use crate::state::AppState;
@@ -154,8 +154,8 @@ impl MessagesApi {
             other => format!("api:{other}"),
         };
         let guesser = Some(super::results::guesser(&caller));
-        let outcome = conversation::converse_as(
-            &state,
+        let turn = crate::pipeline::converse_as(
+            state.turns(),
             tenant,
             &channel,
             &phone,
@@ -164,6 +164,7 @@ impl MessagesApi {
             guesser,
         )
         .await?;
+        let outcome = turn.outcome;
         Ok(Json(MessageResult {
             replies: outcome.replies.iter().map(reply_out).collect(),
             state: outcome.session.state.name().to_string(),

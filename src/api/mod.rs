@@ -19,25 +19,15 @@ pub mod respond;
 mod results;
 mod school;
 mod setup;
+mod tags;
 mod welcome;
 
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::OpenApiService;
+
+pub use tags::ApiTags;
 
 /// Where the API is mounted.
 pub const BASE_PATH: &str = "/api/v1/chatbot";
-
-/// Operation groups in the docs.
-#[derive(Tags)]
-pub enum ApiTags {
-    /// The service itself.
-    Service,
-    /// Talking to the bot as a parent.
-    Conversations,
-    /// A school's data: welcome message, students, sessions, notices.
-    School,
-    /// The website engagement chat's report catalogue.
-    Engagement,
-}
 
 /// Every API of the service.
 pub type Apis = (

@@ -2,10 +2,51 @@
 //! to the pipeline once a webhook is verified and parsed (`pipeline::accept`), and accepting
 //! it (`accept_message`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::AppState;
+use crate::error::Result;
+
+/// What the WhatsApp webhooks (Meta's and Twilio's) need: where they read numbers and
+/// secrets, where they hand what they verified, and where they count. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    /// Data database (numbers, secrets, the message log for statuses).
+    pub db: sea_orm::DatabaseConnection,
+    /// Server secret (unseals the schools' provider secrets).
+    pub secret: crate::crypto::SecretKey,
+    /// `CHATBOT_PUBLIC_URL`: the base Twilio signs its calls with.
+    pub public_url: Option<String>,
+    /// Webhook counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where verified messages go (the pipeline's intake).
+    pub intake: Arc<dyn Sink>,
+    /// The schools' Meta app secrets, kept briefly so a webhook does not read them every time.
+    pub app_secrets: super::meta_secrets::SecretsCache,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where verified messages go: the pipeline's intake implements it (channels know nothing of
+/// jobs).
+pub trait Sink: Send + Sync + 'static {
+    /// Number `message` within its conversation and store it for its turn: `Some(seq)` when it
+    /// is new, `None` for a repeat, an error when it may not be stored.
+    fn accept(
+        &self,
+        message: InboundMessage,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<u64>>> + Send + '_>>;
+}
 
 /// What a message says, as the engine reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,10 +87,7 @@ pub struct InboundMessage {
 /// for its turn, together with whatever other deliveries arrived meanwhile (a duplicate
 /// delivery is `Ok(false)`). An error means it may not be stored: the webhook must not answer
 /// 200, so the provider retries (the retry keeps its number and is stored once).
-pub async fn accept_message(
-    state: &AppState,
-    message: InboundMessage,
-) -> crate::error::Result<bool> {
+pub async fn accept_message(state: &Webhooks, message: InboundMessage) -> Result<bool> {
     let provider = crate::tenancy::Provider::named(&message.provider).as_str();
     let message_id = message.message_id.clone();
     if state.intake.accept(message).await?.is_none() {

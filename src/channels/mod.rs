@@ -5,6 +5,7 @@
 pub mod engagement;
 pub mod graph;
 pub mod inbound;
+pub mod meta_secrets;
 pub mod mock_graph;
 pub mod twilio;
 pub mod whatsapp_cloud;

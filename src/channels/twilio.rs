@@ -15,11 +15,10 @@ use secrecy::ExposeSecret;
 use sha1::Sha1;
 
 use super::graph::{SendError, exchange};
-use super::inbound::{InboundMessage, Said, accept_message};
+use super::inbound::{InboundMessage, Said, Webhooks, accept_message};
 use crate::conversation::Reply;
 use crate::crypto::SealedColumn;
 use crate::error::{Error, Result, json_error};
-use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
 /// Twilio's own webhook bodies are small; anything near this is not Twilio.
@@ -105,7 +104,7 @@ fn port_like(s: &str) -> bool {
 
 /// The URL Twilio called: the service's public base ([`super::public_base`]) + the path and
 /// query as received.
-fn called_url(state: &AppState, req: &Request) -> String {
+fn called_url(state: &Webhooks, req: &Request) -> String {
     let path = req
         .original_uri()
         .path_and_query()
@@ -113,7 +112,7 @@ fn called_url(state: &AppState, req: &Request) -> String {
         .unwrap_or("/");
     format!(
         "{}{path}",
-        super::public_base(state.settings.public_url.as_deref(), req)
+        super::public_base(state.public_url.as_deref(), req)
     )
 }
 
@@ -179,7 +178,7 @@ fn twiml_ok() -> Response {
 
 /// `POST`: a message or a status callback.
 #[handler]
-pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
+pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Response {
     let outcome = |o: &str| super::count_webhook(&state.metrics, "twilio", o);
     let bytes =
         match super::read_webhook_body(body, MAX_BODY, "256 KB", "twilio", &state.metrics).await {

@@ -4,20 +4,19 @@
 //! before it is parsed, deduplicated on the message id, queued as an ingest job, and only then
 //! acknowledged; if the job cannot be queued the answer is 503, so Meta retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Body, Request, Response, handler};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sha2::Sha256;
 
 pub use super::inbound::Said;
-use super::inbound::{InboundMessage, accept_message};
+use super::inbound::{InboundMessage, Webhooks, accept_message};
+use super::meta_secrets::same_secret;
+pub use super::meta_secrets::{AppSecrets, SecretId, sign};
 use crate::error::json_error;
-use crate::state::AppState;
 use crate::tenancy;
 
 /// Meta's own limit on a webhook body.
@@ -28,26 +27,14 @@ const SECRETS_MAX_AGE: Duration = Duration::from_secs(30);
 const SECRETS_MIN_AGE: Duration = Duration::from_secs(1);
 
 /// The schools' Meta app secrets, from memory when read less than `max_age` ago.
-async fn app_secrets(
-    state: &AppState,
-    max_age: Duration,
-) -> crate::error::Result<std::sync::Arc<AppSecrets>> {
-    if let Some((at, secrets)) = state
-        .secrets_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        && at.elapsed() < max_age
-    {
-        return Ok(secrets.clone());
+async fn app_secrets(state: &Webhooks, max_age: Duration) -> crate::error::Result<Arc<AppSecrets>> {
+    if let Some(secrets) = state.app_secrets.fresh(max_age) {
+        return Ok(secrets);
     }
-    let secrets = std::sync::Arc::new(AppSecrets::new(
+    let secrets = Arc::new(AppSecrets::new(
         tenancy::meta_app_secrets(&state.db, &state.secret).await?,
     ));
-    *state
-        .secrets_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), secrets.clone()));
+    state.app_secrets.keep(secrets.clone());
     Ok(secrets)
 }
 
@@ -64,7 +51,7 @@ pub struct VerifyQuery {
 
 /// `GET`: answer the bare challenge when the verify token is one of a school's.
 #[handler]
-pub async fn verify(state: Data<&AppState>, Query(q): Query<VerifyQuery>) -> Response {
+pub async fn verify(state: Data<&Webhooks>, Query(q): Query<VerifyQuery>) -> Response {
     let (Some("subscribe"), Some(token), Some(challenge)) =
         (q.mode.as_deref(), q.verify_token.as_deref(), q.challenge)
     else {
@@ -85,113 +72,6 @@ pub async fn verify(state: Data<&AppState>, Query(q): Query<VerifyQuery>) -> Res
         ),
         Err(e) => poem::error::ResponseError::as_response(&e),
     }
-}
-
-/// The schools' Meta app secrets, each keyed for HMAC once (its padded key blocks hashed
-/// ahead, two of the dozen or so SHA-256 blocks of a typical delivery), and which one each
-/// business number uses.
-pub struct AppSecrets {
-    keys: Vec<Hmac<Sha256>>,
-    /// SHA-256 of each secret, to tell a rotated secret from the one kept.
-    fingerprints: Vec<[u8; 32]>,
-    by_number: std::collections::HashMap<String, SecretId>,
-}
-
-/// Which of the app secrets verified a delivery: the numbers it may name are those using it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecretId(usize);
-
-impl std::fmt::Debug for AppSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppSecrets")
-            .field("secrets", &self.keys.len())
-            .field("numbers", &self.by_number.len())
-            .finish()
-    }
-}
-
-impl AppSecrets {
-    /// From (business number's Graph API id, its app secret) pairs; a secret shared by several
-    /// numbers (one Meta app for several numbers) is kept once.
-    pub fn new(numbers: impl IntoIterator<Item = (String, SecretString)>) -> Self {
-        let mut keys = Vec::new();
-        let mut fingerprints = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        let mut by_number = std::collections::HashMap::new();
-        for (number, secret) in numbers {
-            let secret = secret.expose_secret().as_bytes();
-            let fingerprint: [u8; 32] = <Sha256 as sha2::Digest>::digest(secret).into();
-            let at = *seen.entry(fingerprint).or_insert_with(|| {
-                keys.push(Hmac::<Sha256>::new_from_slice(secret).expect("any key length"));
-                fingerprints.push(fingerprint);
-                SecretId(keys.len() - 1)
-            });
-            by_number.entry(number).or_insert(at);
-        }
-        Self {
-            keys,
-            fingerprints,
-            by_number,
-        }
-    }
-
-    /// Does a business number with this Graph API id have an app secret here?
-    pub fn knows(&self, number: &str) -> bool {
-        self.by_number.contains_key(number)
-    }
-
-    /// Is `number` one of those signed with the secret `id`? A delivery may only name these.
-    pub fn owns(&self, id: SecretId, number: &str) -> bool {
-        self.by_number.get(number) == Some(&id)
-    }
-
-    /// The secret whose `X-Hub-Signature-256` `header` is, for `body`: only the secret of the
-    /// business number the body names is tried (found by a plain byte search, not by parsing a
-    /// body that is not verified yet), compared in constant time. So a delivery, good or bad,
-    /// costs one HMAC at most however many schools there are; the caller then checks that every
-    /// number the parsed body names uses that same secret ([`AppSecrets::owns`]).
-    pub fn verify(&self, body: &[u8], header: Option<&str>) -> Option<SecretId> {
-        let hex_sig = header.and_then(|h| h.trim().strip_prefix("sha256="))?;
-        // A SHA-256 MAC is 32 bytes; anything else cannot match.
-        let mut sig = [0u8; 32];
-        hex::decode_to_slice(hex_sig, &mut sig).ok()?;
-        let id = *self.by_number.get(named_number(body)?)?;
-        let mut mac = self.keys[id.0].clone();
-        mac.update(body);
-        mac.verify_slice(&sig).is_ok().then_some(id)
-    }
-}
-
-/// Would `after` verify `body` with the same secret as `before` did (or did not)? True when the
-/// number the body names has the same secret in both, or is unknown to both.
-fn same_secret(before: Option<&AppSecrets>, after: &AppSecrets, body: &[u8]) -> bool {
-    let Some(before) = before else {
-        return false;
-    };
-    let fingerprint = |s: &AppSecrets| {
-        named_number(body)
-            .and_then(|n| s.by_number.get(n))
-            .map(|id| s.fingerprints[id.0])
-    };
-    fingerprint(before) == fingerprint(after)
-}
-
-/// The first `"phone_number_id":"..."` of a raw webhook body, as Meta writes it (no spaces):
-/// a hint of which secret signed it.
-fn named_number(body: &[u8]) -> Option<&str> {
-    const FIELD: &str = "\"phone_number_id\":\"";
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(FIELD));
-    let start = FINDER.find(body)? + FIELD.len();
-    let len = body[start..].iter().take(64).position(|&b| b == b'"')?;
-    std::str::from_utf8(&body[start..start + len]).ok()
-}
-
-/// The signature header value for `body` (tests and the mock use it).
-pub fn sign(body: &[u8], secret: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A webhook notification (only the fields we use; everything else is tolerated).
@@ -376,7 +256,7 @@ impl Message {
 /// Write `sent` / `delivered` / `read` / `failed` statuses of our replies to the message log of
 /// the school each conversation belongs to.
 async fn record_statuses(
-    state: &AppState,
+    state: &Webhooks,
     business: &str,
     statuses: &[serde_json::Value],
 ) -> crate::error::Result<()> {
@@ -420,7 +300,7 @@ async fn record_statuses(
 
 /// `POST`: verify, parse, dedupe, queue, acknowledge.
 #[handler]
-pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Response {
+pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Response {
     let outcome = |o: &str| super::count_webhook(&state.metrics, "meta", o);
     let bytes = match super::read_webhook_body(body, MAX_BODY, "3 MB", "meta", &state.metrics).await
     {
@@ -549,103 +429,4 @@ pub async fn deliver(state: Data<&AppState>, req: &Request, body: Body) -> Respo
         .status(StatusCode::OK)
         .content_type("application/json")
         .body(r#"{"status":"ok"}"#)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery(number: &str) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "object": "whatsapp_business_account",
-            "entry": [{"changes": [{"value": {"metadata": {"phone_number_id": number}}}]}]
-        }))
-        .unwrap()
-    }
-
-    fn secrets() -> AppSecrets {
-        AppSecrets::new([
-            ("111".to_string(), SecretString::from("secret-a")),
-            ("222".to_string(), SecretString::from("secret-b")),
-            // One Meta app for two schools: its secret is kept once.
-            ("333".to_string(), SecretString::from("secret-b")),
-        ])
-    }
-
-    #[test]
-    fn the_named_number_is_found_without_parsing() {
-        assert_eq!(named_number(&delivery("222")), Some("222"));
-        assert_eq!(named_number(b"{\"phone_number_id\": \"222\"}"), None);
-        assert_eq!(named_number(b"{\"phone_number_id\":\"222"), None);
-        assert_eq!(named_number(b"not json at all"), None);
-    }
-
-    #[test]
-    fn only_the_named_numbers_secret_verifies_and_owns_its_numbers() {
-        let secrets = secrets();
-        assert_eq!(secrets.keys.len(), 2);
-        for (number, secret) in [
-            ("111", "secret-a"),
-            ("222", "secret-b"),
-            ("333", "secret-b"),
-        ] {
-            let body = delivery(number);
-            let header = sign(&body, secret);
-            let id = secrets.verify(&body, Some(&header));
-            assert!(id.is_some(), "{number} {secret}");
-            assert_eq!(secrets.verify(&body, Some(&format!(" {header} "))), id);
-            assert!(secrets.owns(id.unwrap(), number));
-        }
-        // One Meta app for numbers 222 and 333: its signature owns both, and not 111.
-        let b = secrets.verify(&delivery("222"), Some(&sign(&delivery("222"), "secret-b")));
-        assert!(secrets.owns(b.unwrap(), "333"));
-        assert!(!secrets.owns(b.unwrap(), "111"));
-        assert!(!secrets.owns(b.unwrap(), "999"));
-        // Another school's secret, or a number nobody has, verifies nothing.
-        for (number, secret) in [
-            ("222", "secret-a"),
-            ("111", "secret-b"),
-            ("999", "secret-b"),
-        ] {
-            let body = delivery(number);
-            assert_eq!(secrets.verify(&body, Some(&sign(&body, secret))), None);
-        }
-        assert!(secrets.knows("333") && !secrets.knows("999"));
-    }
-
-    #[test]
-    fn a_rotated_secret_is_told_from_the_one_kept() {
-        let body = delivery("111");
-        let before = secrets();
-        let same = secrets();
-        let rotated = AppSecrets::new([("111".to_string(), SecretString::from("secret-a2"))]);
-        assert!(!same_secret(None, &before, &body));
-        assert!(same_secret(Some(&before), &same, &body));
-        assert!(!same_secret(Some(&before), &rotated, &body));
-        let unknown = delivery("999");
-        assert!(same_secret(Some(&before), &rotated, &unknown));
-    }
-
-    #[test]
-    fn a_wrong_missing_or_malformed_signature_is_refused() {
-        let secrets = secrets();
-        let body = delivery("111");
-        let other = sign(&body, "secret-c");
-        let tampered = sign(&delivery("112"), "secret-a");
-        let bare = sign(&body, "secret-a").replace("sha256=", "");
-        for header in [
-            Some(other.as_str()),
-            Some(tampered.as_str()),
-            Some(bare.as_str()),
-            Some("sha256=zz"),
-            Some("sha256="),
-            None,
-        ] {
-            assert_eq!(secrets.verify(&body, header), None, "{header:?}");
-        }
-        assert_eq!(
-            AppSecrets::new([]).verify(&body, Some(&sign(&body, "secret-a"))),
-            None
-        );
-    }
 }

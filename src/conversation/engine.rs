@@ -236,8 +236,6 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
     /// The user's text when no rule could place it (the LLM fallback's input).
     pub unhandled: Option<String>,
-    /// What the LLM fallback did with it, when it ran.
-    pub llm: Option<crate::llm::Trace>,
     /// A fact the turn needs and the world did not hold: find it out, put it in [`Facts`]
     /// and run the turn again (the rest of this outcome is then meaningless).
     pub need: Option<Need>,
@@ -460,7 +458,6 @@ impl<'w> Turn<'w> {
             replies,
             effects,
             unhandled,
-            llm: None,
             need,
         })
     }

@@ -23,12 +23,13 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use crate::config::Settings;
-use crate::conversation::{self, Inbound, Outcome, engine};
+use crate::conversation::{self, Inbound, engine};
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::llm::client::ClientConfig;
 use crate::llm::mock::MockLlm;
 use crate::llm::prompt::Prompts;
 use crate::llm::{Limits, Llm};
+use crate::pipeline::{Turn, Turns};
 use crate::state::AppState;
 use crate::tenancy::{self, TenantCtx};
 use report::{CaseReport, Report, RunReport, TurnReport, VariantReport};
@@ -343,9 +344,10 @@ async fn run_case(
     tenant: &str,
     case: &Case,
 ) -> Result<RunReport, String> {
-    let state = AppState {
+    let state = &shared.state;
+    let talk = Turns {
         llm: Some(llm.clone()),
-        ..shared.state.clone()
+        ..state.turns().clone()
     };
     let schema = SchemaName::parse(tenant).map_err(|e| format!("case `{}`: {e}", case.name))?;
     let ctx = tenancy::by_schema_name(&state.db, &schema)
@@ -361,8 +363,8 @@ async fn run_case(
     for spec in &case.turns {
         typed_so_far.push_str(&spec.say);
         typed_so_far.push('\n');
-        let outcome = conversation::converse(
-            &state,
+        let outcome = crate::pipeline::converse(
+            &talk,
             &ctx,
             &channel,
             &phone,
@@ -372,7 +374,7 @@ async fn run_case(
         .await;
         let turn = match outcome {
             Ok(o) => {
-                let allowed = allowed(&state, &ctx, &phone, &o).await?;
+                let allowed = allowed(state, &ctx, &phone, &o).await?;
                 let mut failures = check(&spec.expect, &typed_so_far, &o, &allowed, &shared.roster);
                 let mut report = TurnReport::new(&spec.say, &o, Vec::new());
                 if let Some(j) = &spec.expect.judge {
@@ -410,9 +412,11 @@ async fn allowed(
     state: &AppState,
     ctx: &TenantCtx,
     phone: &PhoneNumber,
-    o: &Outcome,
+    o: &Turn,
 ) -> Result<(HashSet<String>, HashSet<String>), String> {
     let school = state
+        .pipeline
+        .turns
         .snapshots
         .get(&state.db, ctx)
         .await
@@ -445,7 +449,7 @@ static REFUSALS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| 
 fn check(
     e: &Expect,
     said_by_parent: &str,
-    o: &Outcome,
+    o: &Turn,
     allowed: &(HashSet<String>, HashSet<String>),
     roster: &Roster,
 ) -> Vec<String> {

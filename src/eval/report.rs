@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversation::Outcome;
 use crate::llm::Trace;
+use crate::pipeline::Turn;
 
 /// Version of `report.json`'s shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,7 +32,7 @@ pub struct TurnReport {
 
 impl TurnReport {
     /// From a turn's outcome.
-    pub fn new(say: &str, o: &Outcome, failures: Vec<String>) -> Self {
+    pub fn new(say: &str, o: &Turn, failures: Vec<String>) -> Self {
         Self {
             say: say.to_string(),
             replies: o.replies.iter().map(|r| r.to_plain()).collect(),

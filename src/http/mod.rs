@@ -55,6 +55,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
             get(poem::endpoint::make_sync(move |_| docs.clone())),
         )
         .at("/openapi.json", get(spec_endpoint).data(SpecDocument(spec)))
+        .data(state.webhooks.clone())
+        .data(state.reports().clone())
+        .data(state.site.clone())
         .data(state)
         // Seed clients call `welcome-messages/`; poem-openapi routes `welcome-messages`.
         .with(NormalizePath::new(TrailingSlash::Trim))

@@ -5,17 +5,13 @@
 //! Nothing waits for a batch to fill: a lone request goes at once, and under load the batch is
 //! what arrived while the previous one was being written.
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, oneshot};
 
-use super::JobQueue;
+use super::handle::{DEDUPE_TTL, JobQueue};
 use super::turn::IngestJob;
-use crate::channels::inbound::InboundMessage;
+use crate::channels::inbound::{InboundMessage, Sink};
 use crate::error::{Error, Result};
 
-/// Remember a provider's message id this long: longer than Meta's retries (up to 7 days).
-pub const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Deliveries accepted in one step at most.
 pub const MAX_BATCH: usize = 256;
 /// Deliveries waiting for the writer at most; beyond this a request waits for room.
@@ -77,5 +73,14 @@ impl Intake {
             .await
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+}
+
+impl Sink for Intake {
+    fn accept(
+        &self,
+        message: InboundMessage,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<u64>>> + Send + '_>> {
+        Box::pin(Intake::accept(self, message))
     }
 }

@@ -7,9 +7,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
 use super::job::{Job, JobFuture};
+use super::shared::Pipeline;
 use crate::entities::chat_session;
 use crate::error::Result;
-use crate::state::AppState;
 use crate::tenancy::{self, TenantCtx};
 
 /// Delete expired chat sessions and old report cards in every tenant.
@@ -24,18 +24,18 @@ impl Job for CleanupJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: CleanupJob, state: AppState) -> JobFuture {
-    super::measured(state.clone(), CleanupJob::QUEUE, async move {
+pub fn handle(job: CleanupJob, pipe: Pipeline) -> JobFuture {
+    super::shared::measured(pipe.clone(), CleanupJob::QUEUE, async move {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
         let reports_cutoff =
-            Utc::now() - chrono::Duration::days(state.settings.report_retention_days.into());
+            Utc::now() - chrono::Duration::days(pipe.settings.report_retention_days.into());
         let (mut removed, mut reports) = (0, 0);
-        for ctx in tenancy::all(&state.db).await? {
-            removed += delete_expired_sessions(&state.db, &ctx, cutoff).await?;
+        for ctx in tenancy::all(&pipe.db).await? {
+            removed += delete_expired_sessions(&pipe.db, &ctx, cutoff).await?;
             reports += crate::reports::store::delete_older_than(
-                &state.db,
+                &pipe.db,
                 &ctx,
-                &state.settings.reports_dir(),
+                &pipe.settings.reports_dir(),
                 reports_cutoff,
             )
             .await?;

@@ -15,12 +15,12 @@ use chrono::Utc;
 
 use super::handle::Claim;
 use super::job::{Job, JobFuture};
+use super::shared::Pipeline;
 use crate::channels::graph::{SendError, message_body};
 use crate::channels::twilio;
 use crate::conversation::{Reply, transcript};
 use crate::crypto::SealedColumn;
 use crate::domain::{PhoneNumber, SchemaName};
-use crate::state::AppState;
 use crate::tenancy::{self, Provider};
 
 /// How long a reply being sent stays claimed: longer than a send can take (the HTTP client gives
@@ -75,19 +75,18 @@ impl Job for SendJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: SendJob, state: AppState) -> JobFuture {
+pub fn handle(job: SendJob, pipe: Pipeline) -> JobFuture {
     let span = tracing::info_span!("send", reply_to = %job.reply_to, provider = %job.provider);
-    super::measured(
-        state.clone(),
+    super::shared::measured(
+        pipe.clone(),
         SendJob::QUEUE,
         tracing::Instrument::instrument(
             async move {
-                deliver(&state, &job).await?;
+                deliver(&pipe, &job).await?;
                 // The turn is complete once its replies went out (or were refused for good);
                 // a retryable failure leaves it open, and the job runs again.
                 if let Some(conversation) = &job.conversation {
-                    state
-                        .queue
+                    pipe.queue
                         .conversation_finished(conversation, job.seq)
                         .await?;
                 }
@@ -117,7 +116,7 @@ struct TemplateSend {
 /// notice's fields; else the number's own when it takes no parameters; else the service-wide
 /// `CHATBOT_WHATSAPP_TEMPLATE`.
 fn template_for(
-    state: &AppState,
+    pipe: &Pipeline,
     number: &crate::entities::whatsapp_number::Model,
     notice: Option<&crate::tenancy::numbers::NoticeFields>,
 ) -> Option<TemplateSend> {
@@ -131,34 +130,33 @@ fn template_for(
             params,
         });
     }
-    state
-        .settings
+    pipe.settings
         .whatsapp_template
         .clone()
         .map(|name| TemplateSend {
             name,
-            language: state.settings.whatsapp_template_language.clone(),
+            language: pipe.settings.whatsapp_template_language.clone(),
             params: Vec::new(),
         })
 }
 
 /// Send `job`'s replies, each at most once (claimed by the inbound message's id and the
 /// reply's place); an error leaves the unsent ones to a retry.
-pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Result<()> {
+pub(crate) async fn deliver(pipe: &Pipeline, job: &SendJob) -> crate::error::Result<()> {
     let provider = Provider::named(&job.provider);
-    let (owner, number) =
-        match tenancy::by_business_number(&state.db, provider, &job.business).await {
-            Ok(found) => found,
-            // The database is busy or away: the job is retried.
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "replies for an unknown business number dropped");
-                return Ok(());
-            }
-        };
+    let (owner, number) = match tenancy::by_business_number(&pipe.db, provider, &job.business).await
+    {
+        Ok(found) => found,
+        // The database is busy or away: the job is retried.
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "replies for an unknown business number dropped");
+            return Ok(());
+        }
+    };
     let ctx = match (&job.tenant, number.shared) {
         (Some(school), true) => match SchemaName::parse(school) {
-            Ok(name) => tenancy::by_schema_name(&state.db, &name).await?,
+            Ok(name) => tenancy::by_schema_name(&pipe.db, &name).await?,
             Err(e) => {
                 tracing::warn!(error = %e, "replies for an unusable school name dropped");
                 return Ok(());
@@ -169,22 +167,22 @@ pub(crate) async fn deliver(state: &AppState, job: &SendJob) -> crate::error::Re
     // A retry: what went out meanwhile (an earlier attempt, or a status callback) stays out.
     let mut job = job.clone();
     job.done
-        .extend(transcript::settled_replies(&state.db, &ctx, "whatsapp", &job.reply_to).await?);
-    deliver_as(state, &job, &ctx, &number).await
+        .extend(transcript::settled_replies(&pipe.db, &ctx, "whatsapp", &job.reply_to).await?);
+    deliver_as(pipe, &job, &ctx, &number).await
 }
 
 /// Claim reply `index` of `job` for sending: `false` when it is settled already. A claim held by
 /// another attempt (running now, or dead while sending) is waited out; then the reply is sent
 /// unless the message log says it went out meanwhile.
 async fn take(
-    state: &AppState,
+    pipe: &Pipeline,
     ctx: &tenancy::TenantCtx,
     job: &SendJob,
     key: &str,
     index: usize,
 ) -> crate::error::Result<bool> {
     loop {
-        match state.queue.claim(key, IN_FLIGHT).await? {
+        match pipe.queue.claim(key, IN_FLIGHT).await? {
             Claim::Taken => return Ok(true),
             Claim::Held(left) if left <= IN_FLIGHT => {
                 tracing::info!(
@@ -194,7 +192,7 @@ async fn take(
                 );
                 tokio::time::sleep(left + Duration::from_millis(50)).await;
                 let settled =
-                    transcript::settled_replies(&state.db, ctx, "whatsapp", &job.reply_to).await?;
+                    transcript::settled_replies(&pipe.db, ctx, "whatsapp", &job.reply_to).await?;
                 if settled.contains(&index) {
                     return Ok(false);
                 }
@@ -208,7 +206,7 @@ async fn take(
 
 /// [`deliver`] from `number`, in school `ctx`'s message log (already looked up by the caller).
 pub(crate) async fn deliver_as(
-    state: &AppState,
+    pipe: &Pipeline,
     job: &SendJob,
     ctx: &tenancy::TenantCtx,
     number: &crate::entities::whatsapp_number::Model,
@@ -216,7 +214,7 @@ pub(crate) async fn deliver_as(
     let provider = Provider::named(&job.provider);
     let tenant = ctx.schema_name().to_string();
     let count = |outcome: &str| {
-        state.metrics.inc(
+        pipe.metrics.inc(
             "chatbot_sends_total",
             &[
                 ("provider", provider.as_str()),
@@ -225,8 +223,8 @@ pub(crate) async fn deliver_as(
             ],
         )
     };
-    let access_token = tenancy::secret(&state.secret, number, SealedColumn::AccessToken);
-    let auth_token = tenancy::secret(&state.secret, number, SealedColumn::AuthToken);
+    let access_token = tenancy::secret(&pipe.secret, number, SealedColumn::AccessToken);
+    let auth_token = tenancy::secret(&pipe.secret, number, SealedColumn::AuthToken);
     let credentials_missing = match provider {
         Provider::Meta => access_token.is_none(),
         Provider::Twilio => number.account_sid.is_none() || auth_token.is_none(),
@@ -240,11 +238,11 @@ pub(crate) async fn deliver_as(
         |at: Option<chrono::DateTime<Utc>>| at.is_some_and(|at| Utc::now() - at < SERVICE_WINDOW);
     // The message being answered opened the window; else the parent's last one may have.
     let window_open = open(job.inbound_at)
-        || open(transcript::last_inbound_at(&state.db, ctx, "whatsapp", phone.as_str()).await?);
+        || open(transcript::last_inbound_at(&pipe.db, ctx, "whatsapp", phone.as_str()).await?);
     let template = if window_open {
         None
     } else {
-        template_for(state, number, job.notice.as_ref())
+        template_for(pipe, number, job.notice.as_ref())
     };
     for (i, reply) in job.replies.iter().enumerate() {
         if job.done.contains(&i) {
@@ -260,22 +258,22 @@ pub(crate) async fn deliver_as(
                 } else {
                     "outside the 24-hour customer-service window and no template is configured (whatsapp-numbers/ broadcast_template, or CHATBOT_WHATSAPP_TEMPLATE)"
                 };
-                if !take(state, ctx, job, &key, i).await? {
+                if !take(pipe, ctx, job, &key, i).await? {
                     continue;
                 }
                 tracing::warn!(index = i, reason, "reply not sent");
                 count("skipped_window");
-                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Err(reason))
+                transcript::mark_reply(&pipe.db, ctx, "whatsapp", &job.reply_to, i, Err(reason))
                     .await?;
                 continue;
             }
         };
         // One shared pace per business number, across every worker process.
-        let slot = state
+        let slot = pipe
             .queue
             .reserve_send_slot(
                 &format!("{}:{}", provider.as_str(), job.business),
-                state.settings.send_rate_per_second,
+                pipe.settings.send_rate_per_second,
             )
             .await?;
         let wait = slot - Utc::now().timestamp_micros();
@@ -284,7 +282,7 @@ pub(crate) async fn deliver_as(
         }
         // Claimed only now, just before it goes: a worker killed while waiting for its slot
         // has claimed nothing.
-        if !take(state, ctx, job, &key, i).await? {
+        if !take(pipe, ctx, job, &key, i).await? {
             continue;
         }
         let sent = match provider {
@@ -297,20 +295,19 @@ pub(crate) async fn deliver_as(
                 // recording its id is recognised.
                 body["biz_opaque_callback_data"] = transcript::reply_tag(&job.reply_to, i).into();
                 let token = access_token.as_ref().map_or("", |t| t.expose_secret());
-                state.graph.send(&job.business, token, &body).await
+                pipe.graph.send(&job.business, token, &body).await
             }
             Provider::Twilio => {
                 let form = match outbound {
                     Outbound::Reply(reply) => twilio::message_form(reply),
                     Outbound::Template(t) => content_form(t),
                 };
-                let callback = state
+                let callback = pipe
                     .settings
                     .public_url
                     .as_ref()
                     .map(|base| format!("{base}/api/v1/chatbot/webhooks/twilio/"));
-                state
-                    .twilio
+                pipe.twilio
                     .send(
                         number.account_sid.as_deref().unwrap_or_default(),
                         auth_token.as_ref().map_or("", |t| t.expose_secret()),
@@ -327,12 +324,12 @@ pub(crate) async fn deliver_as(
                 let template = matches!(outbound, Outbound::Template(_));
                 tracing::info!(index = i, provider_id = %id, template, "reply sent");
                 count(if template { "template" } else { "sent" });
-                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Ok(&id))
+                transcript::mark_reply(&pipe.db, ctx, "whatsapp", &job.reply_to, i, Ok(&id))
                     .await?;
             }
             Err(SendError::Retryable(reason)) => {
                 // Not sent: the job is retried with backoff and sends it then.
-                state.queue.release(&key).await?;
+                pipe.queue.release(&key).await?;
                 tracing::warn!(index = i, %reason, "send failed; will retry");
                 count("retry");
                 return Err(crate::error::Error::Unavailable(reason));
@@ -340,7 +337,7 @@ pub(crate) async fn deliver_as(
             Err(SendError::Permanent(reason)) => {
                 tracing::error!(index = i, %reason, "reply refused; not retried");
                 count("refused");
-                transcript::mark_reply(&state.db, ctx, "whatsapp", &job.reply_to, i, Err(&reason))
+                transcript::mark_reply(&pipe.db, ctx, "whatsapp", &job.reply_to, i, Err(&reason))
                     .await?;
             }
         }

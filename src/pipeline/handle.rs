@@ -19,6 +19,9 @@ use super::wake::Wakeups;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 
+/// Remember a provider's message id this long: longer than Meta's retries (up to 7 days).
+pub const DEDUPE_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+
 /// A job set aside whose turn came is stored again by the turn that finished; if that did not
 /// happen within this long (its process died in between), any process with workers does it.
 const PARKED_GRACE: Duration = Duration::from_secs(5);
@@ -100,11 +103,7 @@ impl JobQueue {
                     .await
                     .map_err(unreachable)?;
                 (
-                    Arc::new(RedisQueue::new(
-                        conn.clone(),
-                        heartbeat,
-                        super::accept::DEDUPE_TTL,
-                    )),
+                    Arc::new(RedisQueue::new(conn.clone(), heartbeat, DEDUPE_TTL)),
                     Arc::new(RedisCoord::new(
                         conn,
                         client,

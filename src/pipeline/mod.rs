@@ -24,74 +24,22 @@
 
 pub mod accept;
 pub mod cleanup;
+pub mod converse;
 mod coord;
 pub mod deliver;
 mod handle;
 mod job;
 mod queue;
+pub mod sender;
+mod shared;
 pub mod turn;
 mod wake;
 pub mod work;
+mod workers;
 
-pub use handle::{Claim, JobQueue};
+pub use converse::{Turn, Turns, converse, converse_as};
+pub use handle::{Claim, DEDUPE_TTL, JobQueue};
 pub use job::{Job, JobError, JobFuture, JobId, Sequenced};
-
-/// Run a job's work, counting its outcome and timing it in the metrics.
-pub(crate) fn measured(
-    state: crate::state::AppState,
-    queue: &'static str,
-    work: impl Future<Output = crate::error::Result<()>> + Send + 'static,
-) -> JobFuture {
-    Box::pin(async move {
-        let started = std::time::Instant::now();
-        let result = work.await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        state.metrics.inc(
-            "chatbot_jobs_total",
-            &[("queue", queue), ("outcome", outcome)],
-        );
-        state.metrics.observe(
-            "chatbot_job_duration_seconds",
-            &[("queue", queue)],
-            started.elapsed(),
-        );
-        result.map_err(|e| Box::new(e) as JobError)
-    })
-}
-
-/// Register every worker of the service on `monitor`.
-pub fn register_all(
-    monitor: apalis::prelude::Monitor,
-    state: &crate::state::AppState,
-    generation: u32,
-) -> apalis::prelude::Monitor {
-    // Each conversation is handled one message at a time and in order whatever the
-    // concurrency (see `turn::handle`); different parents are handled side by side.
-    let concurrency = state.settings.ingest_concurrency;
-    // Woken by other processes' jobs too (Redis), not only at the next poll.
-    state.queue.listen();
-    state
-        .queue
-        .watch_parked::<turn::IngestJob>(turn::order_patience(state.settings.orphan_timeout_secs));
-    let monitor = add(monitor, state, cleanup::handle, 1, generation);
-    let monitor = add(monitor, state, turn::handle, concurrency, generation);
-    let monitor = add(monitor, state, deliver::handle, concurrency, generation);
-    add(monitor, state, work::handle, 2, generation)
-}
-
-/// Add the worker of `J`'s queue, running `handle` on each job, `concurrency` at once.
-fn add<J: Job>(
-    monitor: apalis::prelude::Monitor,
-    state: &crate::state::AppState,
-    handle: fn(J, crate::state::AppState) -> JobFuture,
-    concurrency: usize,
-    generation: u32,
-) -> apalis::prelude::Monitor {
-    let s = state.clone();
-    state.queue.register(
-        monitor,
-        move |job| handle(job, s.clone()),
-        concurrency,
-        generation,
-    )
-}
+pub use sender::{SenderTurn, converse_as_sender};
+pub use shared::Pipeline;
+pub use workers::register_all;

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::deliver::SendJob;
 use super::job::{Job, JobFuture};
+use super::shared::Pipeline;
 use crate::channels::inbound::{InboundMessage, Said};
 use crate::conversation::{self, Inbound};
 use crate::domain::PhoneNumber;
-use crate::state::AppState;
 use crate::tenancy::{self, Provider, TenantCtx};
 
 /// How long a message set aside waits for the earlier messages of its conversation (their
@@ -90,10 +90,10 @@ impl Job for IngestJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
+pub fn handle(job: IngestJob, pipe: Pipeline) -> JobFuture {
     let span = tracing::info_span!("ingest", message_id = %job.message.message_id, kind = %job.message.kind, seq = job.seq);
-    super::measured(
-        state.clone(),
+    super::shared::measured(
+        pipe.clone(),
         IngestJob::QUEUE,
         tracing::Instrument::instrument(
             async move {
@@ -101,39 +101,38 @@ pub fn handle(job: IngestJob, state: AppState) -> JobFuture {
                 // number of workers in any number of processes: a message whose conversation's
                 // earlier turns are not complete (turn done, replies sent) is set aside, without
                 // holding a worker, until the turn before it completes and stores it again.
-                if state.queue.park(&job).await? {
+                if pipe.queue.park(&job).await? {
                     tracing::debug!(
                         "earlier messages of this conversation are not through; set aside"
                     );
                     return Ok(());
                 }
-                let finished = match run(&state, &job).await? {
+                let finished = match run(&pipe, &job).await? {
                     None => true,
                     // The replies go out at once, from this job: a parent waits for no second
                     // job. What cannot go out now (the provider is down, a retryable refusal)
                     // is queued as a send job, which retries it with backoff and completes the
                     // turn; what did go out is claimed, so it is not sent twice.
                     Some((replies, ctx, number)) => {
-                        match super::deliver::deliver_as(&state, &replies, &ctx, &number).await {
+                        match super::deliver::deliver_as(&pipe, &replies, &ctx, &number).await {
                             Ok(()) => true,
                             Err(e) => {
                                 tracing::warn!(error = %e, "replies not all sent; queued to retry");
-                                state.queue.push_follow_up(replies).await?;
+                                pipe.queue.push_follow_up(replies).await?;
                                 false
                             }
                         }
                     }
                 };
                 if finished {
-                    state
-                        .queue
+                    pipe.queue
                         .conversation_finished(&job.conversation(), job.seq)
                         .await?;
                 }
                 let delay = (Utc::now() - job.message.received_at)
                     .to_std()
                     .unwrap_or_default();
-                state.metrics.observe(
+                pipe.metrics.observe(
                     "chatbot_ingest_delay_seconds",
                     &[("provider", job.provider().as_str())],
                     delay,
@@ -151,9 +150,9 @@ type ToSend = (SendJob, TenantCtx, crate::entities::whatsapp_number::Model);
 
 /// One message through the engine; returns its replies to send, if any (the turn is complete
 /// once they are out).
-async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<ToSend>> {
+async fn run(pipe: &Pipeline, job: &IngestJob) -> crate::error::Result<Option<ToSend>> {
     let (owner, number) = match tenancy::by_business_number(
-        &state.db,
+        &pipe.db,
         job.provider(),
         &job.message.business,
     )
@@ -192,14 +191,14 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
     // replies it logged and never sent (a crash in between) are sent now; those the log holds
     // as sent or refused are skipped (`SendJob::done`).
     // On a shared number the turn may have run in any of the sender's schools.
-    for ctx in tenancy::schools_on(&state.db, &owner, &number, &phone).await? {
-        if !conversation::transcript::seen(&state.db, &ctx, "whatsapp", &job.message.message_id)
+    for ctx in tenancy::schools_on(&pipe.db, &owner, &number, &phone).await? {
+        if !conversation::transcript::seen(&pipe.db, &ctx, "whatsapp", &job.message.message_id)
             .await?
         {
             continue;
         }
         let unsent = conversation::transcript::unsent_replies(
-            &state.db,
+            &pipe.db,
             &ctx,
             "whatsapp",
             &job.message.message_id,
@@ -231,18 +230,19 @@ async fn run(state: &AppState, job: &IngestJob) -> crate::error::Result<Option<T
     let (school, replies) = if number.shared {
         // A platform number: the sender's phone picks the school (asking when it is several).
         let turn =
-            conversation::routing::converse_as_sender(state, "whatsapp", &phone, &inbound, now)
+            super::sender::converse_as_sender(&pipe.turns, "whatsapp", &phone, &inbound, now)
                 .await?;
         (turn.school, turn.replies)
     } else {
-        let outcome =
-            conversation::converse(state, &owner, "whatsapp", &phone, &inbound, now).await?;
-        (Some(owner.clone()), outcome.replies)
+        let turn =
+            super::converse::converse(&pipe.turns, &owner, "whatsapp", &phone, &inbound, now)
+                .await?;
+        (Some(owner.clone()), turn.outcome.replies)
     };
     if let Some(ctx) = &school {
         // The parent has written to this school: its contact may now be reached from a shared
         // number too.
-        tenancy::contact_seen(&state.db, ctx, &phone, now).await?;
+        tenancy::contact_seen(&pipe.db, ctx, &phone, now).await?;
     }
     if replies.is_empty() {
         return Ok(None);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deliver::SendJob;
 use super::job::{Job, JobFuture};
+use super::shared::Pipeline;
 use crate::conversation::Reply;
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{
@@ -17,7 +18,6 @@ use crate::entities::{
 };
 use crate::error::Result;
 use crate::school::notices::audience;
-use crate::state::AppState;
 use crate::tenancy::{self, Provider, TenantCtx};
 
 /// Kinds of work, as stored in `background_jobs.kind`.
@@ -63,21 +63,21 @@ impl Job for WorkJob {
 }
 
 /// Worker entry point.
-pub fn handle(job: WorkJob, state: AppState) -> JobFuture {
+pub fn handle(job: WorkJob, pipe: Pipeline) -> JobFuture {
     let span = tracing::info_span!("work", tenant = %job.tenant, job_id = job.job_id);
-    super::measured(
-        state.clone(),
+    super::shared::measured(
+        pipe.clone(),
         WorkJob::QUEUE,
-        tracing::Instrument::instrument(async move { run(&state, &job).await }, span),
+        tracing::Instrument::instrument(async move { run(&pipe, &job).await }, span),
     )
 }
 
 /// A job's end that is not worth retrying: the reason it could not be done.
 type Outcome = std::result::Result<serde_json::Value, String>;
 
-async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
+async fn run(pipe: &Pipeline, job: &WorkJob) -> Result<()> {
     let ctx = match SchemaName::parse(&job.tenant) {
-        Ok(name) => tenancy::by_schema_name(&state.db, &name).await?,
+        Ok(name) => tenancy::by_schema_name(&pipe.db, &name).await?,
         Err(e) => {
             tracing::warn!(error = %e, "work for an unusable school name dropped");
             return Ok(());
@@ -86,7 +86,7 @@ async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
     let Some(row) = ctx
         .find::<background_job::Entity>()
         .filter(background_job::Column::Id.eq(job.job_id))
-        .one(&state.db)
+        .one(&pipe.db)
         .await?
     else {
         tracing::warn!("work whose row is gone (school deleted?); dropped");
@@ -98,13 +98,13 @@ async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
     let mut active: background_job::ActiveModel = row.clone().into();
     active.status = Set(status::RUNNING.into());
     active.updated_at = Set(Utc::now());
-    let row = active.update(&state.db).await?;
+    let row = active.update(&pipe.db).await?;
     // Database or queue failures propagate: the job is retried and carries on.
     let outcome = match row.kind.as_str() {
-        kind::GENERATE_REPORTS => render_reports(state, &ctx, &row, false).await?,
-        kind::BATCH_REPORTS => render_reports(state, &ctx, &row, true).await?,
-        kind::DELETE_REPORTS => delete_reports(state, &ctx, &row).await?,
-        kind::BROADCAST => broadcast(state, &ctx, &row).await?,
+        kind::GENERATE_REPORTS => render_reports(pipe, &ctx, &row, false).await?,
+        kind::BATCH_REPORTS => render_reports(pipe, &ctx, &row, true).await?,
+        kind::DELETE_REPORTS => delete_reports(pipe, &ctx, &row).await?,
+        kind::BROADCAST => broadcast(pipe, &ctx, &row).await?,
         other => Err(format!("unknown kind of work `{other}`")),
     };
     let now = Utc::now();
@@ -122,7 +122,7 @@ async fn run(state: &AppState, job: &WorkJob) -> Result<()> {
     }
     active.updated_at = Set(now);
     active.finished_at = Set(Some(now));
-    active.update(&state.db).await?;
+    active.update(&pipe.db).await?;
     Ok(())
 }
 
@@ -141,7 +141,7 @@ struct ReportParams {
 /// batch, all of them in one combined PDF too. A retry reuses the cards this job already
 /// stored; the result shows `rendered` as it goes.
 async fn render_reports(
-    state: &AppState,
+    pipe: &Pipeline,
     ctx: &TenantCtx,
     row: &background_job::Model,
     combined: bool,
@@ -151,16 +151,16 @@ async fn render_reports(
     let Ok(params) = serde_json::from_value::<ReportParams>(row.params.clone()) else {
         return Ok(Err("unreadable parameters".into()));
     };
-    let Some(exam) = calendar::exam_session(&state.db, ctx, params.exam_session_id).await? else {
+    let Some(exam) = calendar::exam_session(&pipe.db, ctx, params.exam_session_id).await? else {
         return Ok(Err(format!(
             "exam session {} no longer exists",
             params.exam_session_id
         )));
     };
     let group = match params.student {
-        Some(pk) => reports::Group::student(&state.db, ctx, pk).await?,
+        Some(pk) => reports::Group::student(&pipe.db, ctx, pk).await?,
         None => {
-            reports::Group::find(&state.db, ctx, params.class_id, params.form.as_deref()).await?
+            reports::Group::find(&pipe.db, ctx, params.class_id, params.form.as_deref()).await?
         }
     };
     let Some(group) = group else {
@@ -169,9 +169,9 @@ async fn render_reports(
     let mut active: background_job::ActiveModel = row.clone().into();
     active.total = Set(group.pupils.len() as i64);
     active.updated_at = Set(Utc::now());
-    let row = active.update(&state.db).await?;
+    let row = active.update(&pipe.db).await?;
     let made = reports::batch(
-        state,
+        &pipe.reports,
         ctx,
         &exam,
         &group,
@@ -190,7 +190,7 @@ async fn render_reports(
                 "student_id": pupil.student_id,
                 "report_id": stored.id,
                 "bytes": stored.size_bytes,
-                "url": store::link(state, ctx.id(), stored.id, now),
+                "url": store::link(&pipe.reports, ctx.id(), stored.id, now),
             })
         })
         .collect();
@@ -205,7 +205,7 @@ async fn render_reports(
             "report_id": stored.id,
             "bytes": stored.size_bytes,
             "pages": made.cards.len(),
-            "url": store::link(state, ctx.id(), stored.id, now),
+            "url": store::link(&pipe.reports, ctx.id(), stored.id, now),
         });
     }
     Ok(Ok(result))
@@ -223,7 +223,7 @@ pub struct DeleteReports {
 }
 
 async fn delete_reports(
-    state: &AppState,
+    pipe: &Pipeline,
     ctx: &TenantCtx,
     row: &background_job::Model,
 ) -> Result<Outcome> {
@@ -241,7 +241,7 @@ async fn delete_reports(
             .column(student::Column::Id)
             .filter(student::Column::ClassId.eq(class_id))
             .into_tuple::<i64>()
-            .all(&state.db)
+            .all(&pipe.db)
             .await?;
         query = query.filter(
             sea_orm::Condition::any()
@@ -253,10 +253,9 @@ async fn delete_reports(
         query = query
             .filter(report::Column::CreatedAt.lt(Utc::now() - chrono::Duration::days(days.into())));
     }
-    let doomed = query.all(&state.db).await?;
+    let doomed = query.all(&pipe.db).await?;
     let deleted =
-        crate::reports::store::delete(&state.db, ctx, &state.settings.reports_dir(), doomed)
-            .await?;
+        crate::reports::store::delete(&pipe.db, ctx, &pipe.settings.reports_dir(), doomed).await?;
     Ok(Ok(serde_json::json!({"deleted": deleted})))
 }
 
@@ -342,7 +341,7 @@ pub async fn recipients(
 pub const SKIPPED_OPTED_OUT: &str = "opted_out";
 
 async fn broadcast(
-    state: &AppState,
+    pipe: &Pipeline,
     ctx: &TenantCtx,
     row: &background_job::Model,
 ) -> Result<Outcome> {
@@ -352,14 +351,14 @@ async fn broadcast(
     let Some(notice) = ctx
         .find::<notice::Entity>()
         .filter(notice::Column::Id.eq(notice_id))
-        .one(&state.db)
+        .one(&pipe.db)
         .await?
     else {
         return Ok(Err(format!(
             "notice {notice_id} was deleted before it was sent"
         )));
     };
-    let Some((provider, number)) = tenancy::sending_number(&state.db, ctx).await? else {
+    let Some((provider, number)) = tenancy::sending_number(&pipe.db, ctx).await? else {
         return Ok(Err(
             "this school has no WhatsApp number with sending credentials".into(),
         ));
@@ -371,11 +370,11 @@ async fn broadcast(
     let Recipients {
         send: phones,
         opted_out,
-    } = recipients(&state.db, ctx, &notice, number.shared).await?;
+    } = recipients(&pipe.db, ctx, &notice, number.shared).await?;
     let mut active: background_job::ActiveModel = row.clone().into();
     active.total = Set(phones.len() as i64);
     active.updated_at = Set(Utc::now());
-    active.update(&state.db).await?;
+    active.update(&pipe.db).await?;
 
     // A retry finds the recipients already queued (their log rows) and queues the rest; the
     // sender's per-message claims keep a recipient queued twice from getting it twice.
@@ -386,7 +385,7 @@ async fn broadcast(
         .column(message_log::Column::UserId)
         .filter(message_log::Column::ReplyTo.starts_with(&prefix))
         .into_tuple::<String>()
-        .all(&state.db)
+        .all(&pipe.db)
         .await?
         .into_iter()
         .collect();
@@ -395,7 +394,7 @@ async fn broadcast(
     };
     let now = Utc::now();
     let fields = tenancy::numbers::NoticeFields {
-        school_name: ctx.profile(&state.db).await?.name,
+        school_name: ctx.profile(&pipe.db).await?.name,
         notice_title: notice.title.clone(),
         notice_body: notice.body.clone(),
     };
@@ -418,7 +417,7 @@ async fn broadcast(
             updated_at: Set(now),
             ..Default::default()
         }
-        .insert(&state.db)
+        .insert(&pipe.db)
         .await?;
     }
     for phone in &phones {
@@ -442,11 +441,10 @@ async fn broadcast(
                 updated_at: Set(now),
                 ..Default::default()
             }
-            .insert(&state.db)
+            .insert(&pipe.db)
             .await?;
         }
-        state
-            .queue
+        pipe.queue
             .push(SendJob {
                 provider: provider.as_str().to_string(),
                 business: business.clone(),

@@ -17,9 +17,9 @@ use crate::conversation::engine::score;
 use crate::entities::{exam_session, report, student};
 use crate::error::{Result, json_error};
 use crate::school::{attendance, calendar, results, students};
-use crate::state::AppState;
 use crate::tenancy::TenantCtx;
 use card::{AttendanceLine, Card, SubjectLine};
+pub use store::Reports;
 
 /// The grading key printed on every card (the bands `school::results::grade` applies).
 pub fn grading_key() -> Vec<String> {
@@ -130,7 +130,7 @@ pub async fn render_blocking(cards: Vec<Card>, title: String) -> Result<Vec<u8>>
 /// Render and store `student`'s card for `exam`; `None` when there is nothing to print (no
 /// such student or session in this school).
 pub async fn generate(
-    state: &AppState,
+    state: &Reports,
     ctx: &TenantCtx,
     student: &student::Model,
     exam: &exam_session::Model,
@@ -143,7 +143,7 @@ pub async fn generate(
 
 /// Render `card` (of `student` for `exam`) and store it as a student report.
 async fn store_card(
-    state: &AppState,
+    state: &Reports,
     ctx: &TenantCtx,
     student: &student::Model,
     exam: &exam_session::Model,
@@ -248,7 +248,7 @@ pub struct Made {
 /// shows `{"rendered": done}` as the batch goes (every ten students).
 #[allow(clippy::too_many_arguments)]
 pub async fn batch(
-    state: &AppState,
+    state: &Reports,
     ctx: &TenantCtx,
     exam: &exam_session::Model,
     group: &Group,
@@ -346,7 +346,7 @@ pub const RENDERS_PER_PHONE_PER_HOUR: i64 = 10;
 /// otherwise a new one (at most [`RENDERS_PER_PHONE_PER_HOUR`], else a text in `language`
 /// saying when to ask again). `None` when the student or the released session is gone.
 pub async fn document_reply(
-    state: &AppState,
+    state: &Reports,
     ctx: &TenantCtx,
     student_pk: i64,
     exam_session_id: i64,
@@ -432,7 +432,7 @@ pub struct LinkQuery {
 /// not expired; 403 otherwise, 404 for a report that is gone.
 #[handler]
 pub async fn download(
-    state: Data<&AppState>,
+    state: Data<&Reports>,
     Path(id): Path<i64>,
     Query(q): Query<LinkQuery>,
 ) -> Response {

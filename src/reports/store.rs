@@ -14,8 +14,20 @@ use sha2::Sha256;
 use crate::crypto::SecretKey;
 use crate::entities::report;
 use crate::error::{Error, Result};
-use crate::state::AppState;
 use crate::tenancy::TenantCtx;
+
+/// What rendering, storing and serving report cards needs: the database, the server secret
+/// (signed links) and the settings (where files live, link lifetimes, the public URL). Cheap
+/// to clone.
+#[derive(Clone, Debug)]
+pub struct Reports {
+    /// Data database.
+    pub db: sea_orm::DatabaseConnection,
+    /// Server secret (link signatures).
+    pub secret: crate::crypto::SecretKey,
+    /// Settings in force.
+    pub settings: std::sync::Arc<crate::config::Settings>,
+}
 
 /// Path of the download route.
 pub const ROUTE: &str = "/files/reports";
@@ -59,7 +71,7 @@ pub fn signed_query(
 }
 
 /// A full download link, valid for the configured time.
-pub fn link(state: &AppState, tenant_id: i64, report_id: i64, now: DateTime<Utc>) -> String {
+pub fn link(state: &Reports, tenant_id: i64, report_id: i64, now: DateTime<Utc>) -> String {
     let base = state
         .settings
         .public_url

@@ -3,7 +3,7 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{TenantCtx, normalise_host};
+use super::ctx::{TenantCtx, normalise_host};
 use crate::crypto::hash_api_key;
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{api_key, tenant, tenant_domain, whatsapp_contact, whatsapp_number};

@@ -28,7 +28,6 @@ use serde_json::{Map, Value};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::error::json_error;
-use crate::state::AppState;
 use catalogue::{Catalogue, Report};
 use script::{Answer, Lang, Move, Vars};
 
@@ -47,6 +46,21 @@ pub struct Engagement {
     /// Reports by school and slug.
     pub catalogue: Catalogue,
     open: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// What the engagement endpoints need: the catalogue's database, the settings they read
+/// (origins, pacing, limits, the report hash secret), counters, and the shared [`Engagement`].
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Data database (the report catalogue).
+    pub db: sea_orm::DatabaseConnection,
+    /// Settings in force.
+    pub settings: Arc<crate::config::Settings>,
+    /// Connection counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The catalogue cache and the open connections.
+    pub engagement: Arc<Engagement>,
 }
 
 /// An open connection counted against its address; released on drop.
@@ -111,7 +125,7 @@ fn client_addr(req: &Request, header: Option<&str>) -> IpAddr {
 /// Checks before the upgrade: origin, connections per address, the school and the report.
 async fn open(
     req: &Request,
-    state: &AppState,
+    state: &Site,
     report_id: &str,
     endpoint: &'static str,
 ) -> Result<Opened, Response> {
@@ -223,7 +237,7 @@ async fn serve_socket<F, Fut>(
     req: &Request,
     report_id: &str,
     ws: WebSocket,
-    state: &AppState,
+    state: &Site,
     endpoint: &'static str,
     session: F,
 ) -> Response
@@ -262,7 +276,7 @@ pub async fn chat(
     req: &Request,
     Path(report_id): Path<String>,
     ws: WebSocket,
-    state: Data<&AppState>,
+    state: Data<&Site>,
 ) -> Response {
     serve_socket(
         req,
@@ -281,7 +295,7 @@ pub async fn chat_success(
     req: &Request,
     Path(report_id): Path<String>,
     ws: WebSocket,
-    state: Data<&AppState>,
+    state: Data<&Site>,
 ) -> Response {
     let secret = state
         .settings

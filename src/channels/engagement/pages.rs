@@ -6,10 +6,10 @@ use poem::web::{Data, Html, Path};
 use poem::{IntoResponse, Response, handler};
 use secrecy::ExposeSecret;
 
+use super::Site;
 use super::params;
 use super::script::check_slug;
 use crate::error::json_error;
-use crate::state::AppState;
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
@@ -148,7 +148,7 @@ document.getElementById('no').addEventListener('click', () => reply(document.get
 /// signs nothing: a page that signed parameters with a real secret would hand anyone a paid
 /// report's link.
 #[handler]
-pub fn success_page(Path(id): Path<String>, state: Data<&AppState>) -> Response {
+pub fn success_page(Path(id): Path<String>, state: Data<&Site>) -> Response {
     if check_slug(&id).is_err() {
         return not_a_report();
     }

@@ -6,11 +6,11 @@
 use chrono::{DateTime, Utc};
 use minijinja::context;
 
-use super::input::{matches, menu_number, normalize};
-use super::{Choice, Inbound, Outcome, Reply, converse, texts};
+use super::converse::{Turn, Turns, converse};
+use crate::conversation::input::{matches, menu_number, normalize};
+use crate::conversation::{Choice, Inbound, Reply, texts};
 use crate::domain::PhoneNumber;
 use crate::error::Result;
-use crate::state::AppState;
 use crate::tenancy::{self, TenantCtx, routes};
 
 /// The result of a turn routed by sender.
@@ -18,16 +18,16 @@ use crate::tenancy::{self, TenantCtx, routes};
 pub struct SenderTurn {
     /// The school the turn ran in, once known.
     pub school: Option<TenantCtx>,
-    /// `choosing_school`, `naming_school`, `unknown_sender`, or the engine's state.
+    /// `choosing_school`, `naming_school`, `unknown_sender`, or the engine's turns.
     pub state: String,
     /// Replies to send.
     pub replies: Vec<Reply>,
-    /// The engine's outcome, when the turn reached a school.
-    pub outcome: Option<Outcome>,
+    /// The turn, when it reached a school.
+    pub outcome: Option<Turn>,
 }
 
 impl SenderTurn {
-    fn engine(school: TenantCtx, outcome: Outcome) -> Self {
+    fn engine(school: TenantCtx, outcome: Turn) -> Self {
         Self {
             school: Some(school),
             state: outcome.session.state.name().to_string(),
@@ -65,33 +65,33 @@ fn named_school(
 /// The parent chose `ctx`: remember it and answer with that school's menu, logged under the
 /// message that chose it (so a re-run of that message finds its turn).
 async fn enter(
-    state: &AppState,
+    turns: &Turns,
     ctx: &TenantCtx,
     channel: &str,
     phone: &PhoneNumber,
     inbound: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<SenderTurn> {
-    let idle = state.settings.engine_config().idle_timeout;
-    routes::choose(&state.db, channel, phone, ctx, now + idle, now).await?;
+    let idle = turns.settings.engine_config().idle_timeout;
+    routes::choose(&turns.db, channel, phone, ctx, now + idle, now).await?;
     let chosen = Inbound {
         provider_id: inbound.provider_id.clone(),
         ..Inbound::text("menu")
     };
-    let outcome = converse(state, ctx, channel, phone, &chosen, now).await?;
+    let outcome = converse(turns, ctx, channel, phone, &chosen, now).await?;
     Ok(SenderTurn::engine(ctx.clone(), outcome))
 }
 
 /// Run one turn for a message whose school must be found from the sender's phone.
 pub async fn converse_as_sender(
-    state: &AppState,
+    turns: &Turns,
     channel: &str,
     phone: &PhoneNumber,
     inbound: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<SenderTurn> {
-    let db = &state.db;
-    let idle = state.settings.engine_config().idle_timeout;
+    let db = &turns.db;
+    let idle = turns.settings.engine_config().idle_timeout;
     let said = normalize(&inbound.text);
     let contacts = tenancy::for_sender(db, phone).await?;
     // Only schools the parent has written to are offered: any school can import any phone.
@@ -109,7 +109,7 @@ pub async fn converse_as_sender(
         && schools.contains(&ctx)
     {
         routes::touch(db, channel, phone, now + idle).await?;
-        let outcome = converse(state, &ctx, channel, phone, inbound, now).await?;
+        let outcome = converse(turns, &ctx, channel, phone, inbound, now).await?;
         return Ok(SenderTurn::engine(ctx, outcome));
     }
     // A school that imported this phone but was never written to is reached by naming it.
@@ -120,13 +120,16 @@ pub async fn converse_as_sender(
     if !switching && let Some(i) = named_school(&said, &unseen, true) {
         let ctx = unseen[i].0.clone();
         tenancy::contact_seen(db, &ctx, phone, now).await?;
-        return enter(state, &ctx, channel, phone, inbound, now).await;
+        return enter(turns, &ctx, channel, phone, inbound, now).await;
     }
     match schools.as_slice() {
         [] => {
             let (name, lang) = match unseen.first() {
                 Some((_, p)) => ("name_school", texts().language(&p.default_language)),
-                None => ("unknown_sender", super::texts::FALLBACK_LANGUAGE),
+                None => (
+                    "unknown_sender",
+                    crate::conversation::texts::FALLBACK_LANGUAGE,
+                ),
             };
             let text = texts().render(lang, name, context! {})?;
             Ok(SenderTurn {
@@ -142,7 +145,7 @@ pub async fn converse_as_sender(
             })
         }
         [only] => {
-            let outcome = converse(state, only, channel, phone, inbound, now).await?;
+            let outcome = converse(turns, only, channel, phone, inbound, now).await?;
             Ok(SenderTurn::engine(only.clone(), outcome))
         }
         several => {
@@ -163,7 +166,7 @@ pub async fn converse_as_sender(
                 })
                 .or_else(|| named_school(&said, &named, false));
             if let Some(i) = picked.filter(|_| !switching) {
-                return enter(state, &named[i].0, channel, phone, inbound, now).await;
+                return enter(turns, &named[i].0, channel, phone, inbound, now).await;
             }
             let lang = texts().language(&named[0].1.default_language).to_string();
             let reply = Reply::Choices {
