@@ -1160,6 +1160,9 @@ async fn chat(settings: Settings, tenant: Option<&str>, phone: &str) -> anyhow::
                 } else {
                     "     [opted out of the school's broadcasts]\n"
                 }),
+                Effect::Escalate { reason } => out.push_str(&format!(
+                    "     [handed to the school's staff: {reason}]\n"
+                )),
             }
         }
         stdout.write_all(out.as_bytes()).await?;

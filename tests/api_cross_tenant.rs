@@ -42,6 +42,7 @@ async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
         background_job,
         chat_session,
         class,
+        conversation_action,
         engagement_report,
         exam_session,
         llm_usage,
@@ -195,6 +196,16 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         .await
         .unwrap();
     let a_script = catalogue::built_in("newjob").unwrap();
+    // B's conversation: one parent, handed to B's staff.
+    let b_conversation = b.ctx.find::<chat_session::Entity>().all(db).await.unwrap()[0].id;
+    let took = app
+        .http
+        .post(app.url(&format!("{BASE}/conversations/{b_conversation}/takeover/")))
+        .header("X-API-KEY", &b.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(took.status(), StatusCode::OK);
     let before = snapshot(db, &b.ctx).await;
 
     let (bc, be, bu) = (b.class_id, b.exam_id, b.unreleased_exam_id);
@@ -202,6 +213,12 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
     let cases = vec![
         case(Method::GET, "/version/", "/version/".into()),
         case(Method::POST, "/messages/", "/messages/".into()).json(json!({"phone": SHARED_PHONE, "text": "results"})),
+        case(Method::GET, "/conversations/", "/conversations/?status=staff".into()),
+        case(Method::GET, "/conversations/{id}/", format!("/conversations/{b_conversation}/")),
+        case(Method::GET, "/conversations/{id}/messages/", format!("/conversations/{b_conversation}/messages/")),
+        case(Method::POST, "/conversations/{id}/takeover/", format!("/conversations/{b_conversation}/takeover/")),
+        case(Method::POST, "/conversations/{id}/release/", format!("/conversations/{b_conversation}/release/")),
+        case(Method::POST, "/conversations/{id}/reply/", format!("/conversations/{b_conversation}/reply/")).json(json!({"text": "pwned"})),
         case(Method::GET, "/welcome-messages/", "/welcome-messages/".into()),
         case(Method::POST, "/welcome-messages/", "/welcome-messages/".into()).json(json!({"body": "mine"})),
         case(Method::GET, "/welcome-messages/{id}/", format!("/welcome-messages/{b_welcome}/")),

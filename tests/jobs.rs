@@ -42,6 +42,19 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
         .await;
     }
     assert_eq!(chat_session::Entity::find().count(db).await.unwrap(), 4);
+    // A third school's expired session waits for staff: not forgotten.
+    let gamma = fixture::school(db, key, "gamma", 3).await;
+    let waiting = gamma
+        .ctx
+        .find::<chat_session::Entity>()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(waiting.expires_at < now);
+    chatbot::conversation::handoff::take_over(db, &gamma.ctx, waiting.id, "key:test", now)
+        .await
+        .unwrap();
 
     let id = app
         .state
@@ -56,10 +69,20 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
     eventually(
         "the worker to delete expired sessions",
         Duration::from_secs(30),
-        || async { (chat_session::Entity::find().count(db).await.unwrap() == 2).then_some(()) },
+        || async { (chat_session::Entity::find().count(db).await.unwrap() == 3).then_some(()) },
     )
     .await;
-    // Only the expired ones went; each school keeps its live session.
+    // Only the expired ones went; each school keeps its live session, the third its
+    // conversation with staff.
+    assert_eq!(
+        gamma
+            .ctx
+            .find::<chat_session::Entity>()
+            .count(db)
+            .await
+            .unwrap(),
+        1
+    );
     for s in &schools {
         let left = s.ctx.find::<chat_session::Entity>().all(db).await.unwrap();
         assert_eq!(left.len(), 1);

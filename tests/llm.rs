@@ -390,6 +390,8 @@ default: {{content: "Fine."}}
         assert!(said.contains(CANNED_EN), "{said}");
         assert!(!said.contains(&foreign.name));
         assert!(!said.contains(&north_student.student_id));
+        // Not two refusals in a row: that would hand the parent to staff.
+        s.say("demo", &parent.phone, "menu").await;
     }
 
     // A notice that carries instructions and tries to close the data block stays data.
@@ -463,9 +465,13 @@ default: {content: "Fine."}
     assert_eq!(outcome_of(&o), "failed:timeout");
     assert!(texts(&o).contains(CANNED_EN));
     assert_eq!(o.session.state.name(), "main_menu");
+    // Two unanswered messages in a row would hand the parent to staff (tests/handoff.rs): a
+    // message the rules answer in between keeps this conversation with the bot.
+    say("menu").await;
 
     let o = say("broken reply").await;
     assert_eq!(outcome_of(&o), "failed:malformed");
+    say("menu").await;
 
     // 500s: retried (3 attempts a message), then failed; with the two failures above, the
     // circuit opens after three of them and the next message reaches no server.
@@ -474,6 +480,7 @@ default: {content: "Fine."}
         let o = say("server down?").await;
         assert_eq!(outcome_of(&o), "failed:endpoint_error");
         assert_eq!(s.requests().len(), before + 3, "two retries");
+        say("menu").await;
     }
     let before = s.requests().len();
     let o = say("are you busy?").await;

@@ -16,6 +16,7 @@ mod m20261205_000004_contact_opt_changes;
 mod m20261205_000005_number_templates;
 mod m20261206_000001_school_data_versions;
 mod m20261206_000002_message_log_reply_to;
+mod m20261207_000001_handoff;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000005_number_templates::Migration),
             Box::new(m20261206_000001_school_data_versions::Migration),
             Box::new(m20261206_000002_message_log_reply_to::Migration),
+            Box::new(m20261207_000001_handoff::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod contacts;
+mod conversations;
 mod curriculum;
 mod engagement;
 mod imports;
@@ -33,6 +34,7 @@ pub const BASE_PATH: &str = "/api/v1/chatbot";
 pub type Apis = (
     meta::MetaApi,
     messages::MessagesApi,
+    conversations::ConversationsApi,
     welcome::WelcomeApi,
     numbers::NumbersApi,
     school::SchoolApi,
@@ -52,6 +54,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             meta::MetaApi,
             messages::MessagesApi,
+            conversations::ConversationsApi,
             welcome::WelcomeApi,
             numbers::NumbersApi,
             school::SchoolApi,

@@ -13,4 +13,7 @@ pub enum ApiTags {
     School,
     /// The website engagement chat's report catalogue.
     Engagement,
+    /// Staff answering parents where the bot could not: conversations, transcripts,
+    /// taking over, replying, handing back.
+    Inbox,
 }

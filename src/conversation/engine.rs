@@ -177,6 +177,9 @@ pub struct Session {
     /// Time of the last message.
     #[serde(default)]
     pub last_seen: Option<DateTime<Utc>>,
+    /// Messages in a row that neither the rules nor the model could answer.
+    #[serde(default)]
+    pub unanswered: u8,
 }
 
 /// One message from the user.
@@ -223,7 +226,18 @@ pub enum Effect {
         /// Whether broadcasts reach the phone from now on.
         opted_in: bool,
     },
+    /// Hand the conversation to the school's staff: the bot stops answering until they give
+    /// it back.
+    Escalate {
+        /// `asked` (the parent asked for a person) or `unanswered` (neither the rules nor the
+        /// model could answer [`UNANSWERED_TO_ESCALATE`] messages in a row).
+        reason: String,
+    },
 }
+
+/// Messages in a row that neither the rules nor the model could answer before the
+/// conversation goes to staff.
+pub const UNANSWERED_TO_ESCALATE: u8 = 2;
 
 /// The result of one turn.
 #[derive(Debug, Clone)]
@@ -413,6 +427,8 @@ struct Turn<'w> {
     unhandled: Option<String>,
     /// The last choices stay answerable ("thanks", "I forgot my PIN" in the middle of a flow).
     keep_choices: bool,
+    /// Neither the rules nor the model answered this message.
+    unanswered: bool,
 }
 
 impl<'w> Turn<'w> {
@@ -429,15 +445,33 @@ impl<'w> Turn<'w> {
             effects: Vec::new(),
             unhandled: None,
             keep_choices: false,
+            unanswered: false,
         }
     }
 
-    fn finish(self, step: Step) -> Result<Outcome> {
+    fn finish(mut self, step: Step) -> Result<Outcome> {
         let need = match step {
             Ok(()) => None,
             Err(Halt::Need(need)) => Some(need),
             Err(Halt::Failed(e)) => return Err(e),
         };
+        // A message nothing placed counts towards staff; any other starts the count again.
+        let escalated = self
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Escalate { .. }));
+        if need.is_none() && !escalated {
+            if self.unanswered || self.unhandled.is_some() {
+                self.session.unanswered = self.session.unanswered.saturating_add(1);
+                if self.session.unanswered >= UNANSWERED_TO_ESCALATE
+                    && let Err(Halt::Failed(e)) = self.escalate("unanswered")
+                {
+                    return Err(e);
+                }
+            } else {
+                self.session.unanswered = 0;
+            }
+        }
         let Turn {
             mut session,
             replies,
@@ -740,6 +774,7 @@ impl<'w> Turn<'w> {
                 self.keep_choices = true;
                 self.say("forgot_pin", context! {})
             }
+            "person" => self.escalate("asked"),
             "contact" | "absence" => {
                 let text = self.render(intent, context! {})?;
                 let choices = self.menu_choices()?;
@@ -858,11 +893,25 @@ impl<'w> Turn<'w> {
                 self.menu()
             }
             Followup::Canned(name) => {
+                // The model could not answer it either.
+                self.unanswered = true;
                 self.say(name, context! {})?;
                 self.menu()
             }
             Followup::Act(action) => self.act(action),
         }
+    }
+
+    /// Hand the conversation to staff, telling the parent someone will answer here.
+    fn escalate(&mut self, reason: &str) -> Step {
+        self.replies.clear();
+        self.say("handoff", context! {})?;
+        self.effects.push(Effect::Escalate {
+            reason: reason.to_string(),
+        });
+        self.session.unanswered = 0;
+        self.session.state = State::MainMenu;
+        Ok(())
     }
 
     /// A flow the LLM chose. A child it names must be one this phone may see.

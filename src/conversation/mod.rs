@@ -4,6 +4,7 @@
 //! storing the result) is the pipeline's (`pipeline::converse`).
 
 pub mod engine;
+pub mod handoff;
 pub mod input;
 pub mod reply;
 pub mod store;

@@ -90,7 +90,7 @@ impl Keyword {
 /// afternoon, I want to check my ward result" is about results.
 fn tier(intent: &str) -> u8 {
     match intent {
-        "forgot_pin" | "contact" | "absence" => 0,
+        "forgot_pin" | "person" | "contact" | "absence" => 0,
         "results" | "attendance" | "notices" | "report" => 1,
         _ if intent.starts_with(TOPIC_PREFIX) => 1,
         "thanks" | "greeting" => 3,

@@ -20,6 +20,7 @@ use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
 use tokio::sync::oneshot;
 
 use super::engine::Session;
+use super::handoff::Handoff;
 use super::store::{self, SessionKey};
 use crate::entities::message_log;
 use crate::error::{Error, Result};
@@ -47,6 +48,8 @@ pub struct TurnWrite {
     pub now: DateTime<Utc>,
     /// The turn's transcript rows; each is given the session's row id.
     pub log: Vec<message_log::ActiveModel>,
+    /// The conversation goes to staff (or back), recorded as this action.
+    pub handoff: Option<Handoff>,
 }
 
 type Waiting = (TurnWrite, oneshot::Sender<Result<()>>);
@@ -126,6 +129,9 @@ async fn write_all(db: &DatabaseConnection, writes: &[TurnWrite]) -> Result<()> 
             user: &w.user,
         };
         let id = store::save(&txn, &w.ctx, key, w.row, &w.session, w.idle, w.now).await?;
+        if let Some(h) = &w.handoff {
+            super::handoff::set(&txn, &w.ctx, id, h, w.now).await?;
+        }
         rows.extend(w.log.iter().cloned().map(|mut row| {
             row.chat_session_id = Set(Some(id));
             row

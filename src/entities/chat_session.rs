@@ -15,6 +15,10 @@ pub struct Model {
     pub data: Json,
     pub language: Option<String>,
     pub expires_at: DateTimeUtc,
+    /// `bot`, `waiting` (for staff) or `staff` (answered by `assignee`).
+    pub handoff: String,
+    pub assignee: Option<String>,
+    pub handoff_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

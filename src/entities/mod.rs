@@ -9,6 +9,7 @@ pub mod attendance;
 pub mod background_job;
 pub mod chat_session;
 pub mod class;
+pub mod conversation_action;
 pub mod conversation_route;
 pub mod engagement_report;
 pub mod exam_session;
@@ -54,6 +55,7 @@ tenant_owned!(
     attendance,
     chat_session,
     class,
+    conversation_action,
     engagement_report,
     exam_session,
     llm_usage,

@@ -54,6 +54,8 @@ pub async fn delete_expired_sessions(
     Ok(ctx
         .delete_many::<chat_session::Entity>()
         .filter(chat_session::Column::ExpiresAt.lt(cutoff))
+        // A parent waiting for staff, or talking with them, is not forgotten.
+        .filter(chat_session::Column::Handoff.eq(crate::conversation::handoff::BOT))
         .exec(db)
         .await?
         .rows_affected)

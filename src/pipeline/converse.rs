@@ -10,8 +10,8 @@ use sea_orm::{DatabaseConnection, Set};
 
 use crate::config::Settings;
 use crate::conversation::{
-    Effect, EngineConfig, Facts, Inbound, Need, Outcome, Reply, State, World, engine, input, store,
-    texts, transcript, writes,
+    Effect, EngineConfig, Facts, Inbound, Need, Outcome, Reply, State, World, engine, handoff,
+    input, store, texts, transcript, writes,
 };
 use crate::crypto::SecretKey;
 use crate::domain::{PhoneNumber, StudentId};
@@ -182,6 +182,9 @@ pub async fn converse_as(
     )?;
     // A PIN is a secret: the transcript (and so any prompt built from it) never holds one.
     let typed_pin = matches!(session.state, State::AwaitingPin { .. });
+    // A conversation staff answer (or that waits for them): the bot says nothing; the message
+    // is logged for them to read.
+    let with_staff = stored.as_ref().is_some_and(|r| r.handoff != handoff::BOT);
     let before = turns.llm.is_some().then(|| session.clone());
     let settle = Settle {
         db: &turns.db,
@@ -193,9 +196,20 @@ pub async fn converse_as(
         guesser: &guesser,
         now,
     };
-    let mut outcome = settle
-        .run(|world| engine::handle(world, session.clone(), inbound))
-        .await?;
+    let mut outcome = match with_staff {
+        true => Outcome {
+            session: session.clone(),
+            replies: Vec::new(),
+            effects: Vec::new(),
+            unhandled: None,
+            need: None,
+        },
+        false => {
+            settle
+                .run(|world| engine::handle(world, session.clone(), inbound))
+                .await?
+        }
+    };
     let mut trace = None;
     if let (Some(llm), Some(before), Some(text)) = (&turns.llm, before, outcome.unhandled.clone()) {
         // Nor does a prompt: a PIN typed out of turn ("my pin is 1234") is withheld.
@@ -241,6 +255,7 @@ pub async fn converse_as(
     }
     // The report card a parent asked for: rendered now, sent as a document with its link,
     // just before the menu that follows the "preparing" message.
+    let mut moved = None;
     for effect in outcome.effects.clone() {
         let (student_id, exam_session_id, language) = match effect {
             Effect::GenerateReport {
@@ -252,6 +267,27 @@ pub async fn converse_as(
                 let by = crate::school::contacts::OptSource::Chat;
                 crate::school::contacts::set_opt_in(&turns.db, ctx, phone, opted_in, &by, now)
                     .await?;
+                continue;
+            }
+            Effect::Escalate { reason } => {
+                tracing::info!(tenant = ctx.schema_name(), channel, %reason, "conversation handed to staff");
+                turns
+                    .metrics
+                    .inc("chatbot_escalations_total", &[("reason", reason.as_str())]);
+                let actor = if reason == "asked" { "parent" } else { "bot" };
+                moved = Some(handoff::Handoff {
+                    status: handoff::WAITING,
+                    assignee: None,
+                    action: handoff::action(
+                        ctx,
+                        channel,
+                        phone.as_str(),
+                        "escalated",
+                        actor,
+                        Some(reason),
+                        now,
+                    ),
+                });
                 continue;
             }
         };
@@ -329,6 +365,7 @@ pub async fn converse_as(
         idle: config.idle_timeout,
         now,
         log: rows,
+        handoff: moved,
     };
     turns.turn_writes.write(&turns.db, write).await?;
     tracing::debug!(

@@ -32,6 +32,7 @@ mod job;
 mod queue;
 pub mod sender;
 mod shared;
+pub mod staff;
 pub mod turn;
 mod wake;
 pub mod work;

@@ -84,6 +84,11 @@ impl Chat {
 
 /// One turn of `phone` from `session`, with no facts known.
 fn once(phone: &str, session: Session, inbound: &Inbound) -> Outcome {
+    in_world(phone, |world| handle(world, session, inbound).unwrap())
+}
+
+/// Run `f` in the fixture school's world, for `phone`, at the fixture's time.
+fn in_world<T>(phone: &str, f: impl FnOnce(&World<'_>) -> T) -> T {
     let school = fixture::school();
     let phone = PhoneNumber::parse(phone).unwrap();
     let world = World {
@@ -94,7 +99,7 @@ fn once(phone: &str, session: Session, inbound: &Inbound) -> Outcome {
         facts: &Facts::default(),
         now: fixture::now(),
     };
-    handle(&world, session, inbound).unwrap()
+    f(&world)
 }
 
 #[test]
@@ -264,6 +269,74 @@ fn help_seeking_and_courtesy_get_a_line_not_the_menu() {
     let (outcome, shown) = chat.send("ok");
     assert!(!shown.contains("1."), "no menu dump: {shown}");
     assert!(outcome.unhandled.is_none());
+}
+
+fn escalated(outcome: &Outcome) -> Option<&str> {
+    outcome.effects.iter().find_map(|e| match e {
+        Effect::Escalate { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn asking_for_a_person_hands_the_conversation_to_staff() {
+    for (phone, said) in [
+        (TWO_CHILDREN, "can I talk to a real person please"),
+        (STRANGER, "hi, I want to speak to a human"),
+        (ONE_CHILD, "je veux parler a une personne"),
+    ] {
+        let mut chat = Chat::new(phone);
+        let (outcome, shown) = chat.send(said);
+        assert_eq!(escalated(&outcome), Some("asked"), "{said}: {shown}");
+        assert!(
+            shown.contains("+2348000000100"),
+            "the school's contact too: {shown}"
+        );
+        assert!(outcome.unhandled.is_none());
+    }
+    // Asking for the school's number is not asking for a person.
+    let mut chat = Chat::new(TWO_CHILDREN);
+    chat.send("hi");
+    let (outcome, _) = chat.send("what is the school phone number");
+    assert_eq!(escalated(&outcome), None);
+}
+
+#[test]
+fn two_messages_in_a_row_nothing_placed_go_to_staff() {
+    let mut chat = Chat::new(TWO_CHILDREN);
+    chat.send("hi");
+    let (first, _) = chat.send("blorptastic zimzam");
+    assert_eq!((escalated(&first), first.session.unanswered), (None, 1));
+    // Answered in between: the count starts again.
+    let (menu, _) = chat.send("menu");
+    assert_eq!(menu.session.unanswered, 0);
+    chat.send("quixotic flumph");
+    let (second, shown) = chat.send("wibblewobble snark");
+    assert_eq!(escalated(&second), Some("unanswered"), "{shown}");
+    assert_eq!(second.replies.len(), 1, "the handoff alone: {shown}");
+    assert!(shown.contains("someone from"), "{shown}");
+    assert_eq!(second.session.unanswered, 0);
+    // The model that could not answer either counts the same (`follow` with a canned reply).
+    let one = Session {
+        unanswered: 1,
+        ..first.session.clone()
+    };
+    let canned = in_world(TWO_CHILDREN, |world| {
+        follow(world, one.clone(), Followup::Canned("llm_unavailable")).unwrap()
+    });
+    assert_eq!(escalated(&canned), Some("unanswered"));
+    let answered = in_world(TWO_CHILDREN, |world| {
+        follow(
+            world,
+            one,
+            Followup::Answer("Term starts on Monday.".into()),
+        )
+        .unwrap()
+    });
+    assert_eq!(
+        (escalated(&answered), answered.session.unanswered),
+        (None, 0)
+    );
 }
 
 #[test]
