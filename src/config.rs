@@ -119,6 +119,9 @@ pub struct Settings {
     pub reports_dir: Option<PathBuf>,
     /// Days report cards are kept before the periodic cleanup deletes them (`CHATBOT_REPORT_RETENTION_DAYS`).
     pub report_retention_days: u32,
+    /// Days parents' transcripts (and the record of staff actions on them) are kept before the
+    /// periodic cleanup deletes them (`CHATBOT_TRANSCRIPT_RETENTION_DAYS`).
+    pub transcript_retention_days: u32,
     /// Minutes between two periodic cleanups (`CHATBOT_CLEANUP_INTERVAL_MINUTES`).
     pub cleanup_interval_minutes: u32,
     /// Milliseconds between two messages of a chunk on the engagement WebSocket (`CHATBOT_ENGAGEMENT_INTERVAL_MS`).
@@ -289,6 +292,7 @@ struct Layer {
     report_link_ttl_minutes: Option<u32>,
     reports_dir: Option<PathBuf>,
     report_retention_days: Option<u32>,
+    transcript_retention_days: Option<u32>,
     cleanup_interval_minutes: Option<u32>,
     engagement_interval_ms: Option<u64>,
     engagement_tenant: Option<String>,
@@ -348,6 +352,7 @@ impl Default for Settings {
             report_link_ttl_minutes: 1440,
             reports_dir: None,
             report_retention_days: 30,
+            transcript_retention_days: 365,
             cleanup_interval_minutes: 60,
             engagement_interval_ms: 2000,
             engagement_tenant: None,
@@ -458,6 +463,7 @@ impl Settings {
             report_link_ttl_minutes: parse(env, env::REPORT_LINK_TTL_MINUTES)?,
             reports_dir: text(env::REPORTS_DIR).map(PathBuf::from),
             report_retention_days: parse(env, env::REPORT_RETENTION_DAYS)?,
+            transcript_retention_days: parse(env, env::TRANSCRIPT_RETENTION_DAYS)?,
             cleanup_interval_minutes: parse(env, env::CLEANUP_INTERVAL_MINUTES)?,
             engagement_interval_ms: parse(env, env::ENGAGEMENT_INTERVAL_MS)?,
             engagement_tenant: text(env::ENGAGEMENT_TENANT),
@@ -517,6 +523,7 @@ impl Settings {
             report_link_ttl_minutes,
             reports_dir,
             report_retention_days,
+            transcript_retention_days,
             cleanup_interval_minutes,
             engagement_interval_ms,
             engagement_tenant,
@@ -661,6 +668,9 @@ impl Settings {
         }
         if let Some(v) = report_retention_days {
             self.report_retention_days = v;
+        }
+        if let Some(v) = transcript_retention_days {
+            self.transcript_retention_days = v;
         }
         if let Some(v) = cleanup_interval_minutes {
             self.cleanup_interval_minutes = v;
@@ -864,6 +874,11 @@ impl Settings {
             (
                 env::REPORT_RETENTION_DAYS,
                 (1..=3650).contains(&self.report_retention_days),
+                "must be between 1 and 3650 days",
+            ),
+            (
+                env::TRANSCRIPT_RETENTION_DAYS,
+                (1..=3650).contains(&self.transcript_retention_days),
                 "must be between 1 and 3650 days",
             ),
             (

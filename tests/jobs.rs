@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use chatbot::config::{SecretUrl, Settings};
-use chatbot::entities::chat_session;
+use chatbot::entities::{chat_session, message_log};
 use chatbot::error::Error;
 use chatbot::pipeline::JobQueue;
 use chatbot::pipeline::cleanup::CleanupJob;
@@ -13,7 +13,7 @@ use chrono::Utc;
 use common::fixture;
 use common::{Role, TestApp, TestEnv, Variant, eventually, ingest_job};
 use sea_orm::sqlx::{Connection, Row, SqliteConnection};
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 variants!(
     cleanup_job_runs_through_the_queue,
@@ -56,6 +56,29 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
         .await
         .unwrap();
 
+    // Transcripts: a message older than the retention (365 days by default) goes, a newer one
+    // stays, in each school.
+    for s in &schools {
+        for (body, age) in [("old question", 400), ("recent question", 30)] {
+            let at = now - chrono::Duration::days(age);
+            message_log::ActiveModel {
+                tenant_id: Set(s.ctx.id()),
+                channel: Set("whatsapp".into()),
+                direction: Set("in".into()),
+                user_id: Set("+2348000000001".into()),
+                kind: Set("text".into()),
+                body: Set(body.into()),
+                status: Set("received".into()),
+                created_at: Set(at),
+                updated_at: Set(at),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .unwrap();
+        }
+    }
+
     let id = app
         .state
         .queue
@@ -69,7 +92,15 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
     eventually(
         "the worker to delete expired sessions",
         Duration::from_secs(30),
-        || async { (chat_session::Entity::find().count(db).await.unwrap() == 3).then_some(()) },
+        || async {
+            let sessions = chat_session::Entity::find().count(db).await.unwrap();
+            let old = message_log::Entity::find()
+                .filter(message_log::Column::Body.eq("old question"))
+                .count(db)
+                .await
+                .unwrap();
+            (sessions == 3 && old == 0).then_some(())
+        },
     )
     .await;
     // Only the expired ones went; each school keeps its live session, the third its
@@ -84,6 +115,17 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
         1
     );
     for s in &schools {
+        let kept: Vec<String> = s
+            .ctx
+            .find::<message_log::Entity>()
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert!(kept.contains(&"recent question".to_string()), "{kept:?}");
+        assert!(!kept.contains(&"old question".to_string()), "{kept:?}");
         let left = s.ctx.find::<chat_session::Entity>().all(db).await.unwrap();
         assert_eq!(left.len(), 1);
         assert!(left[0].expires_at > now);

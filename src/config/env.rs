@@ -86,6 +86,8 @@ pub const REPORT_LINK_TTL_MINUTES: &str = "CHATBOT_REPORT_LINK_TTL_MINUTES";
 pub const REPORTS_DIR: &str = "CHATBOT_REPORTS_DIR";
 /// Report retention.
 pub const REPORT_RETENTION_DAYS: &str = "CHATBOT_REPORT_RETENTION_DAYS";
+/// Transcript retention.
+pub const TRANSCRIPT_RETENTION_DAYS: &str = "CHATBOT_TRANSCRIPT_RETENTION_DAYS";
 /// Cleanup interval.
 pub const CLEANUP_INTERVAL_MINUTES: &str = "CHATBOT_CLEANUP_INTERVAL_MINUTES";
 /// Pacing of the engagement WebSocket.

@@ -1,6 +1,8 @@
-//! Periodic housekeeping, school by school: delete chat sessions that have expired, and
-//! report cards older than `CHATBOT_REPORT_RETENTION_DAYS` (files and rows). Workers queue it
-//! every `CHATBOT_CLEANUP_INTERVAL_MINUTES`.
+//! Periodic housekeeping, school by school: delete chat sessions that have expired (not those
+//! waiting for or answered by staff), report cards older than `CHATBOT_REPORT_RETENTION_DAYS`
+//! (files and rows), and parents' transcripts and the record of staff actions on them older
+//! than `CHATBOT_TRANSCRIPT_RETENTION_DAYS`. Workers queue it every
+//! `CHATBOT_CLEANUP_INTERVAL_MINUTES`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::job::{Job, JobFuture};
 use super::shared::Pipeline;
-use crate::entities::chat_session;
+use crate::entities::{chat_session, conversation_action, message_log};
 use crate::error::Result;
 use crate::tenancy::{self, TenantCtx};
 
@@ -29,9 +31,12 @@ pub fn handle(job: CleanupJob, pipe: Pipeline) -> JobFuture {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
         let reports_cutoff =
             Utc::now() - chrono::Duration::days(pipe.settings.report_retention_days.into());
-        let (mut removed, mut reports) = (0, 0);
+        let transcript_cutoff =
+            Utc::now() - chrono::Duration::days(pipe.settings.transcript_retention_days.into());
+        let (mut removed, mut reports, mut messages) = (0, 0, 0);
         for ctx in tenancy::all(&pipe.db).await? {
             removed += delete_expired_sessions(&pipe.db, &ctx, cutoff).await?;
+            messages += delete_old_transcripts(&pipe.db, &ctx, transcript_cutoff).await?;
             reports += crate::reports::store::delete_older_than(
                 &pipe.db,
                 &ctx,
@@ -40,7 +45,7 @@ pub fn handle(job: CleanupJob, pipe: Pipeline) -> JobFuture {
             )
             .await?;
         }
-        tracing::info!(removed, reports, %cutoff, "cleanup: expired chat sessions and old report cards removed");
+        tracing::info!(removed, reports, messages, %cutoff, "cleanup: expired chat sessions, old report cards and old transcripts removed");
         Ok(())
     })
 }
@@ -56,6 +61,25 @@ pub async fn delete_expired_sessions(
         .filter(chat_session::Column::ExpiresAt.lt(cutoff))
         // A parent waiting for staff, or talking with them, is not forgotten.
         .filter(chat_session::Column::Handoff.eq(crate::conversation::handoff::BOT))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// Delete one tenant's transcript rows (and records of staff actions) written before
+/// `cutoff`; returns how many messages went.
+pub async fn delete_old_transcripts(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    cutoff: DateTime<Utc>,
+) -> Result<u64> {
+    ctx.delete_many::<conversation_action::Entity>()
+        .filter(conversation_action::Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(ctx
+        .delete_many::<message_log::Entity>()
+        .filter(message_log::Column::CreatedAt.lt(cutoff))
         .exec(db)
         .await?
         .rows_affected)
