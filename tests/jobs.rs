@@ -619,3 +619,61 @@ async fn the_embedded_queue_checkpoints_its_wal_in_the_background() {
         .unwrap();
     assert_eq!(queued, 1000, "every delivery is a queued job");
 }
+
+/// apalis-redis keeps every pushed job in a scheduled set until a worker's next fetch moves
+/// those due to its active list, all with one Lua `unpack`, which fails past about 8,000: a
+/// backlog that large while no worker fetches (workers busy or down, a broadcast to a large
+/// school) would stop the queue's workers for good. Pushes wait for room below `MAX_DUE`, then
+/// are refused (a webhook answers 503); once workers run, everything stored is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_no_worker_fetches_is_bounded_and_then_drains() {
+    use chatbot::pipeline::turn::IngestJob;
+    let Some(env) = TestEnv::new(Variant::Services).await else {
+        return;
+    };
+    if env.settings.redis_url.is_none() {
+        return;
+    }
+    let queue = JobQueue::connect(&env.settings).await.unwrap();
+    let ttl = Duration::from_secs(600);
+    // No worker runs yet: as many as fit, in the webhook's batches.
+    let mut stored = 0;
+    let refused = loop {
+        let batch: Vec<(String, IngestJob)> = (0..250)
+            .map(|i| {
+                let id = format!("wamid.backlog.{stored}.{i}");
+                (
+                    format!("meta:{id}"),
+                    ingest_job("P-unknown", &format!("2348{:06}", stored + i), &id),
+                )
+            })
+            .collect();
+        match queue.accept_many(batch, ttl).await {
+            Ok(_) => stored += 250,
+            Err(e) => break e,
+        }
+        assert!(stored <= 4_000, "more than the bound stored: {stored}");
+    };
+    assert_eq!(stored, 4_000);
+    assert!(matches!(refused, Error::Unavailable(_)), "{refused:?}");
+    assert!(refused.to_string().contains("is full"), "{refused}");
+    assert_eq!(queue.depth::<IngestJob>().await.unwrap(), (4_000, 0));
+
+    // Workers start: they fetch the whole backlog, and room comes back.
+    let app = env.start().await;
+    eventually("the backlog done", Duration::from_secs(120), || async {
+        (queue.depth::<IngestJob>().await.unwrap() == (0, 0)).then_some(())
+    })
+    .await;
+    queue
+        .accept_many(
+            vec![(
+                "meta:wamid.after".into(),
+                ingest_job("P-unknown", "2348999999", "wamid.after"),
+            )],
+            ttl,
+        )
+        .await
+        .expect("room again");
+    app.stop().await.unwrap();
+}

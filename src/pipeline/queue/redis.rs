@@ -19,6 +19,17 @@ static DEPTH: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Jobs of a queue due to start that no worker has fetched yet, at most. apalis-redis stores
+/// every job in its scheduled set (its push gives each a start time, now at the earliest), and
+/// a worker's next fetch moves all those due to the active list with one Lua `unpack`, which
+/// fails beyond about 8,000 values: past that every fetch fails, so no worker of the queue ever
+/// runs a job again (a burst while workers are busy or down, or a broadcast to a large school).
+/// A push that would go past this waits for workers to fetch, up to [`ROOM_WAIT`], and is then
+/// refused (a webhook answers 503; the provider sends again).
+pub const MAX_DUE: u64 = 4_000;
+/// How long a push waits for room below [`MAX_DUE`].
+const ROOM_WAIT: Duration = Duration::from_secs(2);
+
 /// The queue on Redis.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -58,6 +69,35 @@ impl RedisQueue {
     fn storage(&self, queue: &str) -> RedisStorage<serde_json::Value> {
         RedisStorage::new(self.conn.clone()).with_config(self.config(queue))
     }
+
+    /// Wait until `adding` more jobs keep `queue`'s jobs due and not yet fetched within
+    /// [`MAX_DUE`] (read from the scheduled set apalis' public `Config` names); an error after
+    /// [`ROOM_WAIT`].
+    async fn room(&self, queue: &str, adding: usize) -> Result<(), String> {
+        let set = self.config(queue).scheduled_jobs_set();
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            // Scores are Unix seconds; what is due by the next second counts.
+            let soon = chrono::Utc::now().timestamp() + 1;
+            let due: u64 = redis::cmd("ZCOUNT")
+                .arg(&set)
+                .arg("-inf")
+                .arg(soon)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            if due + adding as u64 <= MAX_DUE {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the `{queue}` queue is full: {due} jobs wait for a worker to fetch them \
+                     (at most {MAX_DUE})"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Engine for RedisQueue {
@@ -77,7 +117,10 @@ impl Engine for RedisQueue {
 
     /// Durable or not alike: how soon Redis writes is its `appendfsync` setting.
     fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>, _durable: bool) -> Answer<'a, ()> {
-        Box::pin(super::push_through(self.storage(queue), jobs))
+        Box::pin(async move {
+            self.room(queue, jobs.len()).await?;
+            super::push_through(self.storage(queue), jobs).await
+        })
     }
 
     fn depth<'a>(&'a self, queue: &'a str) -> Answer<'a, (u64, u64)> {
