@@ -88,6 +88,8 @@ fn big_school(students: i64) -> chatbot::school::snapshot::SchoolSnapshot {
         contact_email: Some("office@big.example".into()),
         motto: Some("Many and one".into()),
         llm_daily_tokens: None,
+        office_hours: None,
+        menu_during_handoff: true,
         created_at: now,
         updated_at: now,
     };

@@ -13,6 +13,7 @@ use crate::crypto::generate_api_key;
 use crate::domain::SchemaName;
 use crate::entities::{api_key, tenant_domain};
 use crate::error::{Error, Result};
+use crate::school::profile::{bounded_name, language, time_zone};
 use crate::tenancy::{self, NewTenant, TenantCtx};
 
 /// Scopes an API key can carry, and the roles a JWT can name: `admin` is every scope (the
@@ -37,49 +38,6 @@ pub struct TenantRow {
     pub active_api_keys: u64,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-}
-
-/// A language code as the reply templates are named (`en`, `fr`...).
-fn language(code: &str) -> Result<String> {
-    let code = code.trim().to_ascii_lowercase();
-    if (2..=3).contains(&code.len()) && code.chars().all(|c| c.is_ascii_lowercase()) {
-        Ok(code)
-    } else {
-        Err(Error::invalid(
-            "invalid_language",
-            format!("`{code}` is not a language code such as `en` or `fr`"),
-        ))
-    }
-}
-
-/// An IANA time zone name in its usual shape (`Africa/Lagos`, `UTC`).
-fn time_zone(name: &str) -> Result<String> {
-    let name = name.trim();
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
-    if ok {
-        Ok(name.to_string())
-    } else {
-        Err(Error::invalid(
-            "invalid_time_zone",
-            format!("`{name}` is not a time zone name such as `Africa/Lagos`"),
-        ))
-    }
-}
-
-/// A name of 1 to `max` characters once trimmed; `what` names it in the error.
-fn bounded_name(name: &str, max: usize, what: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > max {
-        return Err(Error::invalid(
-            "invalid_name",
-            format!("{what} is 1 to {max} characters"),
-        ));
-    }
-    Ok(name.to_string())
 }
 
 /// The school with this schema name.

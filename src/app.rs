@@ -107,6 +107,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         site,
         jwt,
         api_limits,
+        streams: Default::default(),
     })
 }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub jwt: Option<Arc<crate::api::jwt::JwtVerifier>>,
     /// API requests per credential.
     pub api_limits: Arc<crate::api::limits::RateLimiter>,
+    /// Event streams open per school.
+    pub streams: Arc<crate::api::limits::StreamSlots>,
 }
 
 impl AppState {

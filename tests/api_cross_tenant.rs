@@ -32,11 +32,13 @@ async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
                 let rows = ctx.find::<$module::Entity>().all(db).await.unwrap();
                 out.push(format!("{}: {}", stringify!($module), serde_json::to_string(&rows).unwrap()));
             )*
+            out.push(format!("tenant: {}", serde_json::to_string(&ctx.profile(db).await.unwrap()).unwrap()));
             out
         }};
     }
     rows!(
         academic_session,
+        analytics_day,
         api_key,
         attendance,
         background_job,
@@ -44,6 +46,7 @@ async fn snapshot(db: &DatabaseConnection, ctx: &TenantCtx) -> Vec<String> {
         class,
         conversation_action,
         engagement_report,
+        erasure,
         exam_session,
         llm_usage,
         mark,
@@ -105,7 +108,19 @@ async fn call(app: &TestApp, c: &Case, headers: &[(&str, &str)]) -> (StatusCode,
         r = r.header("Content-Type", "text/csv").body(text.clone());
     }
     let r = r.send().await.unwrap();
-    (r.status(), r.text().await.unwrap())
+    let status = r.status();
+    if c.template == "/conversations/events/" && status == StatusCode::OK {
+        // A stream: what it says in its first seconds (B's takeover was moments ago).
+        use futures::StreamExt;
+        let mut body = r.bytes_stream();
+        let mut text = String::new();
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(1500);
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(until, body.next()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        return (status, text);
+    }
+    (status, r.text().await.unwrap())
 }
 
 /// Text only school B has, which must never appear in an answer to school A.
@@ -211,6 +226,8 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
     let (bc, be, bu) = (b.class_id, b.exam_id, b.unreleased_exam_id);
     let template_query = format!("class_id={bc}&exam_session_id={be}");
     let cases = vec![
+        // First: B's takeover was a moment ago, within what a new stream reads back.
+        case(Method::GET, "/conversations/events/", "/conversations/events/".into()),
         case(Method::GET, "/version/", "/version/".into()),
         case(Method::POST, "/messages/", "/messages/".into()).json(json!({"phone": SHARED_PHONE, "text": "results"})),
         case(Method::GET, "/conversations/", "/conversations/?status=staff".into()),
@@ -261,6 +278,12 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         case(Method::GET, "/contacts/", format!("/contacts/?phone={}", "%2B2348099990000")),
         case(Method::GET, "/contacts/{id}/", format!("/contacts/{b_contact}/")),
         case(Method::PUT, "/contacts/{id}/", format!("/contacts/{b_contact}/")).json(json!({"opted_in": false})),
+        case(Method::DELETE, "/contacts/{id}/", format!("/contacts/{b_contact}/")),
+        case(Method::GET, "/contacts/{id}/export/", format!("/contacts/{b_contact}/export/")),
+        case(Method::GET, "/erasures/", "/erasures/".into()),
+        case(Method::GET, "/analytics/", "/analytics/?from=2025-12-08&to=2026-12-07".into()),
+        case(Method::GET, "/school/", "/school/".into()),
+        case(Method::PATCH, "/school/", "/school/".into()).json(json!({"office_hours": "pwned", "menu_during_handoff": false})),
         case(Method::GET, "/released-exam-sessions/", "/released-exam-sessions/".into()),
         case(Method::GET, "/notices/", "/notices/?include_inactive=true".into()),
         case(Method::POST, "/notices/", "/notices/".into()).json(json!({"title": "t", "body": "b", "audience": "class", "audience_class_id": bc})),
@@ -313,6 +336,20 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
     assert!(text.contains(&b.welcome), "{text}");
     let (_, text) = call(&app, &case(Method::GET, "", "/notices/".into()), &[own]).await;
     assert!(text.contains(&b.notice_title), "{text}");
+    let (_, text) = call(
+        &app,
+        &case(
+            Method::GET,
+            "/conversations/events/",
+            "/conversations/events/".into(),
+        ),
+        &[own],
+    )
+    .await;
+    assert!(
+        text.contains("takeover"),
+        "B's own stream tells B's takeover: {text}"
+    );
     let key = ("X-API-KEY", a.api_key.as_str());
     for c in &cases {
         let (status, text) = call(&app, c, &[key]).await;
@@ -329,6 +366,10 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
                 c.method,
                 c.path
             );
+        }
+        if c.template == "/conversations/events/" {
+            // B's takeover, moments ago, is not A's news.
+            assert!(!text.contains("takeover"), "{text}");
         }
         if c.path.contains("academic-sessions") {
             assert!(!text.contains(&format!("\"id\":{b_session},")), "{text}");

@@ -9,8 +9,7 @@ mod common;
 use std::time::Duration;
 
 use chatbot::channels::mock_graph::MockGraph;
-use chatbot::channels::whatsapp_cloud::sign;
-use chatbot::demo::{DemoTenant, DemoWhatsapp};
+use chatbot::demo::DemoTenant;
 use chatbot::entities::{conversation_action, message_log};
 use chatbot::pipeline::deliver::SendJob;
 use common::{TestApp, Variant, eventually};
@@ -21,35 +20,8 @@ use serde_json::{Value, json};
 variants!(
     a_parent_who_asks_for_a_person_is_answered_by_staff,
     two_messages_nothing_could_answer_go_to_staff,
+    the_school_sets_its_hours_and_whether_menu_reaches_the_bot,
 );
-
-const WEBHOOK: &str = "/api/v1/chatbot/webhooks/whatsapp/";
-const API: &str = "/api/v1/chatbot";
-
-/// Deliver a signed text message from `digits` to school `wa`.
-async fn say(app: &TestApp, wa: &DemoWhatsapp, digits: &str, id: &str, words: &str) {
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550100001", "phone_number_id": wa.phone_number_id},
-            "contacts": [{"profile": {"name": "Parent"}, "wa_id": digits}],
-            "messages": [{"from": digits, "id": id, "timestamp": "1763800000",
-                          "type": "text", "text": {"body": words}}]
-        }}]}]
-    });
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let r = app
-        .http
-        .post(app.url(WEBHOOK))
-        .header("content-type", "application/json")
-        .header("X-Hub-Signature-256", sign(&bytes, &wa.app_secret))
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-}
 
 /// What the mock Graph API received, once it has `n` messages: their texts.
 async fn texts_at_graph(mock: &MockGraph, n: usize) -> Vec<String> {
@@ -75,34 +47,16 @@ async fn texts_at_graph(mock: &MockGraph, n: usize) -> Vec<String> {
     .await
 }
 
-async fn api(
-    app: &TestApp,
-    school: &DemoTenant,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .http
-        .request(method, app.url(&format!("{API}{path}")))
-        .header("X-API-KEY", &school.api_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
 /// The parent's inbound messages in the transcript, as the API shows them.
 async fn transcript(app: &TestApp, school: &DemoTenant, id: i64) -> Vec<Value> {
-    let (status, page) = api(
-        app,
-        school,
-        reqwest::Method::GET,
-        &format!("/conversations/{id}/messages/?page_size=100"),
-        None,
-    )
-    .await;
+    let (status, page) = app
+        .api(
+            &school.api_key,
+            reqwest::Method::GET,
+            &format!("/conversations/{id}/messages/?page_size=100"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     page["results"].as_array().unwrap().clone()
 }
@@ -125,16 +79,10 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
     let other = &creds.tenants[1];
     let wa = &school.whatsapp;
     let digits = digits_of(school);
-    say(&app, wa, &digits, "wamid.h1", "hi").await;
+    app.parent_says(wa, &digits, "wamid.h1", "hi").await;
     let before = texts_at_graph(&mock, 2).await.len();
-    say(
-        &app,
-        wa,
-        &digits,
-        "wamid.h2",
-        "I want to talk to a real person",
-    )
-    .await;
+    app.parent_says(wa, &digits, "wamid.h2", "I want to talk to a real person")
+        .await;
     let sent = texts_at_graph(&mock, before + 1).await;
     assert!(sent[before].contains("will reply here"), "{sent:?}");
     assert!(
@@ -143,50 +91,101 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
     );
 
     // Waiting: listed for staff, and only for this school's staff.
-    let (status, page) = api(
-        &app,
-        school,
-        Method::GET,
-        "/conversations/?status=waiting",
-        None,
-    )
-    .await;
+    let (status, page) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            "/conversations/?status=waiting",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let listed = page["results"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "{page}");
     assert_eq!(listed[0]["phone"], format!("+{digits}"));
     let id = listed[0]["id"].as_i64().unwrap();
-    let (_, theirs) = api(
-        &app,
-        other,
-        Method::GET,
-        "/conversations/?status=waiting",
-        None,
-    )
-    .await;
+    let (_, theirs) = app
+        .api(
+            &other.api_key,
+            Method::GET,
+            "/conversations/?status=waiting",
+            None,
+        )
+        .await;
     assert_eq!(theirs["count"], 0, "{theirs}");
-    let (status, _) = api(
-        &app,
-        other,
-        Method::GET,
-        &format!("/conversations/{id}/"),
-        None,
-    )
-    .await;
+    // With the children linked to the phone and the last message; found by child.
+    let child = &school.parent_with_children(1).unwrap().student_ids[0];
+    let (_, one) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            &format!("/conversations/{id}/"),
+            None,
+        )
+        .await;
+    assert_eq!(one["children"][0]["student_id"], child.as_str(), "{one}");
+    assert_eq!(one["last_message"]["direction"], "out", "{one}");
+    assert!(
+        listed[0]["last_message"]["preview"]
+            .as_str()
+            .unwrap()
+            .contains("will reply here")
+    );
+    let (_, by_child) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            &format!("/conversations/?student_id={child}"),
+            None,
+        )
+        .await;
+    assert_eq!(by_child["count"], 1, "{by_child}");
+    let someone_else = school
+        .students
+        .iter()
+        .find(|s| s.student_id != *child)
+        .unwrap();
+    let (_, none) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            &format!("/conversations/?student_id={}", someone_else.student_id),
+            None,
+        )
+        .await;
+    assert_eq!(none["count"], 0, "{none}");
+    let (status, _) = app
+        .api(
+            &other.api_key,
+            Method::GET,
+            &format!("/conversations/?student_id={child}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another school's child");
+    let (status, _) = app
+        .api(
+            &other.api_key,
+            Method::GET,
+            &format!("/conversations/{id}/"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = api(
-        &app,
-        other,
-        Method::POST,
-        &format!("/conversations/{id}/takeover/"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api(
+            &other.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/takeover/"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // While waiting the bot says nothing; what the parent writes is there for staff, a PIN
     // masked.
-    say(&app, wa, &digits, "wamid.h3", "hello? my pin is 4821").await;
+    app.parent_says(wa, &digits, "wamid.h3", "hello? my pin is 4821")
+        .await;
     let logged = eventually(
         "the message in the transcript",
         Duration::from_secs(30),
@@ -210,36 +209,36 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
         "the bot stays silent while staff are awaited"
     );
     // Staff cannot answer before taking it over.
-    let (status, _) = api(
-        &app,
-        school,
-        Method::POST,
-        &format!("/conversations/{id}/reply/"),
-        Some(json!({"text": "hi"})),
-    )
-    .await;
+    let (status, _) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/reply/"),
+            Some(json!({"text": "hi"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Take over, answer.
-    let (status, c) = api(
-        &app,
-        school,
-        Method::POST,
-        &format!("/conversations/{id}/takeover/"),
-        None,
-    )
-    .await;
+    let (status, c) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/takeover/"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "staff");
     assert!(c["assignee"].as_str().unwrap().starts_with("key:"), "{c}");
-    let (status, queued) = api(
-        &app,
-        school,
-        Method::POST,
-        &format!("/conversations/{id}/reply/"),
-        Some(json!({"text": "Good morning, this is Mrs Ade from the office."})),
-    )
-    .await;
+    let (status, queued) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/reply/"),
+            Some(json!({"text": "Good morning, this is Mrs Ade from the office."})),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(queued["from_staff"], true);
     let sent = texts_at_graph(&mock, before + 2).await;
@@ -274,14 +273,14 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
         done: Vec::new(),
     };
     app.state.queue.push(again).await.unwrap();
-    let (status, _) = api(
-        &app,
-        school,
-        Method::POST,
-        &format!("/conversations/{id}/reply/"),
-        Some(json!({"text": "Second note."})),
-    )
-    .await;
+    let (status, _) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/reply/"),
+            Some(json!({"text": "Second note."})),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     texts_at_graph(&mock, before + 3).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -300,7 +299,8 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
     .await;
 
     // Still with staff: the parent's answer is logged, not answered by the bot.
-    say(&app, wa, &digits, "wamid.h4", "thank you madam").await;
+    app.parent_says(wa, &digits, "wamid.h4", "thank you madam")
+        .await;
     eventually(
         "the thanks in the transcript",
         Duration::from_secs(30),
@@ -316,17 +316,17 @@ async fn a_parent_who_asks_for_a_person_is_answered_by_staff(v: Variant) {
     assert_eq!(mock.count(), before + 3);
 
     // Released: the bot answers again.
-    let (status, c) = api(
-        &app,
-        school,
-        Method::POST,
-        &format!("/conversations/{id}/release/"),
-        None,
-    )
-    .await;
+    let (status, c) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/release/"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "bot");
-    say(&app, wa, &digits, "wamid.h5", "menu").await;
+    app.parent_says(wa, &digits, "wamid.h5", "menu").await;
     texts_at_graph(&mock, before + 4).await;
 
     // Every move is recorded: who, when.
@@ -360,39 +360,42 @@ async fn two_messages_nothing_could_answer_go_to_staff(v: Variant) {
     let school = &creds.tenants[0];
     let wa = &school.whatsapp;
     let digits = digits_of(school);
-    say(&app, wa, &digits, "wamid.u1", "hi").await;
+    app.parent_says(wa, &digits, "wamid.u1", "hi").await;
     let n = texts_at_graph(&mock, 2).await.len();
-    say(&app, wa, &digits, "wamid.u2", "zorblax quintessent vorp").await;
+    app.parent_says(wa, &digits, "wamid.u2", "zorblax quintessent vorp")
+        .await;
     let sent = texts_at_graph(&mock, n + 1).await;
     assert!(sent[n].contains("did not understand"), "{sent:?}");
     // Something the rules answer in between starts the count again.
-    say(&app, wa, &digits, "wamid.u3", "menu").await;
+    app.parent_says(wa, &digits, "wamid.u3", "menu").await;
     let n = texts_at_graph(&mock, n + 2).await.len();
-    say(&app, wa, &digits, "wamid.u4", "flibbertigibbet zonk").await;
+    app.parent_says(wa, &digits, "wamid.u4", "flibbertigibbet zonk")
+        .await;
     let n = texts_at_graph(&mock, n + 1).await.len();
-    let (_, page) = api(
-        &app,
-        school,
-        reqwest::Method::GET,
-        "/conversations/?status=waiting",
-        None,
-    )
-    .await;
+    let (_, page) = app
+        .api(
+            &school.api_key,
+            reqwest::Method::GET,
+            "/conversations/?status=waiting",
+            None,
+        )
+        .await;
     assert_eq!(
         page["count"], 0,
         "one unanswered message is not enough: {page}"
     );
-    say(&app, wa, &digits, "wamid.u5", "grobnitz wibble").await;
+    app.parent_says(wa, &digits, "wamid.u5", "grobnitz wibble")
+        .await;
     let sent = texts_at_graph(&mock, n + 1).await;
     assert!(sent[n].contains("will reply here"), "{sent:?}");
-    let (_, page) = api(
-        &app,
-        school,
-        reqwest::Method::GET,
-        "/conversations/?status=waiting",
-        None,
-    )
-    .await;
+    let (_, page) = app
+        .api(
+            &school.api_key,
+            reqwest::Method::GET,
+            "/conversations/?status=waiting",
+            None,
+        )
+        .await;
     assert_eq!(page["count"], 1, "{page}");
     let action = conversation_action::Entity::find()
         .one(&app.state.db)
@@ -404,6 +407,138 @@ async fn two_messages_nothing_could_answer_go_to_staff(v: Variant) {
         ("escalated", "bot")
     );
     assert_eq!(action.detail.as_deref(), Some("unanswered"));
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn the_school_sets_its_hours_and_whether_menu_reaches_the_bot(v: Variant) {
+    use reqwest::Method;
+    let Some((app, mock, creds)) = TestApp::with_demo_and_graph(v).await else {
+        return;
+    };
+    let school = &creds.tenants[0];
+    let wa = &school.whatsapp;
+    let digits = digits_of(school);
+    let (status, before) = app
+        .api(&school.api_key, Method::GET, "/school/", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(before["schema_name"], school.schema_name);
+    assert_eq!(before["menu_during_handoff"], true, "on by default");
+
+    // Wrong values are refused and change nothing.
+    for (body, code) in [
+        (
+            json!({"contact_email": "office at school"}),
+            "invalid_email",
+        ),
+        (json!({"default_language": "de"}), "invalid_language"),
+        (json!({"contact_phone": "12"}), "invalid_phone"),
+        (json!({"name": "  "}), "invalid_name"),
+        (
+            json!({"office_hours": "x", "time_zone": "Lagos time!"}),
+            "invalid_time_zone",
+        ),
+    ] {
+        let (status, err) = app
+            .api(
+                &school.api_key,
+                Method::PATCH,
+                "/school/",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["error"], code, "{body}: {err}");
+    }
+    let (_, same) = app
+        .api(&school.api_key, Method::GET, "/school/", None)
+        .await;
+    assert_eq!(same, before);
+
+    let (status, set) = app
+        .api(
+            &school.api_key,
+            Method::PATCH,
+            "/school/",
+            Some(
+                json!({"office_hours": "Monday to Friday, 8am to 4pm", "menu_during_handoff": false,
+                    "motto": null}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["office_hours"], "Monday to Friday, 8am to 4pm");
+    assert_eq!(set["name"], before["name"], "fields left out stay");
+    assert!(set.get("motto").is_none(), "null clears: {set}");
+
+    // The parent is told the hours.
+    app.parent_says(wa, &digits, "wamid.s1", "hi").await;
+    let n = texts_at_graph(&mock, 2).await.len();
+    app.parent_says(wa, &digits, "wamid.s2", "can I speak to a human")
+        .await;
+    let sent = texts_at_graph(&mock, n + 1).await;
+    assert!(
+        sent[n].contains("office hours: Monday to Friday, 8am to 4pm"),
+        "{sent:?}"
+    );
+    let (_, page) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            "/conversations/?status=waiting",
+            None,
+        )
+        .await;
+    let id = page["results"][0]["id"].as_i64().unwrap();
+
+    // The school does not let `menu` through: logged for staff, not answered.
+    app.parent_says(wa, &digits, "wamid.s3", "menu").await;
+    eventually(
+        "the menu request logged",
+        Duration::from_secs(30),
+        || async {
+            transcript(&app, school, id)
+                .await
+                .iter()
+                .any(|m| m["body"] == "menu")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(mock.count(), n + 1, "the bot stays silent");
+
+    // Now it does: the menu is answered and the conversation is the bot's again.
+    let (status, _) = app
+        .api(
+            &school.api_key,
+            Method::PATCH,
+            "/school/",
+            Some(json!({"menu_during_handoff": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.parent_says(wa, &digits, "wamid.s4", "Menu").await;
+    texts_at_graph(&mock, n + 2).await;
+    let (_, c) = app
+        .api(
+            &school.api_key,
+            Method::GET,
+            &format!("/conversations/{id}/"),
+            None,
+        )
+        .await;
+    assert_eq!(c["status"], "bot", "{c}");
+    let last = conversation_action::Entity::find()
+        .order_by_desc(conversation_action::Column::Id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("release", "parent")
+    );
     app.stop().await.unwrap();
     mock.stop();
 }

@@ -130,6 +130,30 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
         assert_eq!(left.len(), 1);
         assert!(left[0].expires_at > now);
     }
+    // The finished cleanup job still holds its arguments in the queue until it is forgotten
+    // (what the cleanup does with jobs a day old; here, any age).
+    let queue = &app.state.queue;
+    let forgotten = eventually(
+        "the finished job forgotten",
+        Duration::from_secs(30),
+        || async {
+            let n = queue
+                .forget_finished::<CleanupJob>(Duration::ZERO)
+                .await
+                .unwrap();
+            (n >= 1).then_some(n)
+        },
+    )
+    .await;
+    assert!(forgotten >= 1);
+    assert_eq!(
+        queue
+            .forget_finished::<CleanupJob>(Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to forget"
+    );
     app.stop().await.expect("workers and server stop cleanly");
 }
 

@@ -32,12 +32,12 @@ async fn migrations_go_up_down_and_up_again(v: Variant) {
     };
     let conn = db::connect(&env.settings.database_url()).await.unwrap();
     db::migrate(&conn).await.unwrap();
-    assert_eq!(table_count(&conn).await, 26);
+    assert_eq!(table_count(&conn).await, 28);
     db::migrate(&conn).await.unwrap(); // idempotent
     Migrator::down(&conn, None).await.unwrap();
     assert_eq!(table_count(&conn).await, 0);
     db::migrate(&conn).await.unwrap();
-    assert_eq!(table_count(&conn).await, 26);
+    assert_eq!(table_count(&conn).await, 28);
     assert!(
         Migrator::get_pending_migrations(&conn)
             .await

@@ -17,6 +17,10 @@ mod m20261205_000005_number_templates;
 mod m20261206_000001_school_data_versions;
 mod m20261206_000002_message_log_reply_to;
 mod m20261207_000001_handoff;
+mod m20261207_000002_erasures;
+mod m20261207_000003_school_settings;
+mod m20261207_000004_inbox_feed;
+mod m20261207_000005_analytics;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -40,6 +44,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_school_data_versions::Migration),
             Box::new(m20261206_000002_message_log_reply_to::Migration),
             Box::new(m20261207_000001_handoff::Migration),
+            Box::new(m20261207_000002_erasures::Migration),
+            Box::new(m20261207_000003_school_settings::Migration),
+            Box::new(m20261207_000004_inbox_feed::Migration),
+            Box::new(m20261207_000005_analytics::Migration),
         ]
     }
 }

@@ -1,20 +1,24 @@
 //! `conversations/`: what parents wrote, and staff stepping in where the bot could not help:
 //! the list (waiting first when filtered so), a transcript, taking a conversation over,
-//! answering it, and handing it back to the bot.
+//! answering it, handing it back to the bot, and the changes as they happen (Server-Sent
+//! Events).
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 
 use super::ApiTags;
 use super::auth::Caller;
+use super::contacts::{LastMessageOut, LinkedStudentOut};
 use super::respond::{ApiResult, Page, fetch_page};
-use crate::conversation::{Reply, handoff, input};
-use crate::entities::{chat_session, message_log};
+use crate::conversation::{Reply, feed, handoff, input};
+use crate::entities::{chat_session, message_log, student, student_mapping};
 use crate::error::Error;
+use crate::school::students;
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
 
@@ -66,6 +70,10 @@ pub struct ConversationOut {
     pub status_changed_at: Option<DateTime<Utc>>,
     /// The last message, either way.
     pub last_activity_at: DateTime<Utc>,
+    /// The last message's first characters (PINs masked).
+    pub last_message: Option<LastMessageOut>,
+    /// The children linked to the parent's phone (on `conversations/{id}/`).
+    pub children: Option<Vec<LinkedStudentOut>>,
 }
 
 impl From<chat_session::Model> for ConversationOut {
@@ -78,8 +86,69 @@ impl From<chat_session::Model> for ConversationOut {
             assignee: c.assignee,
             status_changed_at: c.handoff_at,
             last_activity_at: c.updated_at,
+            last_message: None,
+            children: None,
         }
     }
+}
+
+/// Longest preview of a conversation's last message.
+const PREVIEW_CHARS: usize = 120;
+
+/// Conversations as listed: each with its last message.
+async fn listed(
+    state: &AppState,
+    ctx: &TenantCtx,
+    rows: Vec<chat_session::Model>,
+) -> ApiResult<Vec<ConversationOut>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for c in rows {
+        let last = ctx
+            .find::<message_log::Entity>()
+            .filter(message_log::Column::Channel.eq(c.channel.as_str()))
+            .filter(message_log::Column::UserId.eq(c.user_id.as_str()))
+            .order_by_desc(message_log::Column::Id)
+            .one(&state.db)
+            .await?;
+        let mut o = ConversationOut::from(c);
+        o.last_message = last.map(|m| LastMessageOut {
+            direction: m.direction,
+            at: m.created_at,
+            preview: input::withhold_pins(&m.body)
+                .chars()
+                .take(PREVIEW_CHARS)
+                .collect(),
+        });
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// The school's children linked to `phone`.
+async fn children_of(
+    state: &AppState,
+    ctx: &TenantCtx,
+    phone: &str,
+) -> ApiResult<Vec<LinkedStudentOut>> {
+    let links = ctx
+        .find::<student_mapping::Entity>()
+        .filter(student_mapping::Column::Phone.eq(phone))
+        .all(&state.db)
+        .await?;
+    let pupils = ctx
+        .find::<student::Entity>()
+        .filter(student::Column::Id.is_in(links.iter().map(|l| l.student_id)))
+        .order_by_asc(student::Column::StudentId)
+        .all(&state.db)
+        .await?;
+    Ok(pupils
+        .into_iter()
+        .map(|s| LinkedStudentOut {
+            id: s.id,
+            full_name: students::full_name(&s),
+            student_id: s.student_id,
+        })
+        .collect())
 }
 
 /// A message of a transcript.
@@ -141,6 +210,178 @@ async fn one(state: &AppState, ctx: &TenantCtx, id: i64) -> ApiResult<chat_sessi
     Ok(handoff::find(&state.db, ctx, id).await?)
 }
 
+/// What an inbox event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A message, new or with a new delivery status.
+    Message,
+    /// A conversation moved between the bot and staff, or staff answered it.
+    Conversation,
+}
+
+/// A message as an event tells it.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EventMessage {
+    /// The message's id (the same message comes again when its status moves).
+    pub id: i64,
+    /// Its conversation.
+    pub conversation: Option<i64>,
+    /// `whatsapp`, `api`...
+    pub channel: String,
+    /// The parent's phone.
+    pub phone: String,
+    /// `in` (from the parent) or `out`.
+    pub direction: String,
+    /// `text`, `choices`, `document`...
+    pub kind: String,
+    /// Its first characters (PINs masked).
+    pub preview: String,
+    /// `received`; for replies `queued`, `sent`, `delivered`, `read`, `failed`.
+    pub status: String,
+    /// Why a reply failed.
+    pub error: Option<String>,
+    /// Written by a member of staff.
+    pub from_staff: bool,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation's move as an event tells it.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EventConversation {
+    /// The conversation's id.
+    pub id: Option<i64>,
+    /// `whatsapp`, `api`...
+    pub channel: String,
+    /// The parent's phone.
+    pub phone: String,
+    /// `escalated`, `takeover`, `reply`, `release`.
+    pub action: String,
+    /// `parent`, `bot`, or the credential that acted.
+    pub actor: String,
+    /// Who answers it now.
+    pub status: Status,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One change in the school's conversations (the SSE event's name is its `kind`).
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct InboxEvent {
+    /// What it is about.
+    pub kind: EventKind,
+    /// For `message`.
+    pub message: Option<EventMessage>,
+    /// For `conversation`.
+    pub conversation: Option<EventConversation>,
+}
+
+impl From<feed::Change> for InboxEvent {
+    fn from(change: feed::Change) -> Self {
+        match change {
+            feed::Change::Message(m) => Self {
+                kind: EventKind::Message,
+                message: Some(EventMessage {
+                    id: m.id,
+                    conversation: m.chat_session_id,
+                    from_staff: m
+                        .reply_to
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("staff:")),
+                    channel: m.channel,
+                    phone: m.user_id,
+                    direction: m.direction,
+                    kind: m.kind,
+                    preview: feed::Change::preview(&m.body),
+                    status: m.status,
+                    error: m.error,
+                    created_at: m.created_at,
+                }),
+                conversation: None,
+            },
+            feed::Change::Action {
+                action,
+                conversation,
+            } => Self {
+                kind: EventKind::Conversation,
+                message: None,
+                conversation: Some(EventConversation {
+                    id: conversation,
+                    status: match action.action.as_str() {
+                        "escalated" => Status::Waiting,
+                        "release" => Status::Bot,
+                        _ => Status::Staff,
+                    },
+                    channel: action.channel,
+                    phone: action.user_id,
+                    action: action.action,
+                    actor: action.actor,
+                    at: action.created_at,
+                }),
+            },
+        }
+    }
+}
+
+/// How often an event stream looks for changes.
+const EVENTS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long one event stream lasts before it ends (the client connects again: a revoked
+/// credential is refused then).
+const EVENTS_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The school's changes from now on, as a stream that ends after [`EVENTS_FOR`] or at a
+/// database error.
+fn inbox_events(
+    state: &AppState,
+    ctx: TenantCtx,
+    slot: crate::api::limits::StreamSlot,
+) -> futures::stream::BoxStream<'static, InboxEvent> {
+    use futures::StreamExt;
+    struct Reader {
+        db: sea_orm::DatabaseConnection,
+        ctx: TenantCtx,
+        cursor: feed::Cursor,
+        pending: std::collections::VecDeque<InboxEvent>,
+        ticks: tokio::time::Interval,
+        ends: tokio::time::Instant,
+        _slot: crate::api::limits::StreamSlot,
+    }
+    let mut ticks = tokio::time::interval(EVENTS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reader = Reader {
+        db: state.db.clone(),
+        cursor: feed::Cursor::starting(Utc::now()),
+        ctx,
+        pending: Default::default(),
+        ticks,
+        ends: tokio::time::Instant::now() + EVENTS_FOR,
+        _slot: slot,
+    };
+    futures::stream::unfold(reader, |mut r| async move {
+        loop {
+            if let Some(event) = r.pending.pop_front() {
+                return Some((event, r));
+            }
+            if tokio::time::Instant::now() >= r.ends {
+                return None;
+            }
+            r.ticks.tick().await;
+            match r.cursor.next(&r.db, &r.ctx).await {
+                Ok(changes) => r.pending.extend(changes.into_iter().map(InboxEvent::from)),
+                Err(e) => {
+                    tracing::warn!(tenant = r.ctx.schema_name(), error = %e, "inbox event stream ended");
+                    return None;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// `conversations/`.
 pub struct ConversationsApi;
 
@@ -165,6 +406,9 @@ impl ConversationsApi {
         /// Only this parent's phone (E.164).
         #[oai(validator(max_length = 32))]
         phone: Query<Option<String>>,
+        /// Only parents of this child (the school's student ID).
+        #[oai(validator(max_length = 64))]
+        student_id: Query<Option<String>>,
         /// Only those active since.
         since: Query<Option<DateTime<Utc>>>,
         /// Page number, from 1.
@@ -186,6 +430,26 @@ impl ConversationsApi {
             let p = crate::domain::PhoneNumber::parse(&p)?;
             query = query.filter(chat_session::Column::UserId.eq(p.as_str()));
         }
+        if let Some(id) = student_id.0 {
+            let id = crate::domain::StudentId::parse(&id)?;
+            let child = ctx
+                .find::<student::Entity>()
+                .filter(student::Column::StudentId.eq(id.as_str()))
+                .one(&state.db)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!("no student {} in this school", id.as_str()))
+                })?;
+            let phones: Vec<String> = ctx
+                .find::<student_mapping::Entity>()
+                .filter(student_mapping::Column::StudentId.eq(child.id))
+                .all(&state.db)
+                .await?
+                .into_iter()
+                .map(|l| l.phone)
+                .collect();
+            query = query.filter(chat_session::Column::UserId.is_in(phones));
+        }
         if let Some(t) = since.0 {
             query = query.filter(chat_session::Column::UpdatedAt.gte(t));
         }
@@ -193,11 +457,46 @@ impl ConversationsApi {
             .order_by_desc(chat_session::Column::UpdatedAt)
             .order_by_desc(chat_session::Column::Id);
         let slice = fetch_page(&state.db, query, page.0, page_size.0).await?;
-        let results = slice.rows.iter().cloned().map(Into::into).collect();
+        let results = listed(&state, ctx, slice.rows.clone()).await?;
         Ok(Json(slice.page(results)))
     }
 
-    /// One conversation.
+    /// The school's conversations as they change, as Server-Sent Events (`text/event-stream`),
+    /// so an inbox refreshes itself: `message` (a new message either way, or a reply's new
+    /// delivery status: the same `id` again) and `conversation` (escalated, taken over,
+    /// answered by staff, released). Only this credential's school. A stream starts with the
+    /// last few seconds, sends a comment every 15 s to keep the connection, and ends after 10
+    /// minutes (connect again); at most 20 are open per school.
+    #[oai(
+        path = "/conversations/events/",
+        method = "get",
+        operation_id = "conversation_events"
+    )]
+    async fn events(
+        &self,
+        caller: Caller,
+        state: Data<&AppState>,
+    ) -> ApiResult<EventStream<futures::stream::BoxStream<'static, InboxEvent>>> {
+        let ctx = caller.require("staff")?.clone();
+        let Some(slot) = state.streams.open(ctx.id()) else {
+            return Err(Error::RateLimited {
+                retry_after_secs: 60,
+            }
+            .into());
+        };
+        tracing::info!(tenant = ctx.schema_name(), by = %caller.who(), "inbox event stream opened");
+        Ok(EventStream::new(inbox_events(&state, ctx, slot))
+            .keep_alive(std::time::Duration::from_secs(15))
+            .to_event(|e| {
+                let name = match e.kind {
+                    EventKind::Message => "message",
+                    EventKind::Conversation => "conversation",
+                };
+                poem::web::sse::Event::message(e.to_json_string()).event_type(name)
+            }))
+    }
+
+    /// One conversation, with its last message and the children linked to the phone.
     #[oai(
         path = "/conversations/:id/",
         method = "get",
@@ -210,7 +509,11 @@ impl ConversationsApi {
         id: Path<i64>,
     ) -> ApiResult<Json<ConversationOut>> {
         let ctx = caller.require("staff")?;
-        Ok(Json(one(&state, ctx, id.0).await?.into()))
+        let c = one(&state, ctx, id.0).await?;
+        let children = children_of(&state, ctx, &c.user_id).await?;
+        let mut out = listed(&state, ctx, vec![c]).await?.remove(0);
+        out.children = Some(children);
+        Ok(Json(out))
     }
 
     /// A conversation's transcript, newest first (PINs masked).

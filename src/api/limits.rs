@@ -99,3 +99,49 @@ mod tests {
         assert!(limiter.check("a", t2).is_err());
     }
 }
+
+/// Long-lived streams (`conversations/events/`) open at once, per school, in this process.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: Mutex<HashMap<i64, usize>>,
+}
+
+/// One open stream; its slot is given back when it is dropped (the stream ends or the client
+/// goes away).
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: std::sync::Arc<StreamSlots>,
+    school: i64,
+}
+
+impl StreamSlots {
+    /// Most streams one school may hold open in one process (a few staff, each with a tab
+    /// or two).
+    pub const PER_SCHOOL: usize = 20;
+
+    /// A slot for school `school`, or `None` when it already has [`Self::PER_SCHOOL`] open.
+    pub fn open(self: &std::sync::Arc<Self>, school: i64) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(school).or_default();
+        if *n >= Self::PER_SCHOOL {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            school,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.school) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.school);
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! The document is built without a database or queue, so `chatbot openapi` and the drift test
 //! can produce it anywhere.
 
+mod analytics;
 pub mod auth;
 mod contacts;
 mod conversations;
@@ -16,6 +17,7 @@ mod messages;
 mod meta;
 mod notices;
 mod numbers;
+mod profile;
 pub mod respond;
 mod results;
 mod school;
@@ -35,9 +37,11 @@ pub type Apis = (
     meta::MetaApi,
     messages::MessagesApi,
     conversations::ConversationsApi,
+    analytics::AnalyticsApi,
     welcome::WelcomeApi,
     numbers::NumbersApi,
     school::SchoolApi,
+    profile::ProfileApi,
     curriculum::CurriculumApi,
     contacts::ContactsApi,
     setup::SetupApi,
@@ -55,9 +59,11 @@ pub fn service() -> OpenApiService<Apis, ()> {
             meta::MetaApi,
             messages::MessagesApi,
             conversations::ConversationsApi,
+            analytics::AnalyticsApi,
             welcome::WelcomeApi,
             numbers::NumbersApi,
             school::SchoolApi,
+            profile::ProfileApi,
             curriculum::CurriculumApi,
             contacts::ContactsApi,
             setup::SetupApi,

@@ -511,6 +511,7 @@ impl<'w> Turn<'w> {
             school => profile.name.clone(),
             contact_phone => profile.contact_phone.clone(),
             contact_email => profile.contact_email.clone(),
+            office_hours => profile.office_hours.clone(),
             ..ctx
         };
         self.texts.render(&self.lang(), name, ctx)

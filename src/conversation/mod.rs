@@ -3,7 +3,9 @@
 //! database (loading the session, finding the facts the engine asks for, the model fallback,
 //! storing the result) is the pipeline's (`pipeline::converse`).
 
+pub mod analytics;
 pub mod engine;
+pub mod feed;
 pub mod handoff;
 pub mod input;
 pub mod reply;

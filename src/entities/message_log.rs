@@ -22,6 +22,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub payload: Option<Json>,
+    /// For a parent's message: `rules`, `model`, `refused`, `nobody` or `staff` answered it.
+    pub answered_by: Option<String>,
+    /// For a parent's message: the state the conversation reached (`viewing_results`...).
+    pub topic: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

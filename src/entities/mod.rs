@@ -4,6 +4,7 @@
 //! [`crate::tenancy::TenantCtx`], never with a bare `Entity::find()`.
 
 pub mod academic_session;
+pub mod analytics_day;
 pub mod api_key;
 pub mod attendance;
 pub mod background_job;
@@ -12,6 +13,7 @@ pub mod class;
 pub mod conversation_action;
 pub mod conversation_route;
 pub mod engagement_report;
+pub mod erasure;
 pub mod exam_session;
 pub mod llm_usage;
 pub mod mark;
@@ -50,6 +52,7 @@ macro_rules! tenant_owned {
 
 tenant_owned!(
     academic_session,
+    analytics_day,
     background_job,
     api_key,
     attendance,
@@ -57,6 +60,7 @@ tenant_owned!(
     class,
     conversation_action,
     engagement_report,
+    erasure,
     exam_session,
     llm_usage,
     mark,

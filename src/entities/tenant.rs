@@ -19,6 +19,11 @@ pub struct Model {
     pub motto: Option<String>,
     /// LLM tokens the school may use per day; `None`: the service's `CHATBOT_LLM_DAILY_TOKENS`.
     pub llm_daily_tokens: Option<i64>,
+    /// When staff answer (free text), told to a parent whose conversation goes to staff.
+    pub office_hours: Option<String>,
+    /// Whether a parent's `menu` is answered while staff are awaited or answering (handing
+    /// the conversation back to the bot).
+    pub menu_during_handoff: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -4,6 +4,7 @@
 mod deadlines;
 mod edge;
 mod health;
+mod inbox;
 
 pub use deadlines::Deadlines;
 pub use edge::Edge;
@@ -49,6 +50,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
             "/api/chatbot-demo/success/:report_id",
             get(engagement::pages::success_page),
         )
+        .at("/inbox", get(inbox::page))
+        .at("/inbox/inbox.js", get(inbox::script))
         .nest(api::BASE_PATH, api::service())
         .at(
             "/docs",

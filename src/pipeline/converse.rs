@@ -185,6 +185,10 @@ pub async fn converse_as(
     // A conversation staff answer (or that waits for them): the bot says nothing; the message
     // is logged for them to read.
     let with_staff = stored.as_ref().is_some_and(|r| r.handoff != handoff::BOT);
+    // Unless the parent asks for the menu and the school lets them: the conversation goes
+    // back to the bot, which answers.
+    let back_to_bot = with_staff && school.profile().menu_during_handoff && asks_for_menu(inbound);
+    let with_staff = with_staff && !back_to_bot;
     let before = turns.llm.is_some().then(|| session.clone());
     let settle = Settle {
         db: &turns.db,
@@ -255,7 +259,19 @@ pub async fn converse_as(
     }
     // The report card a parent asked for: rendered now, sent as a document with its link,
     // just before the menu that follows the "preparing" message.
-    let mut moved = None;
+    let mut moved = back_to_bot.then(|| handoff::Handoff {
+        status: handoff::BOT,
+        assignee: None,
+        action: handoff::action(
+            ctx,
+            channel,
+            phone.as_str(),
+            "release",
+            "parent",
+            stored.as_ref().map(|r| format!("{} (menu)", r.handoff)),
+            now,
+        ),
+    });
     for effect in outcome.effects.clone() {
         let (student_id, exam_session_id, language) = match effect {
             Effect::GenerateReport {
@@ -309,6 +325,18 @@ pub async fn converse_as(
             outcome.replies.insert(at, document);
         }
     }
+    // Who answered the parent, for the school's analytics.
+    let answered_by = if with_staff {
+        "staff"
+    } else if outcome.unhandled.is_none() {
+        "rules"
+    } else {
+        match trace.as_ref().map(|t| t.kind()) {
+            Some("answered" | "tool") => "model",
+            Some("refused") => "refused",
+            _ => "nobody",
+        }
+    };
     let log = |direction: &str, kind: &str, body: String| message_log::ActiveModel {
         tenant_id: Set(ctx.id()),
         channel: Set(channel.to_string()),
@@ -324,6 +352,8 @@ pub async fn converse_as(
         .to_string()),
         created_at: Set(now),
         updated_at: Set(now),
+        answered_by: Set((direction == "in").then(|| answered_by.to_string())),
+        topic: Set((direction == "in").then(|| outcome.session.state.name().to_string())),
         ..Default::default()
     };
     let inbound_body = match &inbound.choice {
@@ -380,4 +410,11 @@ pub async fn converse_as(
         outcome,
         llm: trace,
     })
+}
+
+/// Whether the parent asks for the menu (typed in any language the replies speak, or the
+/// menu button).
+fn asks_for_menu(inbound: &Inbound) -> bool {
+    inbound.choice.as_deref() == Some("menu:menu")
+        || texts().intent(&input::normalize(&inbound.text)) == Some("menu")
 }

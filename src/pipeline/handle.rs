@@ -448,6 +448,14 @@ impl JobQueue {
             .map_err(unavailable("job queue"))
     }
 
+    /// Delete `J`'s finished jobs older than `older_than` (see [`Engine::forget_finished`]).
+    pub async fn forget_finished<J: Job>(&self, older_than: Duration) -> Result<u64> {
+        self.engine
+            .forget_finished(&self.queue_name::<J>(), older_than)
+            .await
+            .map_err(unavailable("job queue"))
+    }
+
     /// Hear other processes' wake-ups (Redis; once per process, for processes that run
     /// workers): a job they stored, a turn they finished.
     pub fn listen(&self) {

@@ -341,6 +341,11 @@ pub fn file_name(student_id: &str) -> String {
 /// student and exam session within a link's lifetime is sent again without counting.
 pub const RENDERS_PER_PHONE_PER_HOUR: i64 = 10;
 
+/// The counter of the report cards a phone had rendered by school `ctx` this hour.
+pub fn renders_key(ctx: &TenantCtx, phone: &crate::domain::PhoneNumber) -> String {
+    format!("reports:{}:{}", ctx.id(), phone.as_str())
+}
+
 /// The report card of a student for a released exam session, as a document to send a parent
 /// at `phone`: the card rendered for them within the link's lifetime when there is one,
 /// otherwise a new one (at most [`RENDERS_PER_PHONE_PER_HOUR`], else a text in `language`
@@ -379,7 +384,7 @@ pub async fn document_reply(
         None => {
             let renders = crate::school::pin_limits::count_in_window(
                 &state.db,
-                format!("reports:{}:{}", ctx.id(), phone.as_str()),
+                renders_key(ctx, phone),
                 Some(ctx.id()),
                 chrono::Duration::hours(1),
                 now.timestamp(),

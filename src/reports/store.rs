@@ -84,6 +84,12 @@ pub fn link(state: &Reports, tenant_id: i64, report_id: i64, now: DateTime<Utc>)
     )
 }
 
+/// The report a download link made by [`link`] points at.
+pub fn report_in_link(url: &str) -> Option<i64> {
+    let (_, rest) = url.split_once(&format!("{ROUTE}/"))?;
+    rest.split(['?', '#', '/']).next()?.parse().ok()
+}
+
 /// Why a link is refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -247,6 +253,19 @@ pub async fn delete_older_than(
 mod tests {
     use super::*;
     use secrecy::SecretString;
+
+    #[test]
+    fn a_link_names_its_report() {
+        assert_eq!(
+            report_in_link("https://s.example/files/reports/42?t=7&e=1&sig=x"),
+            Some(42)
+        );
+        assert_eq!(
+            report_in_link("https://s.example/files/reports/x?t=7"),
+            None
+        );
+        assert_eq!(report_in_link("https://s.example/other/42"), None);
+    }
 
     #[test]
     fn links_are_bound_to_school_report_and_expiry() {

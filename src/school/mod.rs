@@ -7,6 +7,8 @@ pub mod contacts;
 pub mod curriculum;
 pub mod notices;
 pub mod pin_limits;
+pub mod privacy;
+pub mod profile;
 pub mod results;
 pub mod setup;
 pub mod snapshot;

@@ -78,3 +78,30 @@ pub async fn forget(db: &impl ConnectionTrait, channel: &str, phone: &PhoneNumbe
         .await?;
     Ok(())
 }
+
+/// The choices of school `ctx` made by this phone, on any channel.
+pub async fn of_phone(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    phone: &PhoneNumber,
+) -> Result<Vec<conversation_route::Model>> {
+    Ok(conversation_route::Entity::find()
+        .filter(conversation_route::Column::TenantId.eq(ctx.id()))
+        .filter(conversation_route::Column::UserId.eq(phone.as_str()))
+        .all(db)
+        .await?)
+}
+
+/// Forget every choice of school `ctx` this phone made (an erasure); returns how many went.
+pub async fn forget_school(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    phone: &PhoneNumber,
+) -> Result<u64> {
+    Ok(conversation_route::Entity::delete_many()
+        .filter(conversation_route::Column::TenantId.eq(ctx.id()))
+        .filter(conversation_route::Column::UserId.eq(phone.as_str()))
+        .exec(db)
+        .await?
+        .rows_affected)
+}

@@ -239,6 +239,41 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
+    /// A parent (`digits`, the phone without its `+`) writes `words` to school `wa`'s number:
+    /// a text message in a webhook signed as Meta signs it, answered `200`.
+    pub async fn parent_says(
+        &self,
+        wa: &chatbot::demo::DemoWhatsapp,
+        digits: &str,
+        id: &str,
+        words: &str,
+    ) {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550100001", "phone_number_id": wa.phone_number_id},
+                "contacts": [{"profile": {"name": "Parent"}, "wa_id": digits}],
+                "messages": [{"from": digits, "id": id, "timestamp": "1763800000",
+                              "type": "text", "text": {"body": words}}]
+            }}]}]
+        });
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let r = self
+            .http
+            .post(self.url("/api/v1/chatbot/webhooks/whatsapp/"))
+            .header("content-type", "application/json")
+            .header(
+                "X-Hub-Signature-256",
+                chatbot::channels::whatsapp_cloud::sign(&bytes, &wa.app_secret),
+            )
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
+
     /// A running app with the demo schools, sending to a mock Graph API; `None` when the
     /// variant is skipped.
     #[allow(dead_code)]

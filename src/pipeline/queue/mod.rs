@@ -64,6 +64,10 @@ pub trait Engine: Send + Sync + 'static {
     fn push<'a>(&'a self, queue: &'a str, jobs: Vec<Stored>, durable: bool) -> Answer<'a, ()>;
     /// Jobs of `queue` waiting, and running.
     fn depth<'a>(&'a self, queue: &'a str) -> Answer<'a, (u64, u64)>;
+    /// Delete `queue`'s finished jobs (done, or failed for good) that finished more than
+    /// `older_than` ago, through apalis' `Vacuum`; returns how many went. A finished job still
+    /// holds what it carried (a parent's message, a reply), so they are not kept.
+    fn forget_finished<'a>(&'a self, queue: &'a str, older_than: Duration) -> Answer<'a, u64>;
     /// Add a worker to `monitor`.
     fn register(
         &self,

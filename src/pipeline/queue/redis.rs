@@ -137,6 +137,18 @@ impl Engine for RedisQueue {
         })
     }
 
+    fn forget_finished<'a>(&'a self, queue: &'a str, older_than: Duration) -> Answer<'a, u64> {
+        Box::pin(async move {
+            // apalis-redis' vacuum counts a job waiting for a retry as finished ("Failed"):
+            // `older_than` must be longer than any retry's wait (seconds, here).
+            let gone =
+                apalis_core::backend::Vacuum::vacuum_before(&mut self.storage(queue), older_than)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            Ok(gone as u64)
+        })
+    }
+
     fn register(&self, monitor: Monitor, worker: WorkerSpec) -> Monitor {
         let storage = self.storage(&worker.queue);
         super::add_worker!(monitor, storage, worker)

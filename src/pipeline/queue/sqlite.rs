@@ -186,6 +186,17 @@ impl Engine for SqliteQueue {
         })
     }
 
+    fn forget_finished<'a>(&'a self, queue: &'a str, older_than: Duration) -> Answer<'a, u64> {
+        Box::pin(async move {
+            // apalis-sqlite's vacuum covers every queue of the file, and ends with `VACUUM`.
+            let gone =
+                apalis_core::backend::Vacuum::vacuum_before(&mut self.storage(queue), older_than)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            Ok(gone as u64)
+        })
+    }
+
     fn register(&self, monitor: Monitor, worker: WorkerSpec) -> Monitor {
         let storage = self.storage(&worker.queue);
         super::add_worker!(monitor, storage, worker)

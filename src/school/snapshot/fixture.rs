@@ -81,6 +81,8 @@ pub fn school() -> SchoolSnapshot {
         contact_email: Some("office@gracefield.example".to_string()),
         motto: Some("Knowledge and grace".to_string()),
         llm_daily_tokens: None,
+        office_hours: None,
+        menu_during_handoff: true,
         created_at: now(),
         updated_at: now(),
     };
