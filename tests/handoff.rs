@@ -21,6 +21,7 @@ variants!(
     a_parent_who_asks_for_a_person_is_answered_by_staff,
     two_messages_nothing_could_answer_go_to_staff,
     the_school_sets_its_hours_and_whether_menu_reaches_the_bot,
+    staff_send_a_document_by_its_link,
 );
 
 /// What the mock Graph API received, once it has `n` messages: their texts.
@@ -538,6 +539,96 @@ async fn the_school_sets_its_hours_and_whether_menu_reaches_the_bot(v: Variant) 
     assert_eq!(
         (last.action.as_str(), last.actor.as_str()),
         ("release", "parent")
+    );
+    app.stop().await.unwrap();
+    mock.stop();
+}
+
+async fn staff_send_a_document_by_its_link(v: Variant) {
+    use reqwest::Method;
+    let Some((app, mock, creds)) = TestApp::with_demo_and_graph(v).await else {
+        return;
+    };
+    let school = &creds.tenants[0];
+    let digits = digits_of(school);
+    app.parent_says(&school.whatsapp, &digits, "wamid.d1", "I need a human")
+        .await;
+    let id = eventually(
+        "the conversation waiting",
+        Duration::from_secs(30),
+        || async {
+            let (_, page) = app
+                .api(
+                    &school.api_key,
+                    Method::GET,
+                    "/conversations/?status=waiting",
+                    None,
+                )
+                .await;
+            page["results"][0]["id"].as_i64()
+        },
+    )
+    .await;
+    let path = format!("/conversations/{id}/reply/");
+    let (status, _) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &format!("/conversations/{id}/takeover/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Links the provider could not fetch, or should not: refused, nothing sent.
+    for url in [
+        "http://school.example/a.pdf",
+        "file:///etc/passwd",
+        "not a link",
+        "https://",
+    ] {
+        let (status, err) = app
+            .api(
+                &school.api_key,
+                Method::POST,
+                &path,
+                Some(json!({"text": "Form", "document": {"url": url}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {err}");
+        assert_eq!(err["error"], "invalid_url", "{url}: {err}");
+    }
+    let before = mock.count();
+    let (status, queued) = app
+        .api(
+            &school.api_key,
+            Method::POST,
+            &path,
+            Some(json!({"text": "The consent form for the excursion",
+                        "document": {"url": "https://school.example/forms/consent.pdf"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["kind"], "document");
+    let sent = eventually(
+        "the document at the Graph API",
+        Duration::from_secs(30),
+        || async {
+            mock.received()
+                .iter()
+                .skip(before)
+                .find(|r| r.body["type"] == "document")
+                .map(|r| r.body.clone())
+        },
+    )
+    .await;
+    assert_eq!(
+        sent["document"]["link"],
+        "https://school.example/forms/consent.pdf"
+    );
+    assert_eq!(sent["document"]["filename"], "consent.pdf");
+    assert_eq!(
+        sent["document"]["caption"],
+        "The consent form for the excursion"
     );
     app.stop().await.unwrap();
     mock.stop();

@@ -191,12 +191,80 @@ impl From<message_log::Model> for MessageOut {
     }
 }
 
-/// A staff reply.
+/// A staff reply: a text, or a document with the text as its caption.
 #[derive(Debug, Object)]
 pub struct ReplyIn {
-    /// The text, 1 to 4096 characters.
+    /// The text, 1 to 4096 characters (a document's caption: at most 1024).
     #[oai(validator(min_length = 1, max_length = 4096))]
     pub text: String,
+    /// A document to send, by its link.
+    pub document: Option<DocumentIn>,
+}
+
+/// A document staff send by link (a form, a letter): the provider fetches it from there.
+#[derive(Debug, Object)]
+pub struct DocumentIn {
+    /// Where the provider fetches it: an `https://` link, at most 2048 characters.
+    #[oai(validator(max_length = 2048))]
+    pub url: String,
+    /// The file name the parent sees (default: the link's last part).
+    #[oai(validator(max_length = 120))]
+    pub filename: Option<String>,
+}
+
+/// Longest caption of a document (WhatsApp's limit).
+const MAX_CAPTION: usize = 1024;
+
+impl ReplyIn {
+    /// The reply to send, checked.
+    fn reply(self) -> Result<Reply, Error> {
+        let text = self.text.trim();
+        if text.is_empty() {
+            return Err(Error::invalid("empty_reply", "the reply says nothing"));
+        }
+        let Some(doc) = self.document else {
+            return Ok(Reply::text(text));
+        };
+        if text.chars().count() > MAX_CAPTION {
+            return Err(Error::invalid(
+                "invalid_field",
+                format!("a document's caption (`text`) is at most {MAX_CAPTION} characters"),
+            ));
+        }
+        let url = reqwest::Url::parse(doc.url.trim())
+            .ok()
+            .filter(|u| u.scheme() == "https" && u.host_str().is_some())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "invalid_url",
+                    "`document.url` must be an https:// link the provider can fetch",
+                )
+            })?;
+        let filename = doc
+            .filename
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .or_else(|| {
+                url.path_segments()
+                    .and_then(|mut s| s.next_back().map(str::to_string))
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "document".to_string());
+        if filename
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\'))
+        {
+            return Err(Error::invalid(
+                "invalid_field",
+                "`document.filename` is a file name, without / or \\",
+            ));
+        }
+        Ok(Reply::Document {
+            url: url.to_string(),
+            filename,
+            caption: text.to_string(),
+        })
+    }
 }
 
 #[derive(ApiResponse)]
@@ -581,7 +649,8 @@ impl ConversationsApi {
         Ok(Json(c.into()))
     }
 
-    /// Answer the parent of a conversation taken over (409 otherwise). The reply goes out
+    /// Answer the parent of a conversation taken over (409 otherwise), with a text or a
+    /// document by its link (the text as its caption). The reply goes out
     /// like the bot's: paced, retried, sent once, as the number's template outside
     /// WhatsApp's 24-hour window; its `status` shows in the transcript.
     #[oai(
@@ -597,16 +666,13 @@ impl ConversationsApi {
         body: Json<ReplyIn>,
     ) -> ApiResult<Queued> {
         let ctx = caller.require("staff")?;
-        let text = body.0.text.trim();
-        if text.is_empty() {
-            return Err(Error::invalid("empty_reply", "the reply says nothing").into());
-        }
+        let reply = body.0.reply()?;
         let row = crate::pipeline::staff::reply(
             &state.pipeline,
             ctx,
             id.0,
             &caller.who(),
-            Reply::text(text),
+            reply,
             Utc::now(),
         )
         .await?;

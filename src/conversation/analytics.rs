@@ -116,21 +116,20 @@ pub async fn count_day(db: &impl ConnectionTrait, ctx: &TenantCtx, day: NaiveDat
         q.filter(message_log::Column::CreatedAt.gte(start))
             .filter(message_log::Column::CreatedAt.lt(end))
     };
-    let groups: Vec<Group> =
-        in_day(ctx.find::<message_log::Entity>())
-            .select_only()
-            .column(message_log::Column::Direction)
-            .column(message_log::Column::Status)
-            .column(message_log::Column::AnsweredBy)
-            .column(message_log::Column::Topic)
-            .column_as(Expr::col(message_log::Column::Id).count(), "n")
-            .group_by(message_log::Column::Direction)
-            .group_by(message_log::Column::Status)
-            .group_by(message_log::Column::AnsweredBy)
-            .group_by(message_log::Column::Topic)
-            .into_tuple()
-            .all(db)
-            .await?;
+    let groups: Vec<Group> = in_day(ctx.find::<message_log::Entity>())
+        .select_only()
+        .column(message_log::Column::Direction)
+        .column(message_log::Column::Status)
+        .column(message_log::Column::AnsweredBy)
+        .column(message_log::Column::Topic)
+        .column_as(Expr::col(message_log::Column::Id).count(), "n")
+        .group_by(message_log::Column::Direction)
+        .group_by(message_log::Column::Status)
+        .group_by(message_log::Column::AnsweredBy)
+        .group_by(message_log::Column::Topic)
+        .into_tuple()
+        .all(db)
+        .await?;
     for (direction, status, answered_by, topic, n) in groups {
         let n = count(n);
         if direction == "in" {
