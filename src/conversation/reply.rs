@@ -65,6 +65,15 @@ impl Reply {
         Self::Text { text: text.into() }
     }
 
+    /// Its kind in the message log: `text`, `choices` or `document`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Text { .. } => "text",
+            Self::Choices { .. } => "choices",
+            Self::Document { .. } => "document",
+        }
+    }
+
     /// The WhatsApp shape this reply takes.
     pub fn shape(&self) -> Shape {
         match self {

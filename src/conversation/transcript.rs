@@ -1,12 +1,48 @@
 //! The message log as the channels use it: has this inbound message been handled, which
 //! provider id did a reply get, and how far has it got (sent, delivered, read, failed).
 
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, Set};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, NotSet, QueryFilter, QueryOrder, Set,
+};
 
+use super::Reply;
 use crate::entities::message_log;
 use crate::error::Result;
 use crate::tenancy::TenantCtx;
+
+/// `reply` to `user` on `channel` as a row of the message log, `queued` until the provider
+/// takes it; `reply_to` is the key its sender claims it under and statuses find it by (the
+/// message it answers, `staff:<action>`, a broadcast's). Every column is set: rows stored in one
+/// statement must set the same ones.
+pub fn outbound(
+    ctx: &TenantCtx,
+    channel: &str,
+    user: &str,
+    reply_to: Option<String>,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> message_log::ActiveModel {
+    message_log::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(ctx.id()),
+        chat_session_id: Set(None),
+        channel: Set(channel.to_string()),
+        direction: Set("out".to_string()),
+        user_id: Set(user.to_string()),
+        provider_message_id: Set(None),
+        reply_to: Set(reply_to),
+        kind: Set(reply.kind().to_string()),
+        body: Set(reply.to_plain()),
+        status: Set("queued".to_string()),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        payload: Set(serde_json::to_value(reply).ok()),
+        answered_by: Set(None),
+        topic: Set(None),
+    }
+}
 
 /// Has the inbound message with this provider id already been through the engine?
 pub async fn seen(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, Set};
+use sea_orm::{DatabaseConnection, NotSet, Set};
 
 use crate::config::Settings;
 use crate::conversation::{
@@ -337,54 +337,43 @@ pub async fn converse_as(
             _ => "nobody",
         }
     };
-    let log = |direction: &str, kind: &str, body: String| message_log::ActiveModel {
-        tenant_id: Set(ctx.id()),
-        channel: Set(channel.to_string()),
-        direction: Set(direction.to_string()),
-        user_id: Set(phone.as_str().to_string()),
-        kind: Set(kind.to_string()),
-        body: Set(body),
-        status: Set(if direction == "in" {
-            "received"
-        } else {
-            "queued"
-        }
-        .to_string()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        answered_by: Set((direction == "in").then(|| answered_by.to_string())),
-        topic: Set((direction == "in").then(|| outcome.session.state.name().to_string())),
-        ..Default::default()
-    };
     let inbound_body = match &inbound.choice {
         _ if typed_pin => input::PIN_WITHHELD.to_string(),
         Some(choice) => format!("{} [{choice}]", input::withhold_pins(&inbound.text)),
         None => input::withhold_pins(&inbound.text).into_owned(),
     };
-    // Every row of the turn in one statement, each with the same columns set.
-    let mut row = log(
-        "in",
-        inbound.unsupported.as_deref().unwrap_or("text"),
-        inbound_body,
-    );
-    row.provider_message_id = Set(inbound.provider_id.clone());
-    row.reply_to = Set(None);
-    row.payload = Set(None);
-    let mut rows = vec![row];
-    for reply in &outcome.replies {
-        let kind = match reply {
-            Reply::Text { .. } => "text",
-            Reply::Choices { .. } => "choices",
-            Reply::Document { .. } => "document",
-        };
-        // Outbound rows point at the message they answer; the sender stamps each with the
-        // provider's id, and delivery statuses update them by that id.
-        let mut row = log("out", kind, reply.to_plain());
-        row.provider_message_id = Set(None);
-        row.reply_to = Set(inbound.provider_id.clone());
-        row.payload = Set(serde_json::to_value(reply).ok());
-        rows.push(row);
-    }
+    // Every row of the turn in one statement, each with every column set.
+    let mut rows = vec![message_log::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(ctx.id()),
+        chat_session_id: Set(None),
+        channel: Set(channel.to_string()),
+        direction: Set("in".to_string()),
+        user_id: Set(phone.as_str().to_string()),
+        provider_message_id: Set(inbound.provider_id.clone()),
+        reply_to: Set(None),
+        kind: Set(inbound.unsupported.as_deref().unwrap_or("text").to_string()),
+        body: Set(inbound_body),
+        status: Set("received".to_string()),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        payload: Set(None),
+        answered_by: Set(Some(answered_by.to_string())),
+        topic: Set(Some(outcome.session.state.name().to_string())),
+    }];
+    // Replies point at the message they answer; the sender stamps each with the provider's
+    // id, and delivery statuses update them by that id.
+    rows.extend(outcome.replies.iter().map(|reply| {
+        transcript::outbound(
+            ctx,
+            channel,
+            phone.as_str(),
+            inbound.provider_id.clone(),
+            reply,
+            now,
+        )
+    }));
     // Committed with the other turns finishing now (group commit).
     let write = writes::TurnWrite {
         ctx: ctx.clone(),

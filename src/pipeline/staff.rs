@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, Set};
 
 use super::deliver::SendJob;
 use super::shared::Pipeline;
-use crate::conversation::{Reply, handoff};
+use crate::conversation::{Reply, handoff, transcript};
 use crate::domain::PhoneNumber;
 use crate::entities::message_log;
 use crate::error::{Error, Result};
@@ -59,27 +59,9 @@ pub async fn reply(
         .await?;
     // The key the sender claims the reply under, and the transcript finds it by.
     let key = format!("staff:{}", action.id);
-    let row = message_log::ActiveModel {
-        tenant_id: Set(ctx.id()),
-        channel: Set(c.channel.clone()),
-        direction: Set("out".into()),
-        user_id: Set(c.user_id.clone()),
-        chat_session_id: Set(Some(c.id)),
-        reply_to: Set(Some(key.clone())),
-        kind: Set(match &reply {
-            Reply::Document { .. } => "document",
-            _ => "text",
-        }
-        .into()),
-        body: Set(reply.to_plain()),
-        status: Set("queued".into()),
-        payload: Set(serde_json::to_value(&reply).ok()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&pipe.db)
-    .await?;
+    let mut row = transcript::outbound(ctx, &c.channel, &c.user_id, Some(key.clone()), &reply, now);
+    row.chat_session_id = Set(Some(c.id));
+    let row = row.insert(&pipe.db).await?;
     pipe.queue
         .push(SendJob {
             provider: provider.as_str().to_string(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::deliver::SendJob;
 use super::job::{Job, JobFuture};
 use super::shared::Pipeline;
-use crate::conversation::Reply;
+use crate::conversation::{Reply, transcript};
 use crate::domain::{PhoneNumber, SchemaName};
 use crate::entities::{
     background_job, class, message_log, notice, report, student, student_mapping, whatsapp_contact,
@@ -403,22 +403,18 @@ async fn broadcast(
         if queued.contains(phone.as_str()) {
             continue;
         }
-        message_log::ActiveModel {
-            tenant_id: Set(ctx.id()),
-            channel: Set("whatsapp".into()),
-            direction: Set("out".into()),
-            user_id: Set(phone.clone()),
-            reply_to: Set(Some(format!("{prefix}{phone}"))),
-            kind: Set("text".into()),
-            body: Set(reply.to_plain()),
-            status: Set("skipped".into()),
-            error: Set(Some(SKIPPED_OPTED_OUT.into())),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&pipe.db)
-        .await?;
+        let mut row = transcript::outbound(
+            ctx,
+            "whatsapp",
+            phone,
+            Some(format!("{prefix}{phone}")),
+            &reply,
+            now,
+        );
+        row.status = Set("skipped".into());
+        row.error = Set(Some(SKIPPED_OPTED_OUT.into()));
+        row.payload = Set(None);
+        row.insert(&pipe.db).await?;
     }
     for phone in &phones {
         let Ok(parsed) = PhoneNumber::parse(phone) else {
@@ -427,20 +423,14 @@ async fn broadcast(
         };
         let key = format!("{prefix}{}", parsed.as_str());
         if !queued.contains(parsed.as_str()) {
-            message_log::ActiveModel {
-                tenant_id: Set(ctx.id()),
-                channel: Set("whatsapp".into()),
-                direction: Set("out".into()),
-                user_id: Set(parsed.as_str().to_string()),
-                reply_to: Set(Some(key.clone())),
-                kind: Set("text".into()),
-                body: Set(reply.to_plain()),
-                status: Set("queued".into()),
-                payload: Set(serde_json::to_value(&reply).ok()),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
+            transcript::outbound(
+                ctx,
+                "whatsapp",
+                parsed.as_str(),
+                Some(key.clone()),
+                &reply,
+                now,
+            )
             .insert(&pipe.db)
             .await?;
         }
