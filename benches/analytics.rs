@@ -77,36 +77,38 @@ async fn generate(db: &impl ConnectionTrait, tenant: i64, today: NaiveDate) -> u
                 .and_hms_opt(7 + (n % 12) as u32, (n % 60) as u32, 0)
                 .unwrap()
                 .and_utc();
-            let row = |direction: &str, status: &str, by: Option<&str>, topic: Option<&str>| {
-                message_log::ActiveModel {
-                    tenant_id: Set(tenant),
-                    chat_session_id: Set(None),
-                    channel: Set("whatsapp".into()),
-                    direction: Set(direction.into()),
-                    user_id: Set(phone.clone()),
-                    provider_message_id: Set(Some(format!("wamid.{n}.{direction}"))),
-                    reply_to: Set(None),
-                    kind: Set("text".into()),
-                    body: Set("a message of an ordinary length, as parents write them".into()),
-                    status: Set(status.into()),
-                    error: Set((status == "failed").then(|| "131026: undeliverable".into())),
-                    created_at: Set(at),
-                    updated_at: Set(at),
-                    payload: Set(None),
-                    answered_by: Set(by.map(Into::into)),
-                    topic: Set(topic.map(Into::into)),
-                    ..Default::default()
-                }
-            };
+            let row =
+                |direction: &str, status: &str, by: Option<&str>, topic: Option<&str>, i: u8| {
+                    message_log::ActiveModel {
+                        tenant_id: Set(tenant),
+                        chat_session_id: Set(None),
+                        channel: Set("whatsapp".into()),
+                        direction: Set(direction.into()),
+                        user_id: Set(phone.clone()),
+                        provider_message_id: Set(Some(format!("wamid.{n}.{direction}.{i}"))),
+                        reply_to: Set(None),
+                        kind: Set("text".into()),
+                        body: Set("a message of an ordinary length, as parents write them".into()),
+                        status: Set(status.into()),
+                        error: Set((status == "failed").then(|| "131026: undeliverable".into())),
+                        created_at: Set(at),
+                        updated_at: Set(at),
+                        payload: Set(None),
+                        answered_by: Set(by.map(Into::into)),
+                        topic: Set(topic.map(Into::into)),
+                        ..Default::default()
+                    }
+                };
             log.push(row(
                 "in",
                 "received",
                 Some(answered[(n % 8) as usize]),
                 Some(topics[(n % 5) as usize]),
+                0,
             ));
-            log.push(row("out", statuses[(n % 5) as usize], None, None));
+            log.push(row("out", statuses[(n % 5) as usize], None, None, 0));
             if n % 2 == 0 {
-                log.push(row("out", statuses[((n + 1) % 5) as usize], None, None));
+                log.push(row("out", statuses[((n + 1) % 5) as usize], None, None, 1));
             }
             if n % 100 == 0 {
                 for (action, later) in [("escalated", 0), ("takeover", 20), ("reply", 25)] {
