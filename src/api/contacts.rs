@@ -15,6 +15,7 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use super::ApiTags;
 use super::auth::Caller;
 use super::respond::{ApiResult, Page, fetch_page};
+use crate::conversation::transcript;
 use crate::domain::PhoneNumber;
 use crate::entities::{erasure, message_log, student, student_mapping, whatsapp_contact};
 use crate::error::Error;
@@ -22,9 +23,6 @@ use crate::school::contacts::{self, OptSource};
 use crate::school::{privacy, students};
 use crate::state::AppState;
 use crate::tenancy::TenantCtx;
-
-/// Longest preview of a contact's last message.
-const PREVIEW_CHARS: usize = 120;
 
 /// A child linked to a contact's phone.
 #[derive(Debug, Object)]
@@ -37,6 +35,16 @@ pub struct LinkedStudentOut {
     pub full_name: String,
 }
 
+impl From<&student::Model> for LinkedStudentOut {
+    fn from(s: &student::Model) -> Self {
+        Self {
+            id: s.id,
+            student_id: s.student_id.clone(),
+            full_name: students::full_name(s),
+        }
+    }
+}
+
 /// The last message exchanged with a contact.
 #[derive(Debug, Object)]
 pub struct LastMessageOut {
@@ -44,8 +52,18 @@ pub struct LastMessageOut {
     pub direction: String,
     /// When.
     pub at: DateTime<Utc>,
-    /// Its first characters (PINs are never stored).
+    /// Its first characters (PINs masked).
     pub preview: String,
+}
+
+impl From<message_log::Model> for LastMessageOut {
+    fn from(m: message_log::Model) -> Self {
+        Self {
+            preview: transcript::preview(&m.body, transcript::PREVIEW_CHARS),
+            direction: m.direction,
+            at: m.created_at,
+        }
+    }
 }
 
 /// A WhatsApp contact of the school.
@@ -102,22 +120,12 @@ async fn rows_out(
         .collect();
     let mut out = Vec::with_capacity(rows.len());
     for c in rows {
-        let last = ctx
-            .find::<message_log::Entity>()
-            .filter(message_log::Column::UserId.eq(c.phone.as_str()))
-            .order_by_desc(message_log::Column::CreatedAt)
-            .order_by_desc(message_log::Column::Id)
-            .one(&state.db)
-            .await?;
+        let last = transcript::last(&state.db, ctx, None, &c.phone).await?;
         let students = links
             .iter()
             .filter(|l| l.phone == c.phone)
             .filter_map(|l| pupils.get(&l.student_id))
-            .map(|s| LinkedStudentOut {
-                id: s.id,
-                student_id: s.student_id.clone(),
-                full_name: students::full_name(s),
-            })
+            .map(Into::into)
             .collect();
         out.push(ContactOut {
             id: c.id,
@@ -128,11 +136,7 @@ async fn rows_out(
             opt_changed_by: c.opt_changed_by,
             last_seen_at: c.last_seen_at,
             students,
-            last_message: last.map(|m| LastMessageOut {
-                direction: m.direction,
-                at: m.created_at,
-                preview: m.body.chars().take(PREVIEW_CHARS).collect(),
-            }),
+            last_message: last.map(Into::into),
         });
     }
     Ok(out)

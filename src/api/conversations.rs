@@ -15,7 +15,7 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::contacts::{LastMessageOut, LinkedStudentOut};
 use super::respond::{ApiResult, Page, fetch_page};
-use crate::conversation::{Reply, feed, handoff, input};
+use crate::conversation::{Reply, feed, handoff, input, transcript};
 use crate::entities::{chat_session, message_log, student, student_mapping};
 use crate::error::Error;
 use crate::school::students;
@@ -92,9 +92,6 @@ impl From<chat_session::Model> for ConversationOut {
     }
 }
 
-/// Longest preview of a conversation's last message.
-const PREVIEW_CHARS: usize = 120;
-
 /// Conversations as listed: each with its last message.
 async fn listed(
     state: &AppState,
@@ -103,51 +100,25 @@ async fn listed(
 ) -> ApiResult<Vec<ConversationOut>> {
     let mut out = Vec::with_capacity(rows.len());
     for c in rows {
-        let last = ctx
-            .find::<message_log::Entity>()
-            .filter(message_log::Column::Channel.eq(c.channel.as_str()))
-            .filter(message_log::Column::UserId.eq(c.user_id.as_str()))
-            .order_by_desc(message_log::Column::Id)
-            .one(&state.db)
-            .await?;
+        let last = transcript::last(&state.db, ctx, Some(&c.channel), &c.user_id).await?;
         let mut o = ConversationOut::from(c);
-        o.last_message = last.map(|m| LastMessageOut {
-            direction: m.direction,
-            at: m.created_at,
-            preview: input::withhold_pins(&m.body)
-                .chars()
-                .take(PREVIEW_CHARS)
-                .collect(),
-        });
+        o.last_message = last.map(Into::into);
         out.push(o);
     }
     Ok(out)
 }
 
-/// The school's children linked to `phone`.
+/// The school's children linked to `phone` (active ones, by name).
 async fn children_of(
     state: &AppState,
     ctx: &TenantCtx,
     phone: &str,
 ) -> ApiResult<Vec<LinkedStudentOut>> {
-    let links = ctx
-        .find::<student_mapping::Entity>()
-        .filter(student_mapping::Column::Phone.eq(phone))
-        .all(&state.db)
-        .await?;
-    let pupils = ctx
-        .find::<student::Entity>()
-        .filter(student::Column::Id.is_in(links.iter().map(|l| l.student_id)))
-        .order_by_asc(student::Column::StudentId)
-        .all(&state.db)
-        .await?;
-    Ok(pupils
-        .into_iter()
-        .map(|s| LinkedStudentOut {
-            id: s.id,
-            full_name: students::full_name(&s),
-            student_id: s.student_id,
-        })
+    let phone = crate::domain::PhoneNumber::parse(phone)?;
+    Ok(students::linked_to_phone(&state.db, ctx, &phone)
+        .await?
+        .iter()
+        .map(Into::into)
         .collect())
 }
 

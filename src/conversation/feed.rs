@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::input;
 use crate::entities::{chat_session, conversation_action, message_log};
 use crate::error::Result;
 use crate::tenancy::TenantCtx;
@@ -42,10 +41,7 @@ pub enum Change {
 impl Change {
     /// The preview of a message's body (PINs masked).
     pub fn preview(body: &str) -> String {
-        input::withhold_pins(body)
-            .chars()
-            .take(PREVIEW_CHARS)
-            .collect()
+        super::transcript::preview(body, PREVIEW_CHARS)
     }
 }
 

@@ -44,6 +44,37 @@ pub fn outbound(
     }
 }
 
+/// Longest preview of a message where a list shows one (contacts, conversations).
+pub const PREVIEW_CHARS: usize = 120;
+
+/// The first `chars` characters of a logged message's body, PINs masked.
+pub fn preview(body: &str, chars: usize) -> String {
+    super::input::withhold_pins(body)
+        .chars()
+        .take(chars)
+        .collect()
+}
+
+/// The last message either way with `user` (on `channel`, when given), if any.
+pub async fn last(
+    db: &impl ConnectionTrait,
+    ctx: &TenantCtx,
+    channel: Option<&str>,
+    user: &str,
+) -> Result<Option<message_log::Model>> {
+    let mut query = ctx
+        .find::<message_log::Entity>()
+        .filter(message_log::Column::UserId.eq(user));
+    if let Some(channel) = channel {
+        query = query.filter(message_log::Column::Channel.eq(channel));
+    }
+    Ok(query
+        .order_by_desc(message_log::Column::CreatedAt)
+        .order_by_desc(message_log::Column::Id)
+        .one(db)
+        .await?)
+}
+
 /// Has the inbound message with this provider id already been through the engine?
 pub async fn seen(
     db: &impl ConnectionTrait,

@@ -48,11 +48,7 @@ pub struct Held {
 /// Everything school `ctx` holds about `phone`.
 pub async fn held(db: &impl ConnectionTrait, ctx: &TenantCtx, phone: &PhoneNumber) -> Result<Held> {
     let p = phone.as_str();
-    let contact = ctx
-        .find::<whatsapp_contact::Entity>()
-        .filter(whatsapp_contact::Column::Phone.eq(p))
-        .one(db)
-        .await?;
+    let contact = super::contacts::find(db, ctx, phone).await?;
     let links = ctx
         .find::<student_mapping::Entity>()
         .filter(student_mapping::Column::Phone.eq(p))
