@@ -56,33 +56,9 @@ async fn a_day_of_conversations_is_counted_for_its_school(v: Variant) {
         })
         .await;
     }
-    let (_, page) = app
-        .api(
-            &school.api_key,
-            Method::GET,
-            "/conversations/?status=waiting",
-            None,
-        )
+    let id = app.waiting_conversation(&school.api_key).await;
+    app.staff_answer(&school.api_key, id, "Hello, the office here.")
         .await;
-    let id = page["results"][0]["id"].as_i64().unwrap();
-    let (status, _) = app
-        .api(
-            &school.api_key,
-            Method::POST,
-            &format!("/conversations/{id}/takeover/"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = app
-        .api(
-            &school.api_key,
-            Method::POST,
-            &format!("/conversations/{id}/reply/"),
-            Some(json!({"text": "Hello, the office here."})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
     // While staff have it.
     app.parent_says(wa, &digits, "wamid.a9", "thank you").await;
     eventually(

@@ -8,19 +8,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use chatbot::channels::engagement::catalogue::{self, built_in};
-use common::{TestEnv, Variant};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn playwright() -> PathBuf {
-    std::env::var_os("PLAYWRIGHT_CORE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/chatbot-ci-node/node_modules/playwright-core"))
-}
+use common::{TestEnv, Variant, browser};
 
 const SCRIPT: &str = r#"
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
@@ -72,17 +61,7 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_pages_chat_to_the_purchase_and_the_link_in_chromium() {
-    let have = std::path::Path::new(CHROMIUM).exists() && playwright().exists();
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {CHROMIUM} or playwright-core ({}) is missing: .ci/run installs both",
-            playwright().display()
-        );
-        eprintln!(
-            "skipped: needs {CHROMIUM} and playwright-core at {} (PLAYWRIGHT_CORE)",
-            playwright().display()
-        );
+    if !browser::available() {
         return;
     }
     let mut env = TestEnv::new(Variant::Embedded).await.unwrap();
@@ -101,34 +80,14 @@ async fn demo_pages_chat_to_the_purchase_and_the_link_in_chromium() {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("chat.cjs");
-    std::fs::write(&script, SCRIPT).unwrap();
     let newjob = built_in("newjob").unwrap();
 
     for lang in ["en", "ru", "pl"] {
-        let script = script.clone();
-        let base = app.base.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new("node")
-                .arg(&script)
-                .env("PLAYWRIGHT_CORE", playwright())
-                .env("CHROMIUM", CHROMIUM)
-                .env("BASE", base)
-                .env("LANG_CODE", lang)
-                .output()
-                .expect("node runs")
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "node failed: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let out: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap())
-            .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        let out = browser::run(
+            SCRIPT,
+            &[("BASE", app.base.clone()), ("LANG_CODE", lang.to_string())],
+        )
+        .await;
         assert!(out.get("error").is_none(), "{lang}: {out}");
         // Yes to intro, method and offer (a fourth click may land on the checkout chunk's
         // last message in the instant before the close).

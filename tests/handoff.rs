@@ -483,15 +483,7 @@ async fn the_school_sets_its_hours_and_whether_menu_reaches_the_bot(v: Variant) 
         sent[n].contains("office hours: Monday to Friday, 8am to 4pm"),
         "{sent:?}"
     );
-    let (_, page) = app
-        .api(
-            &school.api_key,
-            Method::GET,
-            "/conversations/?status=waiting",
-            None,
-        )
-        .await;
-    let id = page["results"][0]["id"].as_i64().unwrap();
+    let id = app.waiting_conversation(&school.api_key).await;
 
     // The school does not let `menu` through: logged for staff, not answered.
     app.parent_says(wa, &digits, "wamid.s3", "menu").await;
@@ -553,22 +545,7 @@ async fn staff_send_a_document_by_its_link(v: Variant) {
     let digits = digits_of(school);
     app.parent_says(&school.whatsapp, &digits, "wamid.d1", "I need a human")
         .await;
-    let id = eventually(
-        "the conversation waiting",
-        Duration::from_secs(30),
-        || async {
-            let (_, page) = app
-                .api(
-                    &school.api_key,
-                    Method::GET,
-                    "/conversations/?status=waiting",
-                    None,
-                )
-                .await;
-            page["results"][0]["id"].as_i64()
-        },
-    )
-    .await;
+    let id = app.waiting_conversation(&school.api_key).await;
     let path = format!("/conversations/{id}/reply/");
     let (status, _) = app
         .api(

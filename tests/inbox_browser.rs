@@ -10,19 +10,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use common::{TestApp, Variant, browser};
 
-use common::{TestApp, Variant};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 const REPLY: &str = "Good afternoon, this is Mrs Okafor from the school office.";
-
-fn playwright() -> PathBuf {
-    std::env::var_os("PLAYWRIGHT_CORE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/chatbot-ci-node/node_modules/playwright-core"))
-}
 
 const SCRIPT: &str = r#"
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
@@ -113,17 +103,7 @@ async function parentSays(id, text) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_answer_a_waiting_parent_from_the_inbox_page_in_chromium() {
-    let have = std::path::Path::new(CHROMIUM).exists() && playwright().exists();
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {CHROMIUM} or playwright-core ({}) is missing: .ci/run installs both",
-            playwright().display()
-        );
-        eprintln!(
-            "skipped: needs {CHROMIUM} and playwright-core at {} (PLAYWRIGHT_CORE)",
-            playwright().display()
-        );
+    if !browser::available() {
         return;
     }
     let (app, mock, creds) = TestApp::with_demo_and_graph(Variant::Embedded)
@@ -150,32 +130,18 @@ async fn staff_answer_a_waiting_parent_from_the_inbox_page_in_chromium() {
     );
     assert!(r.text().await.unwrap().contains("/inbox/inbox.js"));
 
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("inbox.cjs");
-    std::fs::write(&script, SCRIPT).unwrap();
-    let output = {
-        let mut cmd = Command::new("node");
-        cmd.arg(&script)
-            .env("PLAYWRIGHT_CORE", playwright())
-            .env("CHROMIUM", CHROMIUM)
-            .env("BASE", &app.base)
-            .env("API_KEY", &school.api_key)
-            .env("APP_SECRET", &school.whatsapp.app_secret)
-            .env("PHONE_NUMBER_ID", &school.whatsapp.phone_number_id)
-            .env("DIGITS", &digits)
-            .env("REPLY", REPLY);
-        tokio::task::spawn_blocking(move || cmd.output().expect("node runs"))
-            .await
-            .unwrap()
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "node failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let out = browser::run(
+        SCRIPT,
+        &[
+            ("BASE", app.base.clone()),
+            ("API_KEY", school.api_key.clone()),
+            ("APP_SECRET", school.whatsapp.app_secret.clone()),
+            ("PHONE_NUMBER_ID", school.whatsapp.phone_number_id.clone()),
+            ("DIGITS", digits.clone()),
+            ("REPLY", REPLY.to_string()),
+        ],
+    )
+    .await;
     assert!(out.get("error").is_none(), "{out}");
     // The one error expected: the wrong key's 401.
     let errors: Vec<&serde_json::Value> = out["console"]

@@ -13,7 +13,6 @@ use chatbot::entities::report;
 use common::{TestApp, Variant, eventually};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, Statement};
-use serde_json::json;
 
 variants!(
     a_parents_data_is_exported_then_erased_from_every_table,
@@ -140,41 +139,14 @@ async fn a_parents_data_is_exported_then_erased_from_every_table(v: Variant) {
         "I want to talk to a person",
     )
     .await;
-    let conversation = eventually(
-        "the conversation waiting for staff",
-        Duration::from_secs(30),
-        || async {
-            let (_, page) = app
-                .api(
-                    &school.api_key,
-                    Method::GET,
-                    "/conversations/?status=waiting",
-                    None,
-                )
-                .await;
-            page["results"][0]["id"].as_i64()
-        },
+    let conversation = app.waiting_conversation(&school.api_key).await;
+    let sent = mock.count();
+    app.staff_answer(
+        &school.api_key,
+        conversation,
+        "Mrs Ade here: the card is attached above.",
     )
     .await;
-    let sent = mock.count();
-    let (status, _) = app
-        .api(
-            &school.api_key,
-            Method::POST,
-            &format!("/conversations/{conversation}/takeover/"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = app
-        .api(
-            &school.api_key,
-            Method::POST,
-            &format!("/conversations/{conversation}/reply/"),
-            Some(json!({"text": "Mrs Ade here: the card is attached above."})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
     graph_has(&mock, sent + 1).await;
     // The same phone writes to another school too.
     app.parent_says(&other.whatsapp, &digits, "wamid.o1", "hi")

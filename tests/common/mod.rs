@@ -7,6 +7,7 @@
 //!   either variable it is skipped with a note on stderr; `.ci/run` sets both.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fixture;
 pub mod redis_server;
 
@@ -272,6 +273,50 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
+
+    /// The id of the first conversation waiting for staff in the school of `key`, once there
+    /// is one.
+    pub async fn waiting_conversation(&self, key: &str) -> i64 {
+        eventually(
+            "a conversation waiting for staff",
+            Duration::from_secs(30),
+            || async {
+                let (_, page) = self
+                    .api(
+                        key,
+                        reqwest::Method::GET,
+                        "/conversations/?status=waiting",
+                        None,
+                    )
+                    .await;
+                page["results"][0]["id"].as_i64()
+            },
+        )
+        .await
+    }
+
+    /// Staff of the school of `key` take conversation `id` over (`200`) and answer `text`
+    /// (`202`).
+    pub async fn staff_answer(&self, key: &str, id: i64, text: &str) {
+        let (status, body) = self
+            .api(
+                key,
+                reqwest::Method::POST,
+                &format!("/conversations/{id}/takeover/"),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        let (status, body) = self
+            .api(
+                key,
+                reqwest::Method::POST,
+                &format!("/conversations/{id}/reply/"),
+                Some(serde_json::json!({ "text": text })),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
     }
 
     /// A running app with the demo schools, sending to a mock Graph API; `None` when the
