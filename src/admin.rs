@@ -1,6 +1,7 @@
 //! Operator commands: schools (`chatbot tenant create|list`) and their API keys
 //! (`chatbot apikey create|list|revoke`). The CLI prints what these return.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, PaginatorTrait,
@@ -171,7 +172,7 @@ pub async fn create_api_key(
         }
         if !SCOPES.contains(&scope) {
             return Err(Error::invalid(
-                "invalid_scope",
+                ErrorCode::InvalidScope,
                 format!("unknown scope `{scope}`; known: {}", SCOPES.join(", ")),
             ));
         }
@@ -179,7 +180,7 @@ pub async fn create_api_key(
     }
     if granted.is_empty() {
         return Err(Error::invalid(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("name at least one scope: {}", SCOPES.join(", ")),
         ));
     }

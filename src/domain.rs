@@ -1,5 +1,6 @@
 //! Domain newtypes that can only hold valid values.
 
+use crate::error::ErrorCode;
 use std::fmt;
 
 use crate::error::Error;
@@ -26,7 +27,7 @@ impl PhoneNumber {
                 ' ' | '-' | '(' | ')' | '.' => {}
                 _ => {
                     return Err(Error::invalid(
-                        "invalid_phone",
+                        ErrorCode::InvalidPhone,
                         format!("`{input}` is not a phone number"),
                     ));
                 }
@@ -34,7 +35,7 @@ impl PhoneNumber {
         }
         if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
             return Err(Error::invalid(
-                "invalid_phone",
+                ErrorCode::InvalidPhone,
                 format!(
                     "`{input}` is not an international phone number (+ country code and 8-15 digits)"
                 ),
@@ -85,7 +86,7 @@ impl StudentId {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
         if !ok {
             return Err(Error::invalid(
-                "invalid_student_id",
+                ErrorCode::InvalidStudentId,
                 format!(
                     "`{input}` is not a student ID (letters, digits, / - _ . and at most 64 characters)"
                 ),
@@ -127,7 +128,7 @@ impl SchemaName {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !ok {
             return Err(Error::invalid(
-                "invalid_schema_name",
+                ErrorCode::InvalidSchemaName,
                 format!(
                     "`{input}` is not a tenant schema name (a-z, 0-9, - and _, starting with a letter, at most 63)"
                 ),
@@ -157,7 +158,10 @@ impl Pin {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
         if !(4..=8).contains(&s.len()) || !s.chars().all(|c| c.is_ascii_digit()) {
-            return Err(Error::invalid("invalid_pin", "a PIN is 4 to 8 digits"));
+            return Err(Error::invalid(
+                ErrorCode::InvalidPin,
+                "a PIN is 4 to 8 digits",
+            ));
         }
         Ok(Self(s))
     }

@@ -136,6 +136,44 @@ async fn messages_need_a_valid_key_and_valid_input(v: Variant) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"], "bad_request", "{b}");
+    assert_eq!(
+        b["message"], "the body is not valid JSON (line 1, column 2: key must be a string)",
+        "{b}"
+    );
+    // A body of the wrong shape is refused with the field named in words, not the parser's.
+    for (body, code, message) in [
+        (
+            json!({"phone": null, "text": "hi"}),
+            "invalid_phone",
+            "the field `phone` must be text, but it is null",
+        ),
+        (
+            json!({"text": "hi"}),
+            "bad_request",
+            "the field `phone` is missing: it is required (text)",
+        ),
+        (
+            json!({"phone": "+2348030000002", "text": 5}),
+            "bad_request",
+            "the field `text` must be text, but it is the number 5",
+        ),
+        (
+            json!({"phone": "+2348030000002", "text": "hi", "channel": "Bad Channel"}),
+            "invalid_channel",
+            "the field `channel` is not in the form it must take",
+        ),
+    ] {
+        let (s, b) = send(&app, Some(key), body.clone()).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}: {b}"
+        );
+        assert!(
+            b["message"].as_str().unwrap().starts_with(message),
+            "{body}: {b}"
+        );
+    }
 
     // None of the rejected requests started a conversation.
     use sea_orm::{EntityTrait, PaginatorTrait};

@@ -3,6 +3,7 @@
 //! last message; everything held about a phone, exported in one document or erased
 //! (`contacts/{phone}/export/`, `DELETE contacts/{phone}/`), and the record of erasures.
 
+use crate::error::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -151,7 +152,7 @@ async fn phone_named(state: &AppState, ctx: &TenantCtx, id: &str) -> Result<Phon
     match id.parse::<i64>() {
         Ok(n) => PhoneNumber::parse(&contact(state, ctx, n).await?.phone),
         Err(_) => Err(Error::invalid(
-            "invalid_phone",
+            ErrorCode::InvalidPhone,
             format!("`{id}` is neither a phone with its + (+2348012345678) nor a contact's id"),
         )),
     }
@@ -437,6 +438,7 @@ impl ContactsApi {
         /// Only opted-in (`true`) or opted-out (`false`) contacts.
         opted_in: Query<Option<bool>>,
         /// Only this phone (international format).
+        #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
         phone: Query<Option<String>>,
         /// Page number, from 1.
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
@@ -511,7 +513,7 @@ impl ContactsApi {
         &self,
         caller: Caller,
         state: Data<&AppState>,
-        #[oai(validator(max_length = 32))] id: Path<String>,
+        #[oai(validator(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{1,18})$"))] id: Path<String>,
     ) -> ApiResult<Json<ContactExport>> {
         let ctx = caller.require("staff")?;
         let phone = phone_named(&state, ctx, &id.0).await?;
@@ -535,7 +537,7 @@ impl ContactsApi {
         &self,
         caller: Caller,
         state: Data<&AppState>,
-        #[oai(validator(max_length = 32))] id: Path<String>,
+        #[oai(validator(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{1,18})$"))] id: Path<String>,
     ) -> ApiResult<Json<ErasureOut>> {
         let ctx = caller.require("staff")?;
         let phone = phone_named(&state, ctx, &id.0).await?;

@@ -3,6 +3,7 @@
 //! answering it, handing it back to the bot, and the changes as they happen (Server-Sent
 //! Events).
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -165,8 +166,8 @@ impl From<message_log::Model> for MessageOut {
 /// A staff reply: a text, or a document with the text as its caption.
 #[derive(Debug, Object)]
 pub struct ReplyIn {
-    /// The text, 1 to 4096 characters (a document's caption: at most 1024).
-    #[oai(validator(min_length = 1, max_length = 4096))]
+    /// The text, 1 to 4096 characters, not only spaces (a document's caption: at most 1024).
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
     pub text: String,
     /// A document to send, by its link.
     pub document: Option<DocumentIn>,
@@ -176,7 +177,10 @@ pub struct ReplyIn {
 #[derive(Debug, Object)]
 pub struct DocumentIn {
     /// Where the provider fetches it: an `https://` link, at most 2048 characters.
-    #[oai(validator(max_length = 2048))]
+    #[oai(validator(
+        max_length = 2048,
+        pattern = r"^https://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,4})?(/[!-~]*)?$"
+    ))]
     pub url: String,
     /// The file name the parent sees (default: the link's last part).
     #[oai(validator(max_length = 120))]
@@ -191,14 +195,17 @@ impl ReplyIn {
     fn reply(self) -> Result<Reply, Error> {
         let text = self.text.trim();
         if text.is_empty() {
-            return Err(Error::invalid("empty_reply", "the reply says nothing"));
+            return Err(Error::invalid(
+                ErrorCode::EmptyReply,
+                "the reply says nothing",
+            ));
         }
         let Some(doc) = self.document else {
             return Ok(Reply::text(text));
         };
         if text.chars().count() > MAX_CAPTION {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("a document's caption (`text`) is at most {MAX_CAPTION} characters"),
             ));
         }
@@ -207,7 +214,7 @@ impl ReplyIn {
             .filter(|u| u.scheme() == "https" && u.host_str().is_some())
             .ok_or_else(|| {
                 Error::invalid(
-                    "invalid_url",
+                    ErrorCode::InvalidUrl,
                     "`document.url` must be an https:// link the provider can fetch",
                 )
             })?;
@@ -226,7 +233,7 @@ impl ReplyIn {
             .any(|c| c.is_control() || matches!(c, '/' | '\\'))
         {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`document.filename` is a file name, without / or \\",
             ));
         }
@@ -378,6 +385,7 @@ fn inbox_events(
     state: &AppState,
     ctx: TenantCtx,
     slot: crate::api::limits::StreamSlot,
+    lasts: std::time::Duration,
 ) -> futures::stream::BoxStream<'static, InboxEvent> {
     use futures::StreamExt;
     struct Reader {
@@ -387,6 +395,7 @@ fn inbox_events(
         pending: std::collections::VecDeque<InboxEvent>,
         ticks: tokio::time::Interval,
         ends: tokio::time::Instant,
+        read: bool,
         _slot: crate::api::limits::StreamSlot,
     }
     let mut ticks = tokio::time::interval(EVENTS_EVERY);
@@ -397,7 +406,8 @@ fn inbox_events(
         ctx,
         pending: Default::default(),
         ticks,
-        ends: tokio::time::Instant::now() + EVENTS_FOR,
+        ends: tokio::time::Instant::now() + lasts,
+        read: false,
         _slot: slot,
     };
     futures::stream::unfold(reader, |mut r| async move {
@@ -405,9 +415,10 @@ fn inbox_events(
             if let Some(event) = r.pending.pop_front() {
                 return Some((event, r));
             }
-            if tokio::time::Instant::now() >= r.ends {
+            if r.read && tokio::time::Instant::now() >= r.ends {
                 return None;
             }
+            r.read = true;
             r.ticks.tick().await;
             match r.cursor.next(&r.db, &r.ctx).await {
                 Ok(changes) => r.pending.extend(changes.into_iter().map(InboxEvent::from)),
@@ -443,7 +454,7 @@ impl ConversationsApi {
         #[oai(validator(max_length = 32))]
         channel: Query<Option<String>>,
         /// Only this parent's phone (E.164).
-        #[oai(validator(max_length = 32))]
+        #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
         phone: Query<Option<String>>,
         /// Only parents of this child (the school's student ID).
         #[oai(validator(max_length = 64))]
@@ -505,7 +516,9 @@ impl ConversationsApi {
     /// delivery status: the same `id` again) and `conversation` (escalated, taken over,
     /// answered by staff, released). Only this credential's school. A stream starts with the
     /// last few seconds, sends a comment every 15 s to keep the connection, and ends after 10
-    /// minutes (connect again); at most 20 are open per school.
+    /// minutes (connect again); at most 20 are open per school. It is live when the request
+    /// asks for `Accept: text/event-stream` (as `EventSource` does); otherwise it holds the
+    /// last few seconds' events and ends at once, for a client that polls.
     #[oai(
         path = "/conversations/events/",
         method = "get",
@@ -515,8 +528,17 @@ impl ConversationsApi {
         &self,
         caller: Caller,
         state: Data<&AppState>,
+        request: &poem::Request,
     ) -> ApiResult<EventStream<futures::stream::BoxStream<'static, InboxEvent>>> {
         let ctx = caller.require("staff")?.clone();
+        let live = request
+            .header(poem::http::header::ACCEPT)
+            .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/event-stream"));
+        let lasts = if live {
+            EVENTS_FOR
+        } else {
+            std::time::Duration::ZERO
+        };
         let Some(slot) = state.streams.open(ctx.id()) else {
             return Err(Error::RateLimited {
                 retry_after_secs: 60,
@@ -524,7 +546,7 @@ impl ConversationsApi {
             .into());
         };
         tracing::info!(tenant = ctx.schema_name(), by = %caller.who(), "inbox event stream opened");
-        Ok(EventStream::new(inbox_events(&state, ctx, slot))
+        Ok(EventStream::new(inbox_events(&state, ctx, slot, lasts))
             .keep_alive(std::time::Duration::from_secs(15))
             .to_event(|e| {
                 let name = match e.kind {

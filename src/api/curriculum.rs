@@ -51,7 +51,11 @@ impl From<academic_session::Model> for AcademicSessionOut {
 #[derive(Debug, Object)]
 pub struct AcademicSessionIn {
     /// Name, unique in the school, e.g. `2025/2026`.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
     /// First day.
     pub starts_on: NaiveDate,
@@ -98,7 +102,11 @@ pub struct TermIn {
     /// The academic session it belongs to.
     pub academic_session_id: i64,
     /// Name, e.g. `First Term`.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
     /// 1 to 12, unique in the session; default: the next one.
     #[oai(validator(minimum(value = "1"), maximum(value = "12")))]
@@ -128,10 +136,18 @@ pub struct ClassOut {
 #[derive(Debug, Object)]
 pub struct ClassIn {
     /// Name, unique in the school, e.g. `JSS 1A`.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
     /// Form (year group), e.g. `JSS 1`: notices and reports address a whole form.
-    #[oai(validator(min_length = 1, max_length = 64, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub form: String,
     /// Order of forms, 0 to 99; default: the number in `form` (`JSS 2` -> 2).
     #[oai(validator(minimum(value = "0"), maximum(value = "99")))]
@@ -166,7 +182,11 @@ pub struct SubjectIn {
     #[oai(validator(pattern = "^[A-Za-z0-9_-]{1,16}$"))]
     pub code: String,
     /// Name, e.g. `Mathematics`.
-    #[oai(validator(min_length = 1, max_length = 128, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
 }
 
@@ -211,7 +231,11 @@ pub struct ExamSessionIn {
     /// The term it belongs to.
     pub term_id: i64,
     /// Name, unique in the term, e.g. `First Term Examination`.
-    #[oai(validator(min_length = 1, max_length = 128, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
     /// Whether parents can see its results (release later with `.../release/`). Default false.
     #[oai(default)]

@@ -52,6 +52,7 @@ impl TryFrom<engagement_report::Model> for EngagementReportOut {
 #[derive(Debug, Object)]
 pub struct EngagementReportIn {
     /// Its id in URLs: 1-64 characters of a-z, 0-9, '-' and '_'.
+    #[oai(validator(pattern = "^[a-z0-9_-]{1,64}$"))]
     pub slug: String,
     /// Whether visitors can open it (default `true`).
     pub active: Option<bool>,

@@ -3,6 +3,7 @@
 //! phone, a link by phone + student ID). Every row is checked first; any problem and nothing
 //! is written, and the 400 lists each one by row and column.
 
+use crate::error::ErrorCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{NaiveDate, Utc};
@@ -98,13 +99,16 @@ fn rows_of(body: ImportBody) -> Result<Vec<(u64, Row)>, Error> {
                 .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
             let header: Vec<String> = reader
                 .headers()
-                .map_err(|e| Error::invalid("invalid_csv", format!("unreadable header: {e}")))?
+                .map_err(|e| {
+                    Error::invalid(ErrorCode::InvalidCsv, format!("unreadable header: {e}"))
+                })?
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect();
             for (i, record) in reader.records().enumerate() {
-                let record = record
-                    .map_err(|e| Error::invalid("invalid_csv", format!("line {}: {e}", i + 2)))?;
+                let record = record.map_err(|e| {
+                    Error::invalid(ErrorCode::InvalidCsv, format!("line {}: {e}", i + 2))
+                })?;
                 if record.iter().all(str::is_empty) {
                     continue;
                 }
@@ -136,7 +140,7 @@ fn rows_of(body: ImportBody) -> Result<Vec<(u64, Row)>, Error> {
     }
     if rows.len() > MAX_ROWS {
         return Err(Error::invalid(
-            "too_many_rows",
+            ErrorCode::TooManyRows,
             format!("at most {MAX_ROWS} rows per import; split the file"),
         ));
     }
@@ -274,7 +278,7 @@ async fn import_classes(
             v.parse::<i16>()
                 .ok()
                 .filter(|l| (0..=100).contains(l))
-                .ok_or_else(|| Error::invalid("invalid_level", "a whole number 0-100"))
+                .ok_or_else(|| Error::invalid(ErrorCode::InvalidLevel, "a whole number 0-100"))
         });
         if let (Some(name), Some(form), Some(level)) = (name, form, level)
             && check.unique(&mut seen, *line, "name", &name)
@@ -328,8 +332,12 @@ fn row_problem(check: &mut Checker, line: u64, column: &str, e: Error) -> Result
 }
 
 fn date_of(v: &str) -> Result<chrono::NaiveDate, Error> {
-    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .map_err(|_| Error::invalid("invalid_date", format!("`{v}` is not a date (YYYY-MM-DD)")))
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        Error::invalid(
+            ErrorCode::InvalidDate,
+            format!("`{v}` is not a date (YYYY-MM-DD)"),
+        )
+    })
 }
 
 async fn import_subjects(
@@ -385,7 +393,7 @@ fn session_column(
     check.parsed(line, row, "academic_session", |v| {
         sessions.get(v).copied().ok_or_else(|| {
             Error::invalid(
-                "invalid_session",
+                ErrorCode::InvalidSession,
                 format!("no academic session `{v}` in this school"),
             )
         })
@@ -413,7 +421,7 @@ async fn import_terms(
                     .ok()
                     .filter(|o| (1..=12).contains(o))
                     .map(Some)
-                    .ok_or_else(|| Error::invalid("invalid_ordinal", "a whole number 1-12"))
+                    .ok_or_else(|| Error::invalid(ErrorCode::InvalidOrdinal, "a whole number 1-12"))
             }),
             None => Some(None),
         };
@@ -844,7 +852,7 @@ async fn import_marks(
                 .filter(|id| sessions.contains(id))
                 .ok_or_else(|| {
                     Error::invalid(
-                        "invalid_session",
+                        ErrorCode::InvalidSession,
                         format!("no exam session `{v}` in this school"),
                     )
                 })
@@ -852,7 +860,7 @@ async fn import_marks(
         let subject = check.parsed(line, row, "subject", |v| {
             subjects.get(v).copied().ok_or_else(|| {
                 Error::invalid(
-                    "invalid_subject",
+                    ErrorCode::InvalidSubject,
                     format!("no subject with code `{v}` in this school"),
                 )
             })
@@ -921,7 +929,7 @@ async fn import_attendance(
         let student = known_student(check, &students, line, row);
         let date = check.parsed(line, row, "date", |v| {
             NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map_err(|_| Error::invalid("invalid_date", "a date YYYY-MM-DD"))
+                .map_err(|_| Error::invalid(ErrorCode::InvalidDate, "a date YYYY-MM-DD"))
         });
         let term = date.and_then(|d| {
             let found = terms
@@ -942,7 +950,7 @@ async fn import_attendance(
             ["present", "absent", "late"]
                 .contains(&v.as_str())
                 .then_some(v)
-                .ok_or_else(|| Error::invalid("invalid_status", "present, absent or late"))
+                .ok_or_else(|| Error::invalid(ErrorCode::InvalidStatus, "present, absent or late"))
         });
         if let (Some(student), Some(date), Some(term), Some(status)) = (student, date, term, status)
             && check.unique(&mut seen, line, "date", &format!("{student} {date}"))
@@ -1028,7 +1036,7 @@ impl ImportsApi {
             let mut errors = check.errors;
             errors.truncate(MAX_ERRORS);
             return Err(Error::InvalidRows {
-                code: "invalid_rows",
+                code: ErrorCode::InvalidRows,
                 message: format!("{n} problem(s) in the import; nothing was written"),
                 errors,
             }

@@ -2,6 +2,7 @@
 //! `delete-reports/`, `notices/{id}/broadcast/`; and `jobs/{id}/`, where its status,
 //! progress and (for broadcasts) each recipient's delivery can be read.
 
+use crate::error::ErrorCode;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -109,7 +110,7 @@ pub struct BatchReportsIn {
 #[derive(Debug, Object)]
 pub struct DeleteReportsIn {
     /// These reports (at most 1000).
-    #[oai(nullable)]
+    #[oai(nullable, validator(min_items = 1, max_items = 1000))]
     pub ids: Option<Vec<i64>>,
     /// The reports of this class.
     #[oai(nullable)]
@@ -266,7 +267,7 @@ impl JobsApi {
             }
             _ => {
                 return Err(Error::invalid(
-                    "invalid_filter",
+                    ErrorCode::InvalidFilter,
                     "give exactly one of class_id and student_id",
                 )
                 .into());
@@ -310,7 +311,7 @@ impl JobsApi {
             }
             _ => {
                 return Err(Error::invalid(
-                    "invalid_filter",
+                    ErrorCode::InvalidFilter,
                     "give exactly one of class_id and form",
                 )
                 .into());
@@ -344,7 +345,7 @@ impl JobsApi {
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             return Err(Error::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 "give exactly one of ids, class_id and older_than_days",
             )
             .into());
@@ -353,7 +354,7 @@ impl JobsApi {
             && (ids.is_empty() || ids.len() > MAX_IDS)
         {
             return Err(Error::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("ids holds 1 to {MAX_IDS} report ids"),
             )
             .into());

@@ -1,6 +1,7 @@
 //! `messages/`: simulate an inbound message from a phone and get the bot's replies back. API
 //! consumers and the eval harness talk to the engine through it.
 
+use crate::error::ErrorCode;
 use chrono::Utc;
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, payload::Json};
@@ -20,6 +21,7 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, Object)]
 pub struct InboundMessage {
     /// Sender's phone number (E.164; spaces and a `whatsapp:` prefix are accepted).
+    #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
     pub phone: String,
     /// What they typed; at most 4096 characters.
     #[oai(default)]
@@ -30,7 +32,7 @@ pub struct InboundMessage {
     /// Conversation channel within the API (1-16 of `a-z` and `_`); sessions are kept per
     /// channel, stored as `api:<channel>` (default `api`), so an API conversation is never a
     /// WhatsApp one. Wrong PINs count against the student and the caller's credential.
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = "^[a-z_]{1,16}$"))]
     pub channel: Option<String>,
 }
 
@@ -126,7 +128,7 @@ impl MessagesApi {
         let phone = PhoneNumber::parse(&body.phone)?;
         if body.text.chars().count() > MAX_TEXT {
             return Err(Error::invalid(
-                "text_too_long",
+                ErrorCode::TextTooLong,
                 format!("text is limited to {MAX_TEXT} characters"),
             )
             .into());
@@ -137,7 +139,7 @@ impl MessagesApi {
             || !channel.chars().all(|c| c.is_ascii_lowercase() || c == '_')
         {
             return Err(Error::invalid(
-                "invalid_channel",
+                ErrorCode::InvalidChannel,
                 "channel is 1-16 characters of a-z and _",
             )
             .into());

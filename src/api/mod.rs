@@ -22,6 +22,7 @@ pub mod respond;
 mod results;
 mod school;
 mod setup;
+mod spec;
 mod tags;
 mod welcome;
 
@@ -93,7 +94,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
 /// poem-openapi drops trailing slashes from paths, but the seed's paths end in `/`
 /// (`welcome-messages/`) and the server accepts both; the document lists them as the seed does.
 pub fn spec_json() -> String {
-    with_trailing_slashes(&service().spec())
+    spec::finish(&service().spec())
 }
 
 /// Every documented path (with [`BASE_PATH`], `{id}` templates) and its methods, upper case.
@@ -119,66 +120,4 @@ pub fn swagger_html() -> String {
     service
         .swagger_ui_html()
         .replacen(&service.spec(), spec_json().trim_end(), 1)
-}
-
-/// The `X-Schema-Name` header is read by the credential check ([`auth::Caller`]), which
-/// poem-openapi documents only as security schemes: list it on every authenticated operation.
-fn document_schema_header(doc: &mut serde_json::Value) {
-    let parameter = serde_json::json!({
-        "name": auth::SCHEMA_HEADER,
-        "in": "header",
-        "required": false,
-        "description": "The school, by schema name. Optional: the credential names it; when \
-                        sent it must be the credential's school (403 otherwise, 404 when no \
-                        school has that name).",
-        "schema": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,62}$"}
-    });
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for item in paths.values_mut() {
-        let Some(operations) = item.as_object_mut() else {
-            continue;
-        };
-        for operation in operations.values_mut() {
-            let secured = operation
-                .get("security")
-                .and_then(|s| s.as_array())
-                .is_some_and(|s| !s.is_empty());
-            if !secured {
-                continue;
-            }
-            let params = operation
-                .as_object_mut()
-                .expect("an operation is an object")
-                .entry("parameters")
-                .or_insert_with(|| serde_json::json!([]));
-            if let Some(params) = params.as_array_mut() {
-                params.push(parameter.clone());
-            }
-        }
-    }
-}
-
-fn with_trailing_slashes(spec: &str) -> String {
-    let mut doc: serde_json::Value =
-        serde_json::from_str(spec).expect("poem-openapi produces valid JSON");
-    document_schema_header(&mut doc);
-    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        let renamed: serde_json::Map<String, serde_json::Value> = std::mem::take(paths)
-            .into_iter()
-            .map(|(path, item)| {
-                let path = if path.ends_with('/') {
-                    path
-                } else {
-                    format!("{path}/")
-                };
-                (path, item)
-            })
-            .collect();
-        *paths = renamed;
-    }
-    let mut out = serde_json::to_string_pretty(&doc).expect("a JSON value serialises");
-    out.push('\n');
-    out
 }

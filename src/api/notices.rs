@@ -1,5 +1,6 @@
 //! `notices/`: what the school announces, shown in the chat's notices menu.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -98,9 +99,11 @@ impl From<notice::Model> for NoticeOut {
 /// A notice to create, or to replace an existing one with.
 #[derive(Debug, Object)]
 pub struct NoticeIn {
-    /// Title: 1 to 200 characters.
+    /// Title: 1 to 200 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"[^\s\x1c-\x1f]"))]
     pub title: String,
-    /// Text: 1 to 4096 characters.
+    /// Text: 1 to 4096 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
     pub body: String,
     /// Who it is for (default `school`).
     #[oai(nullable)]
@@ -134,7 +137,7 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, Error> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
         return Err(Error::invalid(
-            "invalid_notice",
+            ErrorCode::InvalidNotice,
             format!("{field} must be 1 to {max} characters"),
         ));
     }
@@ -154,7 +157,10 @@ impl NoticeIn {
                     .map(str::trim)
                     .filter(|f| !f.is_empty())
                     .ok_or_else(|| {
-                        Error::invalid("invalid_notice", "a `form` notice needs audience_form")
+                        Error::invalid(
+                            ErrorCode::InvalidNotice,
+                            "a `form` notice needs audience_form",
+                        )
                     })?;
                 let known = ctx
                     .find::<class::Entity>()
@@ -164,7 +170,7 @@ impl NoticeIn {
                     .await?;
                 if known == 0 {
                     return Err(Error::invalid(
-                        "invalid_notice",
+                        ErrorCode::InvalidNotice,
                         format!("no class of this school is in form `{name}`"),
                     ));
                 }
@@ -172,14 +178,17 @@ impl NoticeIn {
             }
             Audience::Class => {
                 let id = self.audience_class_id.ok_or_else(|| {
-                    Error::invalid("invalid_notice", "a `class` notice needs audience_class_id")
+                    Error::invalid(
+                        ErrorCode::InvalidNotice,
+                        "a `class` notice needs audience_class_id",
+                    )
                 })?;
                 if crate::school::students::class(&state.db, ctx, id)
                     .await?
                     .is_none()
                 {
                     return Err(Error::invalid(
-                        "invalid_notice",
+                        ErrorCode::InvalidNotice,
                         format!("no class {id} in this school"),
                     ));
                 }
@@ -191,7 +200,7 @@ impl NoticeIn {
             && expires <= publish_at
         {
             return Err(Error::invalid(
-                "invalid_notice",
+                ErrorCode::InvalidNotice,
                 "expires_at must be after publish_at",
             ));
         }

@@ -70,25 +70,28 @@ impl From<tenant::Model> for SchoolOut {
 /// optional one.
 #[derive(Debug, Object)]
 pub struct SchoolPatch {
-    /// Display name, 1 to 200 characters.
-    #[oai(validator(max_length = 200))]
+    /// Display name, 1 to 200 characters, not only spaces.
+    #[oai(validator(max_length = 200, pattern = r"[^\s\x1c-\x1f]"))]
     pub name: Option<String>,
-    /// IANA time zone.
-    #[oai(validator(max_length = 64))]
+    /// IANA time zone (`Africa/Lagos`, `UTC`).
+    #[oai(validator(pattern = "^[A-Za-z0-9/_+-]{1,64}$"))]
     pub time_zone: Option<String>,
     /// A language replies are written in (`en`, `fr`).
-    #[oai(validator(max_length = 3))]
+    #[oai(validator(pattern = "^[a-z]{2,3}$"))]
     pub default_language: Option<String>,
     /// Whether class positions are shown to parents.
     pub publish_position: Option<bool>,
     /// Postal address, at most 500 characters.
     #[oai(validator(max_length = 500))]
     pub address: MaybeUndefined<String>,
-    /// Phone in international format.
-    #[oai(validator(max_length = 32))]
+    /// Phone in international format (empty: none).
+    #[oai(validator(pattern = r"^$|^\+?[1-9][0-9]{7,14}$"))]
     pub contact_phone: MaybeUndefined<String>,
-    /// E-mail address.
-    #[oai(validator(max_length = 254))]
+    /// E-mail address (empty: none).
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^$|^[^\s\x1c-\x1f@]+@[^\s\x1c-\x1f@.][^\s\x1c-\x1f@]*\.[^\s\x1c-\x1f@]*[^\s\x1c-\x1f@.]$"
+    ))]
     pub contact_email: MaybeUndefined<String>,
     /// At most 200 characters.
     #[oai(validator(max_length = 200))]

@@ -1,5 +1,6 @@
 //! What every endpoint shares: the documented error responses and pagination.
 
+use crate::error::ErrorCode;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use poem_openapi::{ApiResponse, Object};
@@ -55,7 +56,7 @@ pub enum ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         if e.status().is_server_error() {
-            tracing::error!(error = %e, code = e.code(), "request failed");
+            tracing::error!(error = %e, code = e.code().as_str(), "request failed");
         }
         let body = Json(e.body());
         match e {
@@ -192,13 +193,13 @@ fn paging(page: Option<u64>, page_size: Option<u64>) -> Result<(u64, u64, u64), 
     let size = page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if page == 0 || page > 1_000_000 {
         return Err(Error::invalid(
-            "invalid_page",
+            ErrorCode::InvalidPage,
             "page counts from 1 (at most 1000000)",
         ));
     }
     if size == 0 || size > MAX_PAGE_SIZE {
         return Err(Error::invalid(
-            "invalid_page_size",
+            ErrorCode::InvalidPageSize,
             format!("page_size is 1 to {MAX_PAGE_SIZE}"),
         ));
     }

@@ -2,6 +2,7 @@
 //! `results/` (a class' or a student's results, for staff) and `results/manual-template/`
 //! (a CSV of a class and exam session to fill in by hand, and its upload).
 
+use crate::error::ErrorCode;
 use std::collections::{HashMap, HashSet};
 
 use poem::web::Data;
@@ -98,12 +99,14 @@ fn results_out(student: StudentOut, r: StudentResults) -> ResultsOut {
 #[derive(Debug, Object)]
 pub struct ChatbotResultsRequest {
     /// The school's student ID.
+    #[oai(validator(pattern = r"^[A-Za-z0-9/._-]{1,64}$"))]
     pub student_id: String,
     /// The student's PIN (4-8 digits). Wrong PINs are limited per student as in the chat.
-    #[oai(nullable)]
+    /// Send exactly one of `pin` and `phone`.
+    #[oai(validator(pattern = "^[0-9]{4,8}$"))]
     pub pin: Option<String>,
-    /// Or a parent's phone linked to the student.
-    #[oai(nullable)]
+    /// Or a parent's phone linked to the student, in international form.
+    #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
     pub phone: Option<String>,
     /// A released exam session (default: the latest released one).
     #[oai(nullable)]
@@ -183,7 +186,7 @@ async fn proven_student(
         }
         _ => {
             return Err(Error::invalid(
-                "invalid_proof",
+                ErrorCode::InvalidProof,
                 "send either `pin` or `phone` (a phone linked to the student)",
             ));
         }
@@ -471,7 +474,7 @@ impl ResultsApi {
                 }
                 _ => {
                     return Err(Error::invalid(
-                        "invalid_filter",
+                        ErrorCode::InvalidFilter,
                         "give exactly one of class_id and student_id",
                     )
                     .into());
@@ -582,7 +585,7 @@ impl ResultsApi {
                 let n = errors.len();
                 errors.truncate(MAX_ERRORS);
                 return Err(Error::InvalidRows {
-                    code: "invalid_rows",
+                    code: ErrorCode::InvalidRows,
                     message: format!("{n} problem(s) in the upload; nothing was written"),
                     errors,
                 }

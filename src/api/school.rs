@@ -119,6 +119,7 @@ impl SchoolApi {
         caller: Caller,
         state: Data<&AppState>,
         /// A parent's phone (E.164): only students linked to it.
+        #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
         phone: Query<Option<String>>,
         /// Only students of this class.
         class_id: Query<Option<i64>>,

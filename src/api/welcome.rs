@@ -1,5 +1,6 @@
 //! `welcome-messages/`: the one welcome message of a school, sent when a parent first writes.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -45,7 +46,8 @@ impl From<welcome_message::Model> for WelcomeMessageOut {
 /// A welcome message to create or replace.
 #[derive(Debug, Object)]
 pub struct WelcomeMessageIn {
-    /// The text parents receive: 1 to 4096 characters.
+    /// The text parents receive: 1 to 4096 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
     pub body: String,
 }
 
@@ -53,11 +55,14 @@ impl WelcomeMessageIn {
     fn checked(&self) -> Result<String, Error> {
         let body = self.body.trim();
         if body.is_empty() {
-            return Err(Error::invalid("invalid_body", "body must not be empty"));
+            return Err(Error::invalid(
+                ErrorCode::InvalidBody,
+                "body must not be empty",
+            ));
         }
         if body.chars().count() > MAX_BODY {
             return Err(Error::invalid(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("body is limited to {MAX_BODY} characters (WhatsApp's limit)"),
             ));
         }

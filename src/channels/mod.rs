@@ -10,6 +10,7 @@ pub mod mock_graph;
 pub mod twilio;
 pub mod whatsapp_cloud;
 
+use crate::error::ErrorCode;
 use std::time::Duration;
 
 use poem::Response;
@@ -72,7 +73,7 @@ pub(crate) async fn read_webhook_body(
             count_webhook(metrics, provider, "too_large");
             Err(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("webhook bodies are limited to {limit_text}"),
             ))
         }
@@ -80,7 +81,7 @@ pub(crate) async fn read_webhook_body(
             count_webhook(metrics, provider, "malformed");
             Err(json_error(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 format!("cannot read body: {e}"),
             ))
         }

@@ -5,6 +5,7 @@
 //! callback); its auth token checks the signature: base64 HMAC-SHA1 of the full URL Twilio
 //! called followed by every POST parameter, sorted by name, as `name` + `value`.
 
+use crate::error::ErrorCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -193,7 +194,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
         outcome("malformed");
         return json_error(
             StatusCode::BAD_REQUEST,
-            "invalid_form",
+            ErrorCode::InvalidForm,
             "a Twilio webhook needs `To` (messages) or `From` (status callbacks)",
         );
     };
@@ -208,7 +209,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
             outcome("unauthorized");
             return json_error(
                 StatusCode::UNAUTHORIZED,
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "X-Twilio-Signature cannot be verified for this number",
             );
         }
@@ -227,7 +228,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
         outcome("unauthorized");
         return json_error(
             StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "X-Twilio-Signature does not match",
         );
     }
@@ -235,7 +236,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
         outcome("malformed");
         return json_error(
             StatusCode::BAD_REQUEST,
-            "invalid_form",
+            ErrorCode::InvalidForm,
             "MessageSid is required",
         );
     };
@@ -265,7 +266,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
                 outcome("unavailable");
                 return json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "cannot record the status; retry later",
                 );
             }
@@ -275,7 +276,11 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
     }
     let Some(from) = param(&params, "From").map(strip_channel) else {
         outcome("malformed");
-        return json_error(StatusCode::BAD_REQUEST, "invalid_form", "From is required");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidForm,
+            "From is required",
+        );
     };
     let (kind, said) = said(&params);
     let job = InboundMessage {
@@ -299,7 +304,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
             tracing::error!(error = %e, message_sid = sid, "ingest job not persisted; asking Twilio to retry");
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "cannot queue the message; retry later",
             )
         }

@@ -4,6 +4,7 @@
 //! before it is parsed, deduplicated on the message id, queued as an ingest job, and only then
 //! acknowledged; if the job cannot be queued the answer is 503, so Meta retries.
 
+use crate::error::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ pub async fn verify(state: Data<&Webhooks>, Query(q): Query<VerifyQuery>) -> Res
     else {
         return json_error(
             StatusCode::FORBIDDEN,
-            "verification_failed",
+            ErrorCode::VerificationFailed,
             "hub.mode, hub.verify_token and hub.challenge are required",
         );
     };
@@ -67,7 +68,7 @@ pub async fn verify(state: Data<&Webhooks>, Query(q): Query<VerifyQuery>) -> Res
             .body(challenge),
         Ok(false) => json_error(
             StatusCode::FORBIDDEN,
-            "verification_failed",
+            ErrorCode::VerificationFailed,
             "unknown verify token",
         ),
         Err(e) => poem::error::ResponseError::as_response(&e),
@@ -340,7 +341,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
         outcome("unauthorized");
         return json_error(
             StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "X-Hub-Signature-256 does not match the app secret of the business number named",
         );
     };
@@ -350,7 +351,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
             outcome("malformed");
             return json_error(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("malformed webhook body: {e}"),
             );
         }
@@ -370,7 +371,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
         outcome("unauthorized");
         return json_error(
             StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "the body names a business number that is not signed with this app secret",
         );
     }
@@ -403,7 +404,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
                     tracing::error!(error = %e, message_id = %message.id, "ingest job not persisted; asking Meta to retry");
                     return json_error(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
+                        ErrorCode::Unavailable,
                         "cannot queue the message; retry later",
                     );
                 }
@@ -418,7 +419,7 @@ pub async fn deliver(state: Data<&Webhooks>, req: &Request, body: Body) -> Respo
             outcome("unavailable");
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "cannot record statuses; retry later",
             );
         }

@@ -10,6 +10,7 @@
 //! after `CHATBOT_TRANSCRIPT_RETENTION_DAYS`) and a year reads back in one query. The cleanup
 //! job keeps them ([`settle`]); a range asked for counts what is missing on the way.
 
+use crate::error::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -273,11 +274,14 @@ pub async fn days(
     now: DateTime<Utc>,
 ) -> Result<Vec<(NaiveDate, Day)>> {
     if to < from {
-        return Err(Error::invalid("invalid_range", "`to` is before `from`"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidRange,
+            "`to` is before `from`",
+        ));
     }
     if (to - from).num_days() + 1 > MAX_DAYS {
         return Err(Error::invalid(
-            "invalid_range",
+            ErrorCode::InvalidRange,
             format!("at most {MAX_DAYS} days at once"),
         ));
     }

@@ -7,11 +7,15 @@
 //! the connection is closed. So a client sending a body a byte at a time holds a connection a
 //! bounded time, and the handlers' own work never counts against the client.
 
+use crate::error::ErrorCode;
 use std::time::{Duration, Instant};
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
 use tracing::Instrument;
+
+use super::explain::{BodySchemas, Problem};
 
 use crate::error::{Error, json_error};
 
@@ -25,6 +29,7 @@ pub struct Edge {
     body_limit: usize,
     read_timeout: Duration,
     allow: AllowTable,
+    schemas: std::sync::Arc<BodySchemas>,
 }
 
 impl Edge {
@@ -34,7 +39,14 @@ impl Edge {
             body_limit,
             read_timeout: Duration::from_secs(10),
             allow: Default::default(),
+            schemas: Default::default(),
         }
+    }
+
+    /// Say what is wrong with a JSON body the API refuses, from what these schemas document.
+    pub fn explaining(mut self, schemas: BodySchemas) -> Self {
+        self.schemas = std::sync::Arc::new(schemas);
+        self
     }
 
     /// The longest pause allowed while a body arrives (six times it for the whole body).
@@ -84,6 +96,7 @@ impl<E: Endpoint> Middleware<E> for Edge {
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
             allow: self.allow.clone(),
+            schemas: self.schemas.clone(),
         }
     }
 }
@@ -94,6 +107,7 @@ pub struct EdgeEndpoint<E> {
     body_limit: usize,
     read_timeout: Duration,
     allow: AllowTable,
+    schemas: std::sync::Arc<BodySchemas>,
 }
 
 fn request_id(req: &Request) -> String {
@@ -184,14 +198,22 @@ async fn read_within(body: Body, limit: usize, pause: Duration) -> Result<bytes:
     }
 }
 
+/// What reading a request's body gave.
+enum BodyRead {
+    /// The answer instead of the request: too large, too slow, unreadable.
+    Refused(Response),
+    /// The body, now in the request again (`None`: it had none).
+    Read(Option<bytes::Bytes>),
+}
+
 impl<E: Endpoint> EdgeEndpoint<E> {
-    /// `Some(response)` when the body is too large or too slow; otherwise the request goes on
-    /// with its body read.
-    async fn limit_body(&self, req: &mut Request) -> Option<Response> {
+    /// [`BodyRead::Refused`] when the body is too large or too slow; otherwise the request goes
+    /// on with its body read, which is also returned (`None`: no body).
+    async fn limit_body(&self, req: &mut Request) -> BodyRead {
         let too_large = || {
-            Some(json_error(
+            BodyRead::Refused(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("request body exceeds {} bytes", self.body_limit),
             ))
         };
@@ -200,29 +222,29 @@ impl<E: Endpoint> EdgeEndpoint<E> {
             .map(|v| v.trim().parse::<u64>());
         match declared {
             Some(Ok(len)) if len > self.body_limit as u64 => return too_large(),
-            Some(Ok(0)) => return None,
+            Some(Ok(0)) => return BodyRead::Read(None),
             Some(Ok(_)) => {}
             Some(Err(_)) => {
-                return Some(json_error(
+                return BodyRead::Refused(json_error(
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     "invalid Content-Length header",
                 ));
             }
             None if req.header(header::TRANSFER_ENCODING).is_some() => {}
-            None => return None,
+            None => return BodyRead::Read(None),
         }
         match read_within(req.take_body(), self.body_limit, self.read_timeout).await {
             Ok(bytes) => {
-                req.set_body(Body::from_bytes(bytes));
-                None
+                req.set_body(Body::from_bytes(bytes.clone()));
+                BodyRead::Read(Some(bytes))
             }
             Err(Unread::TooLarge) => too_large(),
             Err(Unread::TooSlow) => {
                 tracing::warn!("request body too slow; connection closed");
-                Some(json_error(
+                BodyRead::Refused(json_error(
                     StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     format!(
                         "the request body did not arrive in time (no pause over {} s, all of it \
                          within {} s)",
@@ -231,9 +253,9 @@ impl<E: Endpoint> EdgeEndpoint<E> {
                     ),
                 ))
             }
-            Err(Unread::Failed(e)) => Some(json_error(
+            Err(Unread::Failed(e)) => BodyRead::Refused(json_error(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 format!("cannot read request body: {e}"),
             )),
         }
@@ -252,12 +274,46 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             path = %req.uri().path(),
         );
         let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let query = req.uri().query().map(str::to_string);
         async move {
             let started = Instant::now();
             let mut response = match self.limit_body(&mut req).await {
-                Some(rejected) => rejected,
-                None => match self.inner.call(req).await {
+                BodyRead::Refused(rejected) => rejected,
+                BodyRead::Read(Some(body))
+                    if let Some(problem) = self.schemas.refuse(
+                        &method,
+                        &path,
+                        req.header(header::CONTENT_TYPE),
+                        &body,
+                    ) =>
+                {
+                    refused(problem)
+                }
+                BodyRead::Read(body) => match self.inner.call(req).await {
                     Ok(r) => r.into_response(),
+                    Err(e) if e.is::<ParseRequestPayloadError>() => {
+                        let body = body.as_deref().unwrap_or_default();
+                        match self.schemas.explain(&method, &path, body) {
+                            Some(problem) => refused(problem),
+                            None => json_error(
+                                StatusCode::BAD_REQUEST,
+                                ErrorCode::BadRequest,
+                                e.to_string(),
+                            ),
+                        }
+                    }
+                    Err(e) if e.is::<ParseParamError>() => {
+                        let name = e.downcast_ref::<ParseParamError>().map(|p| p.name);
+                        let explained = name.and_then(|name| {
+                            self.schemas
+                                .explain_parameter(&method, &path, query.as_deref(), name)
+                        });
+                        match explained {
+                            Some(problem) => refused(problem),
+                            None => error_response(e),
+                        }
+                    }
                     Err(e) => error_response(e),
                 },
             };
@@ -294,6 +350,15 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
     }
 }
 
+/// A `400` for a body that breaks what the document says, with the code it gives the field.
+fn refused(problem: Problem) -> Response {
+    let code = problem
+        .code
+        .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok())
+        .unwrap_or(ErrorCode::BadRequest);
+    json_error(StatusCode::BAD_REQUEST, code, problem.message)
+}
+
 /// Turn any poem error into the shared JSON shape, keeping its status.
 fn error_response(err: poem::Error) -> Response {
     if let Some(e) = err.downcast_ref::<Error>() {
@@ -325,18 +390,18 @@ fn error_response(err: poem::Error) -> Response {
 }
 
 /// The stable error code of a bare status.
-fn status_code_name(status: StatusCode) -> &'static str {
+fn status_code_name(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        s if s.is_server_error() => "internal_error",
-        _ => "error",
+        StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::UnprocessableEntity,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        s if s.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::Error,
     }
 }

@@ -1,5 +1,6 @@
 //! Liveness and readiness probes, and the metrics.
 
+use crate::error::ErrorCode;
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
 use poem::{IntoResponse, Response, handler};
@@ -39,7 +40,7 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             }
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
+                ErrorCode::NotReady,
                 problems.join("; "),
             )
         }
@@ -59,14 +60,14 @@ pub async fn public_metrics(req: &poem::Request, state: Data<&AppState>) -> Resp
     else {
         return json_error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "metrics are not served here (see CHATBOT_METRICS_TOKEN and CHATBOT_METRICS_LISTEN)",
         );
     };
     if !bearer_is(req, token.expose_secret()) {
         let mut refused = json_error(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "metrics need Authorization: Bearer <CHATBOT_METRICS_TOKEN>",
         );
         refused.headers_mut().insert(
@@ -86,7 +87,7 @@ pub async fn private_metrics(req: &poem::Request, state: Data<&AppState>) -> Res
     {
         return json_error(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "metrics need Authorization: Bearer <CHATBOT_METRICS_TOKEN>",
         );
     }

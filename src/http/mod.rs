@@ -3,6 +3,7 @@
 
 mod deadlines;
 mod edge;
+mod explain;
 mod health;
 mod inbox;
 
@@ -17,6 +18,7 @@ use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 use crate::api;
 use crate::channels::{engagement, twilio, whatsapp_cloud};
 use crate::state::AppState;
+use explain::BodySchemas;
 
 /// All routes of the service, wrapped in the edge middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
@@ -24,6 +26,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let read_timeout = std::time::Duration::from_secs(state.settings.request_read_timeout_secs);
     let docs = Html(api::swagger_html());
     let spec = api::spec_json();
+    let spec_for_errors = spec.clone();
     Route::new()
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
@@ -67,7 +70,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .with(
             Edge::new(body_limit)
                 .reading_within(read_timeout)
-                .allowing(api::documented_methods()),
+                .allowing(api::documented_methods())
+                .explaining(BodySchemas::from_spec(&spec_for_errors, api::BASE_PATH)),
         )
 }
 

@@ -2,6 +2,7 @@
 //! engine; keys namespaced; errors in the service's words. The engines are chosen once, in
 //! [`JobQueue::connect`].
 
+use crate::error::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,7 +172,7 @@ impl JobQueue {
     /// `wal_autocheckpoint`); `None` on Redis. How its durability and memory can be checked.
     pub async fn sqlite_pragma(&self, name: &str) -> Result<Option<String>> {
         self.engine.setting(name).await.map_err(|e| Error::Invalid {
-            code: "unknown_setting",
+            code: ErrorCode::UnknownSetting,
             message: e,
         })
     }

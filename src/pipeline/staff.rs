@@ -2,6 +2,7 @@
 //! the deliver step (paced, retried, claimed once, a template outside WhatsApp's 24-hour
 //! window), so its delivery status shows in the transcript.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, Set};
 
@@ -35,7 +36,7 @@ pub async fn reply(
     }
     if c.channel != "whatsapp" {
         return Err(Error::invalid(
-            "not_whatsapp",
+            ErrorCode::NotWhatsapp,
             format!(
                 "conversation {id} is on `{}`: staff answer WhatsApp conversations",
                 c.channel
@@ -45,7 +46,7 @@ pub async fn reply(
     let phone = PhoneNumber::parse(&c.user_id)?;
     let Some((provider, number)) = tenancy::sending_number(&pipe.db, ctx).await? else {
         return Err(Error::invalid(
-            "no_sending_number",
+            ErrorCode::NoSendingNumber,
             "this school has no WhatsApp number with sending credentials",
         ));
     };

@@ -5,6 +5,7 @@
 pub mod card;
 pub mod store;
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
@@ -446,7 +447,7 @@ pub async fn download(
         Err(store::Refusal::Expired) => {
             return json_error(
                 StatusCode::FORBIDDEN,
-                "link_expired",
+                ErrorCode::LinkExpired,
                 "this download link has expired; ask the bot for the report again",
             );
         }
@@ -454,12 +455,12 @@ pub async fn download(
             tracing::warn!(report = id, "report download with a bad signature refused");
             return json_error(
                 StatusCode::FORBIDDEN,
-                "invalid_link",
+                ErrorCode::InvalidLink,
                 "this download link is not valid",
             );
         }
     };
-    let not_found = || json_error(StatusCode::NOT_FOUND, "not_found", "no such report");
+    let not_found = || json_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such report");
     let ctx = match crate::tenancy::by_id(&state.db, tenant).await {
         Ok(ctx) => ctx,
         Err(crate::error::Error::NotFound(_)) => return not_found(),
@@ -478,7 +479,7 @@ pub async fn download(
             tracing::error!(report = id, error = %e, "report file unreadable");
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::InternalError,
                 "the report cannot be read",
             );
         }

@@ -4,6 +4,7 @@
 //! students, marks or attendance hang on is refused with what depends on it: nothing of a
 //! child's record goes by accident.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, PaginatorTrait, QueryFilter, QueryOrder,
@@ -22,13 +23,13 @@ fn name(field: &str, value: &str, max: usize) -> Result<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
         return Err(Error::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("{field} must be 1 to {max} characters"),
         ));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("{field} must not contain control characters"),
         ));
     }
@@ -38,7 +39,7 @@ fn name(field: &str, value: &str, max: usize) -> Result<String> {
 fn dates(starts_on: NaiveDate, ends_on: NaiveDate) -> Result<()> {
     if ends_on < starts_on {
         return Err(Error::invalid(
-            "invalid_dates",
+            ErrorCode::InvalidDates,
             "ends_on must not be before starts_on",
         ));
     }
@@ -143,7 +144,7 @@ pub async fn save_session(
                 .find(|t| t.starts_on < f.starts_on || t.ends_on > f.ends_on);
             if let Some(t) = outside {
                 return Err(Error::invalid(
-                    "invalid_dates",
+                    ErrorCode::InvalidDates,
                     format!(
                         "term {} ({} to {}) would fall outside the session; change it first",
                         t.name, t.starts_on, t.ends_on
@@ -225,7 +226,10 @@ pub async fn save_term(
     if let Some(o) = f.ordinal
         && !(1..=12).contains(&o)
     {
-        return Err(Error::invalid("invalid_ordinal", "ordinal is 1 to 12"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidOrdinal,
+            "ordinal is 1 to 12",
+        ));
     }
     let txn = crate::db::begin_write(db).await?;
     let existing = match id {
@@ -235,7 +239,7 @@ pub async fn save_term(
     let s = session(&txn, ctx, f.academic_session_id).await?;
     if f.starts_on < s.starts_on || f.ends_on > s.ends_on {
         return Err(Error::invalid(
-            "invalid_dates",
+            ErrorCode::InvalidDates,
             format!(
                 "a term of {} must fall inside it ({} to {})",
                 s.name, s.starts_on, s.ends_on
@@ -431,7 +435,7 @@ pub async fn save_class(
     let form = name("form", &f.form, 64)?;
     let level = match f.level {
         Some(l) if !(0..=99).contains(&l) => {
-            return Err(Error::invalid("invalid_level", "level is 0 to 99"));
+            return Err(Error::invalid(ErrorCode::InvalidLevel, "level is 0 to 99"));
         }
         Some(l) => l,
         None => level_of(&form),
@@ -526,7 +530,7 @@ pub fn subject_code(code: &str) -> Result<String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         return Err(Error::invalid(
-            "invalid_code",
+            ErrorCode::InvalidCode,
             "code is 1 to 16 letters, digits, - or _ (e.g. MTH)",
         ));
     }

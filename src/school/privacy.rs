@@ -15,7 +15,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 
 use crate::domain::PhoneNumber;
@@ -127,7 +127,7 @@ pub async fn erase(
     now: DateTime<Utc>,
 ) -> Result<erasure::Model> {
     let p = phone.as_str();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let held = held(&txn, ctx, phone).await?;
     let mut removed = Removed::new();
     let mut count = |kind: &str, n: u64| {

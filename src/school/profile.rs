@@ -4,6 +4,7 @@
 //! answered while staff have the conversation. Read and changed through `school/`; the
 //! operator's CLI creates schools with the same checks.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 
@@ -19,7 +20,7 @@ pub fn language(code: &str) -> Result<String> {
         Ok(code)
     } else {
         Err(Error::invalid(
-            "invalid_language",
+            ErrorCode::InvalidLanguage,
             format!("`{code}` is not a language code such as `en` or `fr`"),
         ))
     }
@@ -37,7 +38,7 @@ pub fn time_zone(name: &str) -> Result<String> {
         Ok(name.to_string())
     } else {
         Err(Error::invalid(
-            "invalid_time_zone",
+            ErrorCode::InvalidTimeZone,
             format!("`{name}` is not a time zone name such as `Africa/Lagos`"),
         ))
     }
@@ -48,7 +49,7 @@ pub fn bounded_name(name: &str, max: usize, what: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > max {
         return Err(Error::invalid(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("{what} is 1 to {max} characters"),
         ));
     }
@@ -62,7 +63,7 @@ fn optional_text(text: Option<String>, max: usize, field: &str) -> Result<Option
     };
     if text.chars().count() > max {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` is at most {max} characters"),
         ));
     }
@@ -116,7 +117,7 @@ pub async fn update(
         let texts = crate::conversation::texts();
         if !texts.languages().contains(&lang) {
             return Err(Error::invalid(
-                "invalid_language",
+                ErrorCode::InvalidLanguage,
                 format!(
                     "replies are written in {}, not `{lang}`",
                     texts.languages().join(", ")
@@ -143,7 +144,7 @@ pub async fn update(
             && !looks_like_email(e)
         {
             return Err(Error::invalid(
-                "invalid_email",
+                ErrorCode::InvalidEmail,
                 format!("`{e}` is not an e-mail address"),
             ));
         }

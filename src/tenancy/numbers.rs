@@ -6,6 +6,7 @@
 //! school already has, the platform's shared number included, is a conflict. The shared number
 //! is an operator's setting: only the CLI touches it.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -83,13 +84,13 @@ pub fn check_secret(field: &str, secret: &SecretString) -> Result<SecretString> 
     let chars = value.chars().count();
     if !(MIN_SECRET_CHARS..=MAX_SECRET_CHARS).contains(&chars) {
         return Err(Error::invalid(
-            "invalid_secret",
+            ErrorCode::InvalidSecret,
             format!("{field} must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters"),
         ));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(
-            "invalid_secret",
+            ErrorCode::InvalidSecret,
             format!("{field} must not contain spaces or control characters"),
         ));
     }
@@ -103,7 +104,7 @@ pub fn check_phone_number_id(id: &str) -> Result<String> {
         Ok(id.to_string())
     } else {
         Err(Error::invalid(
-            "invalid_phone_number_id",
+            ErrorCode::InvalidPhoneNumberId,
             "phone_number_id is Meta's id of the number: 5 to 32 digits (WhatsApp Manager, \
              API Setup)",
         ))
@@ -119,7 +120,7 @@ pub fn check_account_sid(sid: &str) -> Result<String> {
         Ok(sid.to_string())
     } else {
         Err(Error::invalid(
-            "invalid_account_sid",
+            ErrorCode::InvalidAccountSid,
             "account_sid is a Twilio account SID: AC followed by 32 hexadecimal digits",
         ))
     }
@@ -293,7 +294,7 @@ pub async fn replace_secrets(
     refuse_shared(&n, operator)?;
     if secrets.is_empty() {
         return Err(Error::invalid(
-            "nothing_to_change",
+            ErrorCode::NothingToChange,
             "name at least one secret (or a broadcast_template) to change",
         ));
     }
@@ -311,7 +312,7 @@ pub async fn replace_secrets(
     };
     if let Some((field, _)) = foreign.iter().find(|(_, given)| *given) {
         return Err(Error::invalid(
-            "wrong_provider",
+            ErrorCode::WrongProvider,
             format!("{field} is not a secret of a {} number", provider.as_str()),
         ));
     }
@@ -465,7 +466,7 @@ impl BroadcastTemplate {
     /// Checked for a number of `provider`: a Meta template has a name (lower case, digits and
     /// `_`) and a language; a Twilio one a Content SID.
     pub fn checked(self, provider: Provider) -> Result<Self> {
-        let bad = |m: &str| Err(Error::invalid("invalid_template", m.to_string()));
+        let bad = |m: &str| Err(Error::invalid(ErrorCode::InvalidTemplate, m.to_string()));
         if self.parameters.len() > MAX_TEMPLATE_PARAMETERS {
             return bad("a template takes at most 10 parameters");
         }

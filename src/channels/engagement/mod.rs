@@ -12,6 +12,7 @@ pub mod pages;
 pub mod params;
 pub mod script;
 
+use crate::error::ErrorCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -144,7 +145,7 @@ async fn open(
             count("origin_refused");
             return Err(json_error(
                 StatusCode::FORBIDDEN,
-                "origin_not_allowed",
+                ErrorCode::OriginNotAllowed,
                 "this origin may not open engagement chats",
             ));
         }
@@ -158,7 +159,7 @@ async fn open(
         tracing::warn!(%addr, cap = s.engagement_max_per_address, "engagement: too many connections from one address");
         return Err(json_error(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
+            ErrorCode::TooManyConnections,
             format!(
                 "at most {} open chats per client address",
                 s.engagement_max_per_address
@@ -193,7 +194,7 @@ async fn open(
             tracing::error!(error = %e, "engagement: cannot read the report catalogue");
             return Err(json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the chat is unavailable, try again shortly",
             ));
         }

@@ -1,6 +1,7 @@
 //! Demo pages that speak the engagement protocol from a browser, as a frontend would:
 //! `/api/chatbot-demo/engagement/{report_id}/` and `/api/chatbot-demo/success/{report_id}/`.
 
+use crate::error::ErrorCode;
 use poem::http::StatusCode;
 use poem::web::{Data, Html, Path};
 use poem::{IntoResponse, Response, handler};
@@ -22,7 +23,11 @@ label { margin-right: 1rem; } input[type=text] { width: 60%; }
 
 /// A 404 for a path segment that cannot be a report id.
 fn not_a_report() -> Response {
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such report id")
+    json_error(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such report id",
+    )
 }
 
 fn page(title: &str, body: &str) -> Response {

@@ -4,6 +4,7 @@
 //! The same document is the API's request body, the stored row and the YAML files under
 //! `prompts/engagement/`. Lines are minijinja templates with `price`, `currency` and `title`.
 
+use crate::error::ErrorCode;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -384,7 +385,7 @@ pub fn render(line: &str, vars: &Vars<'_>) -> Result<String, minijinja::Error> {
 }
 
 fn invalid(message: String) -> Error {
-    Error::invalid("invalid_script", message)
+    Error::invalid(ErrorCode::InvalidScript, message)
 }
 
 /// Check a report slug: 1-64 of `a-z`, `0-9`, `-`, `_`.
@@ -398,7 +399,7 @@ pub fn check_slug(slug: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "invalid_slug",
+            ErrorCode::InvalidSlug,
             format!("a report id is 1-{MAX_SLUG} characters of a-z, 0-9, '-' and '_'"),
         ))
     }
