@@ -144,7 +144,7 @@ async fn messages_need_a_valid_key_and_valid_input(v: Variant) {
     for (body, code, message) in [
         (
             json!({"phone": null, "text": "hi"}),
-            "invalid_phone",
+            "bad_request",
             "the field `phone` must be text, but it is null",
         ),
         (
@@ -156,6 +156,11 @@ async fn messages_need_a_valid_key_and_valid_input(v: Variant) {
             json!({"phone": "+2348030000002", "text": 5}),
             "bad_request",
             "the field `text` must be text, but it is the number 5",
+        ),
+        (
+            json!({"phone": "0803 000 0002", "text": "hi"}),
+            "invalid_phone",
+            "the field `phone` is not in the form it must take",
         ),
         (
             json!({"phone": "+2348030000002", "text": "hi", "channel": "Bad Channel"}),

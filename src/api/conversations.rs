@@ -167,7 +167,11 @@ impl From<message_log::Model> for MessageOut {
 #[derive(Debug, Object)]
 pub struct ReplyIn {
     /// The text, 1 to 4096 characters, not only spaces (a document's caption: at most 1024).
-    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    ))]
     pub text: String,
     /// A document to send, by its link.
     pub document: Option<DocumentIn>,
@@ -457,7 +461,7 @@ impl ConversationsApi {
         #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
         phone: Query<Option<String>>,
         /// Only parents of this child (the school's student ID).
-        #[oai(validator(max_length = 64))]
+        #[oai(validator(pattern = r"^[A-Za-z0-9/._-]{1,64}$"))]
         student_id: Query<Option<String>>,
         /// Only those active since.
         since: Query<Option<DateTime<Utc>>>,

@@ -138,6 +138,13 @@ fn rows_of(body: ImportBody) -> Result<Vec<(u64, Row)>, Error> {
             }
         }
     }
+    if rows.is_empty() {
+        return Err(Error::invalid(
+            ErrorCode::InvalidCsv,
+            "nothing to import: a header line and at least one row (CSV), or an array of at \
+             least one object (JSON)",
+        ));
+    }
     if rows.len() > MAX_ROWS {
         return Err(Error::invalid(
             ErrorCode::TooManyRows,

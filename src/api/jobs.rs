@@ -87,7 +87,7 @@ pub struct GenerateReportsIn {
     #[oai(nullable)]
     pub class_id: Option<i64>,
     /// ...or one student, by the school's student ID (e.g. `GFA/2026/0001`).
-    #[oai(nullable, validator(min_length = 1, max_length = 64))]
+    #[oai(nullable, validator(pattern = r"^[A-Za-z0-9/._-]{1,64}$"))]
     pub student_id: Option<String>,
     /// The exam session.
     pub exam_session_id: i64,
@@ -102,7 +102,13 @@ pub struct BatchReportsIn {
     #[oai(nullable)]
     pub class_id: Option<i64>,
     /// ...or a form (e.g. `JSS 1`).
-    #[oai(nullable)]
+    #[oai(
+        nullable,
+        validator(
+            max_length = 64,
+            pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        )
+    )]
     pub form: Option<String>,
 }
 

@@ -20,11 +20,11 @@ const MAX_TEXT: usize = 4096;
 /// An inbound message, as if `phone` had sent it.
 #[derive(Debug, Object)]
 pub struct InboundMessage {
-    /// Sender's phone number (E.164; spaces and a `whatsapp:` prefix are accepted).
+    /// Sender's phone number, in international form (`+2348030000002`).
     #[oai(validator(pattern = r"^\+?[1-9][0-9]{7,14}$"))]
     pub phone: String,
     /// What they typed; at most 4096 characters.
-    #[oai(default)]
+    #[oai(default, validator(max_length = 4096))]
     pub text: String,
     /// Id of a tapped button or list row from a previous reply (`choices[].id`).
     #[oai(nullable)]

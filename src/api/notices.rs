@@ -100,10 +100,18 @@ impl From<notice::Model> for NoticeOut {
 #[derive(Debug, Object)]
 pub struct NoticeIn {
     /// Title: 1 to 200 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"[^\s\x1c-\x1f]"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    ))]
     pub title: String,
     /// Text: 1 to 4096 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    ))]
     pub body: String,
     /// Who it is for (default `school`).
     #[oai(nullable)]

@@ -71,7 +71,10 @@ impl From<tenant::Model> for SchoolOut {
 #[derive(Debug, Object)]
 pub struct SchoolPatch {
     /// Display name, 1 to 200 characters, not only spaces.
-    #[oai(validator(max_length = 200, pattern = r"[^\s\x1c-\x1f]"))]
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    ))]
     pub name: Option<String>,
     /// IANA time zone (`Africa/Lagos`, `UTC`).
     #[oai(validator(pattern = "^[A-Za-z0-9/_+-]{1,64}$"))]
@@ -90,7 +93,7 @@ pub struct SchoolPatch {
     /// E-mail address (empty: none).
     #[oai(validator(
         max_length = 254,
-        pattern = r"^$|^[^\s\x1c-\x1f@]+@[^\s\x1c-\x1f@.][^\s\x1c-\x1f@]*\.[^\s\x1c-\x1f@]*[^\s\x1c-\x1f@.]$"
+        pattern = r"^$|^[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000@]+@[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000@.][^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000@]*\.[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000@]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000@.]$"
     ))]
     pub contact_email: MaybeUndefined<String>,
     /// At most 200 characters.

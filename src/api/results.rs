@@ -443,6 +443,7 @@ impl ResultsApi {
         /// A class of the school.
         class_id: Query<Option<i64>>,
         /// Or one student, by the school's student ID.
+        #[oai(validator(pattern = r"^[A-Za-z0-9/._-]{1,64}$"))]
         student_id: Query<Option<String>>,
         /// Page number, from 1.
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]

@@ -398,6 +398,7 @@ fn event_streams(doc: &mut Value) {
 const FIELD_CODES: &[(&str, &str, ErrorCode)] = &[
     ("InboundMessage", "phone", ErrorCode::InvalidPhone),
     ("InboundMessage", "channel", ErrorCode::InvalidChannel),
+    ("InboundMessage", "text", ErrorCode::TextTooLong),
     ("ChatbotResultsRequest", "", ErrorCode::InvalidProof),
     ("ChatbotResultsRequest", "phone", ErrorCode::InvalidPhone),
     ("ChatbotResultsRequest", "pin", ErrorCode::InvalidPin),
@@ -430,6 +431,12 @@ const FIELD_CODES: &[(&str, &str, ErrorCode)] = &[
     ("DocumentIn", "url", ErrorCode::InvalidUrl),
     ("GenerateReportsIn", "", ErrorCode::InvalidFilter),
     ("BatchReportsIn", "", ErrorCode::InvalidFilter),
+    ("BatchReportsIn", "form", ErrorCode::InvalidFilter),
+    (
+        "GenerateReportsIn",
+        "student_id",
+        ErrorCode::InvalidStudentId,
+    ),
     ("DeleteReportsIn", "", ErrorCode::InvalidFilter),
     ("DeleteReportsIn", "ids", ErrorCode::InvalidFilter),
     ("WhatsAppNumberSecretsIn", "", ErrorCode::NothingToChange),
@@ -443,6 +450,8 @@ const PARAMETER_CODES: &[(&str, &str, ErrorCode)] = &[
     ("/conversations/", "phone", ErrorCode::InvalidPhone),
     ("/contacts/{id}/", "id", ErrorCode::InvalidPhone),
     ("/contacts/{id}/export/", "id", ErrorCode::InvalidPhone),
+    ("/conversations/", "student_id", ErrorCode::InvalidStudentId),
+    ("/results/", "student_id", ErrorCode::InvalidStudentId),
 ];
 
 fn error_codes_of_fields(doc: &mut Value) {

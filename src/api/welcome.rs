@@ -47,7 +47,11 @@ impl From<welcome_message::Model> for WelcomeMessageOut {
 #[derive(Debug, Object)]
 pub struct WelcomeMessageIn {
     /// The text parents receive: 1 to 4096 characters, not only spaces.
-    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"[^\s\x1c-\x1f]"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    ))]
     pub body: String,
 }
 

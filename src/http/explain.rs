@@ -23,6 +23,14 @@ pub struct Problem {
 
 /// Marks a problem's error code while it travels up as text (not a character JSON can carry).
 const CODED: &str = "\u{0}";
+/// Marks a problem of shape (a missing field, a wrong type, `null`): `bad_request` whatever
+/// the field, as poem-openapi answers them, so a field's code is only for its own rules.
+const TYPED: &str = "\u{1}";
+
+/// A problem of shape: see [`TYPED`].
+fn typed(message: String) -> Option<String> {
+    Some(format!("{TYPED}{message}"))
+}
 
 /// A documented parameter: its name, its place (`query`, `path`) and its schema.
 type Parameter = (String, String, Value);
@@ -176,6 +184,12 @@ impl BodySchemas {
     }
 
     fn decoded(found: String) -> Problem {
+        if let Some(message) = found.strip_prefix(TYPED) {
+            return Problem {
+                code: None,
+                message: message.to_string(),
+            };
+        }
         match found
             .strip_prefix(CODED)
             .and_then(|rest| rest.split_once(CODED))
@@ -253,7 +267,7 @@ impl BodySchemas {
     /// the error code of the innermost schema naming one (`x-error-code`).
     fn check(&self, schema: &Value, value: Option<&Value>, place: &Place) -> Option<String> {
         let problem = self.check_here(schema, value, place)?;
-        if problem.starts_with(CODED) {
+        if problem.starts_with(CODED) || problem.starts_with(TYPED) {
             return Some(problem);
         }
         let code = schema
@@ -315,7 +329,7 @@ impl BodySchemas {
             if nullable(schema) || schema.get("type").is_none() {
                 return None;
             }
-            return Some(format!(
+            return typed(format!(
                 "{} must be {}, but it is null",
                 place.subject(),
                 kind(schema)
@@ -355,7 +369,7 @@ impl BodySchemas {
             _ => true,
         };
         if !fits {
-            return Some(format!(
+            return typed(format!(
                 "{} must be {}, but it is {}",
                 place.subject(),
                 kind(schema),
@@ -400,7 +414,7 @@ impl BodySchemas {
         let field = discriminator.get("propertyName").and_then(Value::as_str)?;
         let mapping = discriminator.get("mapping").and_then(Value::as_object)?;
         let Value::Object(fields) = value else {
-            return Some(Some(format!(
+            return Some(typed(format!(
                 "{} must be an object, but it is {}",
                 place.subject(),
                 shown(value)
@@ -408,14 +422,14 @@ impl BodySchemas {
         };
         let names: Vec<String> = mapping.keys().map(|k| format!("`{k}`")).collect();
         let Some(chosen) = fields.get(field) else {
-            return Some(Some(format!(
+            return Some(typed(format!(
                 "{} is missing: it is required (one of {})",
                 place.field(field).subject(),
                 names.join(", ")
             )));
         };
         let Some(target) = chosen.as_str().and_then(|c| mapping.get(c)) else {
-            return Some(Some(format!(
+            return Some(typed(format!(
                 "{} must be one of {}, not {}",
                 place.field(field).subject(),
                 names.join(", "),
@@ -445,7 +459,7 @@ impl BodySchemas {
                     .and_then(|p| p.get(name))
                     .map(|s| kind(self.resolve(s)))
                     .unwrap_or("a value");
-                return Some(format!(
+                return typed(format!(
                     "{} is missing: it is required ({what}){}",
                     field.subject(),
                     described(properties.and_then(|p| p.get(name)))
@@ -464,7 +478,7 @@ impl BodySchemas {
                     let known: Vec<String> = properties
                         .map(|p| p.keys().map(|k| format!("`{k}`")).collect())
                         .unwrap_or_default();
-                    return Some(format!(
+                    return typed(format!(
                         "`{name}` is not a field of {} (its fields: {})",
                         place.whose(),
                         known.join(", ")
@@ -788,7 +802,7 @@ mod tests {
                 "Kind": {"type": "string", "enum": ["a", "b"]},
                 "In": {"type": "object", "additionalProperties": false, "required": ["body"], "properties": {
                     "body": {"type": "string", "minLength": 1, "maxLength": 5, "description": "What it says."},
-                    "phone": {"type": "string", "pattern": "^\\+[1-9][0-9]{7,14}$"},
+                    "phone": {"type": "string", "pattern": "^\\+[1-9][0-9]{7,14}$", "x-error-code": "invalid_phone"},
                     "count": {"type": "integer", "format": "int16", "minimum": 1.0},
                     "kind": {"$ref": "#/components/schemas/Kind"},
                     "on": {"type": "string", "format": "naive-date", "nullable": true}
@@ -877,5 +891,20 @@ mod tests {
             Some("the field `[1].body` must be text, but it is the number 1")
         );
         assert_eq!(explain("/api/unknown", "{}"), None, "not a documented body");
+        let code = |body: &str| {
+            schemas()
+                .explain(&Method::POST, "/api/welcome", body.as_bytes())
+                .and_then(|p| p.code)
+        };
+        assert_eq!(
+            code(r#"{"body": "hi", "phone": "0803"}"#).as_deref(),
+            Some("invalid_phone"),
+            "a field's own rule carries its code"
+        );
+        assert_eq!(
+            code(r#"{"body": "hi", "phone": null}"#),
+            None,
+            "a problem of shape is bad_request"
+        );
     }
 }
