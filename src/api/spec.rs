@@ -4,14 +4,16 @@
 //! (`oneOf`, `anyOf`). The edge checks every documented JSON body against this document before
 //! a handler sees it (`http::explain`), so what it says is what the server enforces.
 
-use serde_json::{Value, json};
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
 
 use super::auth;
 use crate::error::ErrorCode;
 
 /// The `X-Schema-Name` header is read by the credential check ([`auth::Caller`]), which
 /// poem-openapi documents only as security schemes: list it on every authenticated operation.
-fn document_schema_header(doc: &mut serde_json::Value) {
+fn document_schema_header(doc: &mut Value) {
     let parameter = serde_json::json!({
         "name": auth::SCHEMA_HEADER,
         "in": "header",
@@ -52,64 +54,63 @@ fn document_schema_header(doc: &mut serde_json::Value) {
 /// {description}]`, which client generators refuse ("cannot take allOf a non-object":
 /// openapi-python-client drops every schema holding one, and the operations using them). Such a
 /// field becomes a plain `$ref` (`anyOf` of it when nullable), keeping its description beside it.
-fn plain_enum_refs(doc: &mut serde_json::Value) {
-    let enums: std::collections::HashSet<String> = doc
-        .pointer("/components/schemas")
-        .and_then(|s| s.as_object())
-        .map(|schemas| {
-            schemas
-                .iter()
-                .filter(|(_, schema)| schema.get("enum").is_some())
-                .map(|(name, _)| format!("#/components/schemas/{name}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    fn walk(node: &mut serde_json::Value, enums: &std::collections::HashSet<String>) {
-        match node {
-            serde_json::Value::Object(map) => {
-                let enum_ref = match map.get("allOf").and_then(|a| a.as_array()) {
-                    Some(parts) => parts
-                        .first()
-                        .and_then(|first| first.get("$ref"))
-                        .and_then(|r| r.as_str())
-                        .filter(|r| enums.contains(*r))
-                        .filter(|_| parts[1..].iter().all(|p| p.get("$ref").is_none()))
-                        .map(str::to_string),
-                    None => None,
-                };
-                if let Some(reference) = enum_ref {
-                    let description = map.remove("description");
-                    let nullable = map.get("nullable") == Some(&serde_json::Value::Bool(true));
-                    map.clear();
-                    if nullable {
-                        // `nullable` beside a `$ref` means nothing in OpenAPI 3.0.
-                        map.insert("anyOf".into(), serde_json::json!([{ "$ref": reference }]));
-                        map.insert("nullable".into(), true.into());
-                    } else {
-                        map.insert("$ref".into(), reference.into());
-                    }
-                    if let Some(description) = description {
-                        map.insert("description".into(), description);
-                    }
-                }
-                for value in map.values_mut() {
-                    walk(value, enums);
-                }
+fn plain_enum_refs(doc: &mut Value) {
+    let enums = enum_refs(doc);
+    each_object(doc, &mut |map| {
+        let enum_ref = match map.get("allOf").and_then(Value::as_array) {
+            Some(parts) => parts
+                .first()
+                .and_then(|first| first.get("$ref"))
+                .and_then(Value::as_str)
+                .filter(|r| enums.contains(*r))
+                .filter(|_| parts[1..].iter().all(|p| p.get("$ref").is_none()))
+                .map(str::to_string),
+            None => None,
+        };
+        if let Some(reference) = enum_ref {
+            let description = map.remove("description");
+            let nullable = map.get("nullable") == Some(&Value::Bool(true));
+            map.clear();
+            if nullable {
+                // `nullable` beside a `$ref` means nothing in OpenAPI 3.0.
+                map.insert("anyOf".into(), json!([{ "$ref": reference }]));
+                map.insert("nullable".into(), true.into());
+            } else {
+                map.insert("$ref".into(), reference.into());
             }
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    walk(item, enums);
-                }
+            if let Some(description) = description {
+                map.insert("description".into(), description);
             }
-            _ => {}
         }
+    });
+}
+
+/// `$ref`s of the document's enum schemas (`#/components/schemas/Audience`).
+fn enum_refs(doc: &Value) -> HashSet<String> {
+    doc.pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, schema)| schema.get("enum").is_some())
+        .map(|(name, _)| format!("#/components/schemas/{name}"))
+        .collect()
+}
+
+/// Call `visit` on every object of the document, each before what it holds.
+fn each_object(node: &mut Value, visit: &mut impl FnMut(&mut Map<String, Value>)) {
+    match node {
+        Value::Object(map) => {
+            visit(map);
+            map.values_mut().for_each(|v| each_object(v, visit));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| each_object(v, visit)),
+        _ => {}
     }
-    walk(doc, &enums);
 }
 
 /// The `ErrorCode` schema lists every code with what it means (poem-openapi writes an enum's
 /// values only).
-fn document_error_codes(doc: &mut serde_json::Value) {
+fn document_error_codes(doc: &mut Value) {
     let Some(schema) = doc
         .pointer_mut("/components/schemas/ErrorCode")
         .and_then(|s| s.as_object_mut())
@@ -134,45 +135,34 @@ fn document_error_codes(doc: &mut serde_json::Value) {
 /// poem-openapi writes chrono's `NaiveDate` as `format: naive-date`, which no client or
 /// validator knows; it is JSON Schema's `date` (`2026-09-07`), which is what the server reads.
 fn standard_formats(doc: &mut Value) {
-    match doc {
-        Value::Object(map) => {
-            if map.get("format").and_then(Value::as_str) == Some("naive-date") {
-                map.insert("format".into(), "date".into());
-            }
-            map.values_mut().for_each(standard_formats);
+    each_object(doc, &mut |map| {
+        if map.get("format").and_then(Value::as_str) == Some("naive-date") {
+            map.insert("format".into(), "date".into());
         }
-        Value::Array(items) => items.iter_mut().for_each(standard_formats),
-        _ => {}
-    }
+    });
 }
 
 /// The bounds of Rust's integer types, which poem-openapi names only as a `format` (`uint32`)
 /// that JSON Schema validators do not know: a `u32` cannot be negative.
 fn integer_bounds(doc: &mut Value) {
-    match doc {
-        Value::Object(map) => {
-            let bounds: Option<(i64, Option<u64>)> = match map.get("format").and_then(Value::as_str)
-            {
-                Some("int16") => Some((i16::MIN.into(), Some(i16::MAX as u64))),
-                Some("int32") => Some((i32::MIN.into(), Some(i32::MAX as u64))),
-                Some("uint16") => Some((0, Some(u16::MAX.into()))),
-                Some("uint32") => Some((0, Some(u32::MAX.into()))),
-                Some("uint64") => Some((0, None)),
-                _ => None,
-            };
-            if let Some((low, high)) = bounds
-                && map.get("type").and_then(Value::as_str) == Some("integer")
-            {
-                map.entry("minimum").or_insert(low.into());
-                if let Some(high) = high {
-                    map.entry("maximum").or_insert(high.into());
-                }
+    each_object(doc, &mut |map| {
+        let bounds: Option<(i64, Option<u64>)> = match map.get("format").and_then(Value::as_str) {
+            Some("int16") => Some((i16::MIN.into(), Some(i16::MAX as u64))),
+            Some("int32") => Some((i32::MIN.into(), Some(i32::MAX as u64))),
+            Some("uint16") => Some((0, Some(u16::MAX.into()))),
+            Some("uint32") => Some((0, Some(u32::MAX.into()))),
+            Some("uint64") => Some((0, None)),
+            _ => None,
+        };
+        if let Some((low, high)) = bounds
+            && map.get("type").and_then(Value::as_str) == Some("integer")
+        {
+            map.entry("minimum").or_insert(low.into());
+            if let Some(high) = high {
+                map.entry("maximum").or_insert(high.into());
             }
-            map.values_mut().for_each(integer_bounds);
         }
-        Value::Array(items) => items.iter_mut().for_each(integer_bounds),
-        _ => {}
-    }
+    });
 }
 
 /// "Exactly one of" and "at least one of" rules of request bodies, which poem-openapi's types
@@ -242,6 +232,7 @@ fn cross_field_rules(doc: &mut Value) {
 /// poem-openapi reads `null` as "absent" for every optional field of a request body; the
 /// document says so (`nullable`), except for the fields of the rules above.
 fn nullable_optionals(doc: &mut Value) {
+    let enums = enum_refs(doc);
     let Some(schemas) = doc
         .pointer("/components/schemas")
         .and_then(Value::as_object)
@@ -280,11 +271,7 @@ fn nullable_optionals(doc: &mut Value) {
             _ => {}
         }
     }
-    let enums: Vec<String> = schemas
-        .iter()
-        .filter(|(_, s)| s.get("enum").is_some())
-        .map(|(n, _)| format!("#/components/schemas/{n}"))
-        .collect();
+
     let ruled = |schema: &str, field: &str| {
         RULES
             .iter()
@@ -322,7 +309,7 @@ fn nullable_optionals(doc: &mut Value) {
             };
             if let Some(reference) = map.remove("$ref") {
                 // `nullable` beside a `$ref` means nothing in OpenAPI 3.0.
-                let wrapper = if enums.iter().any(|e| Some(e.as_str()) == reference.as_str()) {
+                let wrapper = if reference.as_str().is_some_and(|r| enums.contains(r)) {
                     "anyOf"
                 } else {
                     "allOf"

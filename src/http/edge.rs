@@ -15,7 +15,7 @@ use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
 use tracing::Instrument;
 
-use super::explain::{BodySchemas, Problem};
+use super::explain::{BodySchemas, Problem, matches, segments};
 
 use crate::error::{Error, json_error};
 
@@ -66,24 +66,11 @@ impl Edge {
     }
 }
 
-fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn allowed<'a>(table: &'a [(Vec<String>, String)], path: &str) -> Option<&'a str> {
     let parts = segments(path);
     table
         .iter()
-        .find(|(template, _)| {
-            template.len() == parts.len()
-                && template
-                    .iter()
-                    .zip(&parts)
-                    .all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
-        })
+        .find(|(template, _)| matches(template, &parts))
         .map(|(_, methods)| methods.as_str())
 }
 

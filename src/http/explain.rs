@@ -678,7 +678,8 @@ impl Place {
     }
 }
 
-fn matches(template: &[String], parts: &[String]) -> bool {
+/// Whether a path's segments fit a template's (`{...}` fits any one segment).
+pub(super) fn matches(template: &[String], parts: &[String]) -> bool {
     template.len() == parts.len()
         && template
             .iter()
@@ -695,7 +696,8 @@ fn percent_decoded(segment: &str) -> String {
         .unwrap_or_default()
 }
 
-fn segments(path: &str) -> Vec<String> {
+/// A path's non-empty segments (`/a/{id}/` and `/a/7` alike).
+pub(super) fn segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
