@@ -9,33 +9,22 @@
 //!
 //!     cargo bench --bench analytics
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chatbot::app::Application;
-use chatbot::config::{SecretUrl, Settings};
+use chatbot::config::Settings;
 use chatbot::entities::{background_job, conversation_action, llm_usage, message_log};
 use chrono::{NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
-use secrecy::SecretString;
 
 const PARENTS: i64 = 3_000;
 const MESSAGES_PER_PARENT: i64 = 40;
 const DAYS: i64 = 365;
 
 fn settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
-    Settings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.to_path_buf(),
-        database_url: database_url.map(SecretUrl::new),
-        secret_key: Some(SecretString::from(
-            "bench-secret-key-0123456789abcdef-0123456789".to_string(),
-        )),
-        queue_namespace: format!("bench-analytics-{}", std::process::id()),
-        api_rate_per_minute: 10_000_000,
-        api_rate_burst: 1_000_000,
-        ..Settings::default()
-    }
+    common::in_process_settings(dir, database_url, "analytics")
 }
 
 /// Insert `rows` in chunks.

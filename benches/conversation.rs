@@ -14,11 +14,13 @@
 //! prints the memory a cached school takes: the demo school's snapshot, and one of a generated
 //! school of 3,000 students (10 released exam sessions of 10 subjects, 3 terms of attendance).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatbot::app::{self, Application};
-use chatbot::config::{SecretUrl, Settings};
+use chatbot::config::Settings;
 use chatbot::conversation::{self, Facts, Inbound, Session, World, engine};
 use chatbot::demo::{self, DemoCredentials};
 use chatbot::domain::{PhoneNumber, SchemaName};
@@ -26,7 +28,6 @@ use chatbot::state::AppState;
 use chatbot::tenancy;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sea_orm::ConnectionTrait;
-use secrecy::SecretString;
 
 /// A two-child parent's tour: welcome, results, back, attendance, notices.
 const TOUR: &[&str] = &[
@@ -47,19 +48,7 @@ const LOOP: &[&str] = &["menu", "results", "1", "attendance"];
 const PARENTS: usize = 8;
 
 fn settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
-    Settings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.to_path_buf(),
-        database_url: database_url.map(SecretUrl::new),
-        secret_key: Some(SecretString::from(
-            "bench-secret-key-0123456789abcdef-0123456789".to_string(),
-        )),
-        queue_namespace: format!("bench-{}", std::process::id()),
-        // Eight parents on one API key: no rate limit in the way of the measure.
-        api_rate_per_minute: 10_000_000,
-        api_rate_burst: 1_000_000,
-        ..Settings::default()
-    }
+    common::in_process_settings(dir, database_url, "conversation")
 }
 
 async fn demo_state(settings: Settings) -> (AppState, DemoCredentials) {
@@ -220,7 +209,7 @@ fn engine_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .unwrap();
     let parent = creds.tenants[0].parent_with_children(2).unwrap();
     let phone = PhoneNumber::parse(&parent.phone).unwrap();
-    let config = state.settings.engine_config();
+    let config = chatbot::conversation::EngineConfig::from(&state.settings.conversation);
     let school = rt
         .block_on(state.pipeline.turns.snapshots.get(&state.db, &ctx))
         .unwrap();

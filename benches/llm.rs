@@ -32,13 +32,11 @@ const ANSWER: &str = "Tèmítọ́pẹ́ Abdullahi's average went from 37.7 to 3
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        secret_key: Some(SecretString::from(
-            "bench-secret-key-0123456789abcdef-0123456789".to_string(),
-        )),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.secrets.secret_key = Some(SecretString::from(
+        "bench-secret-key-0123456789abcdef-0123456789".to_string(),
+    ));
     let state = rt.block_on(app::build_state(settings)).unwrap();
     let creds = rt.block_on(demo::seed(&state.db, &state.secret)).unwrap();
     let ctx = rt

@@ -69,14 +69,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 async fn run(schools: usize, requests: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: dir.path().to_path_buf(),
-        secret_key: Some(SecretString::from(
-            "bench-secret-key-0123456789abcdef-0123456789".to_string(),
-        )),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.server.listen = ([127, 0, 0, 1], 0).into();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.secrets.secret_key = Some(SecretString::from(
+        "bench-secret-key-0123456789abcdef-0123456789".to_string(),
+    ));
     let app = Application::build(settings).await.unwrap();
     let state = app.state().clone();
     for i in 0..schools {

@@ -34,13 +34,11 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        secret_key: Some(SecretString::from(
-            "bench-secret-key-0123456789abcdef-0123456789".to_string(),
-        )),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.secrets.secret_key = Some(SecretString::from(
+        "bench-secret-key-0123456789abcdef-0123456789".to_string(),
+    ));
     let cards: Vec<card::Card> = rt.block_on(async {
         let state = app::build_state(settings).await.unwrap();
         demo::seed(&state.db, &state.secret).await.unwrap();

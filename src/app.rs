@@ -26,11 +26,11 @@ use crate::{db, http};
 /// The server secret: configured, or the data dir's key file; with the previous one while a
 /// rotation is under way.
 pub fn server_secret(settings: &Settings) -> Result<SecretKey> {
-    let key = match &settings.secret_key {
+    let key = match &settings.secrets.secret_key {
         Some(s) => SecretKey::from_configured(s.clone()),
-        None => SecretKey::load_or_create(&settings.data_dir)?,
+        None => SecretKey::load_or_create(&settings.storage.data_dir)?,
     };
-    Ok(key.with_previous(settings.previous_secret_key.clone()))
+    Ok(key.with_previous(settings.secrets.previous_secret_key.clone()))
 }
 
 /// Connect to the data database (migrating it, and sealing any provider secret not yet sealed
@@ -43,16 +43,16 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         JobQueue::connect(&settings)
     )?;
     crate::tenancy::seal_provider_secrets(&db, &secret).await?;
-    let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp_api_base)?;
-    let twilio = crate::channels::twilio::TwilioClient::new(&settings.twilio_api_base)?;
+    let graph = crate::channels::graph::GraphClient::new(&settings.whatsapp.api_base)?;
+    let twilio = crate::channels::twilio::TwilioClient::new(&settings.whatsapp.twilio_api_base)?;
     let llm = crate::llm::Llm::from_settings(&settings, &secret)?.map(Arc::new);
-    let jwt = crate::api::jwt::JwtVerifier::from_settings(&settings.jwt())?.map(Arc::new);
+    let jwt = crate::api::jwt::JwtVerifier::from_settings(&settings.auth)?.map(Arc::new);
     let api_limits = Arc::new(crate::api::limits::RateLimiter::new(
-        settings.api_rate_per_minute,
-        settings.api_rate_burst,
+        settings.auth.api_rate_per_minute,
+        settings.auth.api_rate_burst,
     ));
     let snapshots = Arc::new(SnapshotCache::new(
-        settings.snapshot_cache_mb as usize * 1024 * 1024,
+        settings.conversation.snapshot_cache_mb as usize * 1024 * 1024,
     ));
     let settings = Arc::new(settings);
     let metrics = Arc::<Metrics>::default();
@@ -85,7 +85,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let webhooks = Webhooks {
         db: db.clone(),
         secret: secret.clone(),
-        public_url: settings.public_url.clone(),
+        public_url: settings.server.public_url.clone(),
         metrics: metrics.clone(),
         intake: Arc::new(Intake::start(queue.clone())),
         app_secrets: Default::default(),
@@ -128,7 +128,7 @@ impl Application {
     /// Build everything and bind the listen address (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Self> {
         let started = Instant::now();
-        let listen = settings.listen;
+        let listen = settings.server.listen;
         let state = build_state(settings).await?;
         Self::bind(state, listen, started).await
     }
@@ -136,7 +136,7 @@ impl Application {
     /// Bind an already built state.
     pub async fn bind(state: AppState, listen: SocketAddr, started: Instant) -> Result<Self> {
         let web = bind(listen).await?;
-        let metrics = match state.settings.metrics_listen {
+        let metrics = match state.settings.server.metrics_listen {
             Some(at) => Some(bind(at).await?),
             None => None,
         };
@@ -211,9 +211,9 @@ impl Application {
             (true, false) => "web",
             (false, _) => "workers",
         };
-        let grace = Duration::from_secs(state.settings.shutdown_timeout_secs);
+        let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
 
-        let read_timeout = Duration::from_secs(state.settings.request_read_timeout_secs);
+        let read_timeout = Duration::from_secs(state.settings.server.request_read_timeout_secs);
         if let Some((acceptor, at)) = metrics {
             let token = shutdown.clone();
             let routes = http::metrics_routes(state.clone());
@@ -322,7 +322,8 @@ async fn supervise_workers(
     let mut backoff = Duration::from_secs(1);
     // Housekeeping (expired sessions, old report cards) every so often, from every process
     // that runs workers: the job is idempotent, so two processes queueing it is harmless.
-    let every = Duration::from_secs(u64::from(state.settings.cleanup_interval_minutes) * 60);
+    let every =
+        Duration::from_secs(u64::from(state.settings.storage.cleanup_interval_minutes) * 60);
     let (queue, stop) = (state.queue.clone(), token.clone());
     tokio::spawn(async move {
         // The first one an interval after start-up, not at once.

@@ -4,43 +4,31 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::app::{self, Application};
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::{admin, api, db, demo, telemetry};
 
-const ENV_HELP: &str = "\
-Configuration (defaults < --config file < environment):
-  CHATBOT_LISTEN            address to serve on            [default: 127.0.0.1:8080]
-  CHATBOT_DATA_DIR          embedded databases, secret key [default: ./data]
-  DATABASE_URL              sqlite:... or postgres://...   [default: SQLite in the data dir]
-  REDIS_URL                 redis://... job queue          [default: SQLite queue in the data dir]
-  CHATBOT_SECRET_KEY        server secret, >= 32 chars     [default: generated into the data dir]
-  CHATBOT_PREVIOUS_SECRET_KEY the secret being rotated out  [default: none]
-  CHATBOT_METRICS_TOKEN     bearer token for /metrics       [default: none: no public metrics]
-  CHATBOT_METRICS_LISTEN    separate address for /metrics   [default: none]
-  CHATBOT_REQUEST_READ_TIMEOUT seconds to send headers; longest pause in a body [default: 10]
-  CHATBOT_LOG_FORMAT        text | json                    [default: text]
-  CHATBOT_BODY_LIMIT        max request body, bytes        [default: 4194304]
-  CHATBOT_QUEUE_NAMESPACE   prefix of queue names          [default: chatbot]
-  CHATBOT_SHUTDOWN_TIMEOUT  graceful shutdown, seconds     [default: 10]
-  CHATBOT_WHATSAPP_API_BASE Graph API base for sending     [default: https://graph.facebook.com/v21.0]
-  CHATBOT_TWILIO_API_BASE   Twilio API base for sending    [default: https://api.twilio.com]
-  CHATBOT_PUBLIC_URL        public base URL (Twilio signs it) [default: from Host / X-Forwarded-Proto]
-  CHATBOT_SEND_RATE         messages/s per business number [default: 80]
-  CHATBOT_INGEST_CONCURRENCY messages handled at once per worker process [default: 32]
-  CHATBOT_ORPHAN_TIMEOUT_SECS a dead worker's jobs run again after [default: 30]
-  CHATBOT_WHATSAPP_TEMPLATE template outside the 24-hour window [default: none: skip and log]
-  CHATBOT_LOG / RUST_LOG    log filter                     [default: info]";
+/// The configuration part of `--help`: every variable, by group, from the settings' one
+/// declaration.
+fn env_help() -> String {
+    format!(
+        "Configuration (defaults < --config file < environment; `chatbot config` prints the \
+         effective values and where each came from, `chatbot config --reference` what each \
+         means):{}\n  logs: CHATBOT_LOG or RUST_LOG (a tracing filter; default: info)",
+        crate::config::variables()
+    )
+}
 
 /// Rules-first WhatsApp chatbot for schools: parents get results, attendance, notices and
 /// report cards; staff drive it through a REST API.
 #[derive(Debug, Parser)]
-#[command(name = "chatbot", version, after_help = ENV_HELP)]
+#[command(name = "chatbot", version)]
 pub struct Cli {
-    /// TOML configuration file (keys as the variables below, lower-case, without `CHATBOT_`).
+    /// TOML configuration file: top-level keys, one per setting (`chatbot config --reference`
+    /// lists them), e.g. `listen = "0.0.0.0:8080"`.
     #[arg(long, global = true, env = "CHATBOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -180,6 +168,15 @@ pub enum Command {
     Number {
         #[command(subcommand)]
         action: NumberAction,
+    },
+    /// Print the effective configuration (defaults < --config file < environment): each
+    /// setting by group, its value (secrets and passwords as ***) and where it came from.
+    /// Exit code 2, with the setting named, when a value is refused.
+    Config {
+        /// Print instead the reference of every setting (variable, TOML key, default,
+        /// meaning) as the Markdown table of src/config/README.md.
+        #[arg(long)]
+        reference: bool,
     },
     /// Print the OpenAPI document (JSON), or write it to a file.
     Openapi {
@@ -430,7 +427,11 @@ impl std::error::Error for ExitWith {}
 
 /// Parse arguments and run; the exit code says whether it worked.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().after_help(env_help()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Config { reference } = cli.command {
+        return show_config(cli.config.as_deref(), reference);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -438,7 +439,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    telemetry::init(settings.server.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -458,6 +459,24 @@ pub fn main() -> ExitCode {
             tracing::error!(error = %e, "fatal");
             eprintln!("chatbot: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chatbot config`: the effective configuration and its sources, or the reference table.
+fn show_config(file: Option<&Path>, reference: bool) -> ExitCode {
+    if reference {
+        print!("{}", crate::config::reference());
+        return ExitCode::SUCCESS;
+    }
+    match crate::config::Effective::load(file, |name| std::env::var(name).ok()) {
+        Ok(effective) => {
+            print!("{}", effective.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatbot: configuration error: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -492,7 +511,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             } else {
                 print!(
                     "{}",
-                    demo::describe(&creds, &format!("http://{}", settings.listen))
+                    demo::describe(&creds, &format!("http://{}", settings.server.listen))
                 );
             }
             Ok(())
@@ -517,7 +536,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             price_out,
         } => {
             let model = model.unwrap_or_else(|| match base_url {
-                Some(_) => settings.llm_model.clone(),
+                Some(_) => settings.llm.model.clone(),
                 None => "mock-1".into(),
             });
             let options = crate::eval::Options {
@@ -527,7 +546,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 repeat,
                 variants,
                 api_key: settings
-                    .llm_api_key
+                    .llm
+                    .api_key
                     .as_ref()
                     .map(|k| secrecy::ExposeSecret::expose_secret(k).to_string()),
                 base_url,
@@ -565,6 +585,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let database = db::connect_and_migrate(&settings.database_url()).await?;
             number_command(&database, &key, &settings, action).await
         }
+        Command::Config { .. } => unreachable!("`chatbot config` runs before the settings load"),
         Command::Openapi { output } => {
             let spec = api::spec_json();
             match output {
@@ -669,7 +690,7 @@ async fn reports_command(settings: Settings, action: ReportsAction) -> anyhow::R
                 group.name,
                 exam.name,
                 started.elapsed().as_secs_f64(),
-                state.settings.report_link_ttl_minutes
+                state.settings.reports.link_ttl_minutes
             );
             Ok(())
         }
@@ -877,6 +898,7 @@ fn number_json(
     use crate::crypto::SealedColumn;
     use crate::tenancy::{Provider, numbers};
     let base = settings
+        .server
         .public_url
         .clone()
         .unwrap_or_else(|| "<CHATBOT_PUBLIC_URL>".to_string());
@@ -1055,15 +1077,16 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 
 async fn serve(mut settings: Settings, with_demo: bool, no_workers: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let listen = settings.listen;
+    let listen = settings.server.listen;
     if with_demo {
         // The website chat serves the demo school's catalogue, and the demo plays the payment
         // system too: its success page carries parameters signed with this public secret.
         settings
-            .engagement_tenant
+            .engagement
+            .tenant
             .get_or_insert_with(|| demo::ENGAGEMENT_TENANT.to_string());
-        if settings.report_hash_secret.is_none() {
-            settings.report_hash_secret = Some(demo::REPORT_HASH_SECRET.into());
+        if settings.engagement.hash_secret.is_none() {
+            settings.engagement.hash_secret = Some(demo::REPORT_HASH_SECRET.into());
         }
     }
     let state = app::build_state(settings).await?;

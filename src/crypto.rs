@@ -346,6 +346,22 @@ pub fn hash_api_key(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
+/// The server secrets, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::Secrets {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::secrets as key;
+        for (key, secret) in [
+            (key::secret_key, &self.secret_key),
+            (key::previous_secret_key, &self.previous_secret_key),
+        ] {
+            if let Some(secret) = secret {
+                key.require_secret_length(secret, 32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

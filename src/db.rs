@@ -119,3 +119,32 @@ pub async fn begin_write<C: sea_orm::TransactionTrait>(
     })
     .await
 }
+
+/// The storage settings, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::Storage {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::storage as key;
+        if let Some(url) = &self.database_url {
+            let u = url.expose();
+            key::database_url.require(
+                u.starts_with("sqlite:")
+                    || u.starts_with("postgres://")
+                    || u.starts_with("postgresql://"),
+                &format!(
+                    "expected a sqlite: or postgres:// URL, got `{}`",
+                    url.redacted()
+                ),
+            )?;
+        }
+        key::transcript_retention_days.require_within(
+            self.transcript_retention_days,
+            1..=3650,
+            "days",
+        )?;
+        key::cleanup_interval_minutes.require_within(
+            self.cleanup_interval_minutes,
+            1..=60 * 24 * 7,
+            "minutes (7 days)",
+        )
+    }
+}

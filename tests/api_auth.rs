@@ -78,8 +78,8 @@ async fn hmac_tokens_are_checked_claim_by_claim(v: Variant) {
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
-    env.settings.jwt_secret = Some(SECRET.to_string().into());
-    env.settings.jwt_issuer = Some(ISSUER.into());
+    env.settings.auth.jwt_secret = Some(SECRET.to_string().into());
+    env.settings.auth.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
     let (a, _b) = app.two_schools().await;
     let good = claims("alpha");
@@ -226,9 +226,9 @@ async fn rsa_tokens_refuse_algorithm_confusion(v: Variant) {
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
-    env.settings.jwt_algorithm = "RS256".into();
-    env.settings.jwt_public_key_file = Some(RSA_PUBLIC_FILE.into());
-    env.settings.jwt_issuer = Some(ISSUER.into());
+    env.settings.auth.jwt_algorithm = "RS256".into();
+    env.settings.auth.jwt_public_key_file = Some(RSA_PUBLIC_FILE.into());
+    env.settings.auth.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
     let _ = app.two_schools().await;
     let good = claims("alpha");
@@ -259,8 +259,8 @@ async fn tenant_context_must_agree_with_the_credential(v: Variant) {
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
-    env.settings.jwt_secret = Some(SECRET.to_string().into());
-    env.settings.jwt_issuer = Some(ISSUER.into());
+    env.settings.auth.jwt_secret = Some(SECRET.to_string().into());
+    env.settings.auth.jwt_issuer = Some(ISSUER.into());
     let app = env.start().await;
     let (a, b) = app.two_schools().await;
     let token = format!(
@@ -318,8 +318,8 @@ async fn each_credential_is_rate_limited(v: Variant) {
         return;
     };
     // One request a minute after a burst of three: the fourth is refused for about a minute.
-    env.settings.api_rate_per_minute = 1;
-    env.settings.api_rate_burst = 3;
+    env.settings.auth.api_rate_per_minute = 1;
+    env.settings.auth.api_rate_burst = 3;
     let app = env.start().await;
     let (a, b) = app.two_schools().await;
     for _ in 0..3 {

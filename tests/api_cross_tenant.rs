@@ -143,7 +143,7 @@ async fn school_a_cannot_reach_school_b_through_any_endpoint(v: Variant) {
         return;
     };
     // Three calls per case from one key: more than the default burst.
-    env.settings.api_rate_burst = 10_000;
+    env.settings.auth.api_rate_burst = 10_000;
     let app = env.start().await;
     let (db, key) = (&app.state.db, &app.state.secret);
     let a = fixture::school(db, key, "alpha", 1).await;

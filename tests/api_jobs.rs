@@ -195,8 +195,8 @@ async fn notices_broadcast_to_registered_numbers(v: Variant) {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.whatsapp_template = Some("school_notice".into());
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.whatsapp.template = Some("school_notice".into());
     let app = env.start().await;
     let (a, b) = app.two_schools().await;
     let db = &app.state.db;
@@ -403,9 +403,9 @@ async fn a_class_of_the_demo_school_gets_its_notice_at_the_configured_rate(v: Va
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.whatsapp_template = Some("school_notice".into());
-    env.settings.send_rate_per_second = 5;
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.whatsapp.template = Some("school_notice".into());
+    env.settings.whatsapp.send_rate_per_second = 5;
     let app = env.start().await;
     let creds = chatbot::demo::seed(&app.state.db, &app.state.secret)
         .await

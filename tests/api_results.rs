@@ -50,7 +50,7 @@ async fn a_parent_sees_released_results_with_proof(v: Variant) {
     let Some(mut env) = TestEnv::new(v).await else {
         return;
     };
-    env.settings.pin_max_failures = 3;
+    env.settings.conversation.pin_max_failures = 3;
     let app = env.start().await;
     let (a, b) = app.two_schools().await;
 

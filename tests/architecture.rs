@@ -499,3 +499,34 @@ fn only_the_edges_of_the_service_see_the_app_state() {
         "these modules import the app state; hand them the component they need: {outside:?}"
     );
 }
+
+/// The configuration is the bottom of the crate: it declares the settings and merges their
+/// sources; what each group may hold is checked by the module that owns it (`config::Check`),
+/// so `config` imports nothing of the crate but itself.
+#[test]
+fn the_configuration_imports_nothing_above_it() {
+    let graph = imports::Graph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let config: Vec<_> = graph
+        .edges
+        .iter()
+        .filter(|(from, _)| from.first().is_some_and(|m| m == "config"))
+        .collect();
+    assert!(config.len() >= 2, "read {} config modules", config.len());
+    let above: Vec<String> = config
+        .iter()
+        .flat_map(|(from, to)| {
+            to.iter()
+                .filter(|m| m.first().is_none_or(|m| m != "config"))
+                .map(move |m| format!("{} -> {}", imports::name(from), imports::name(m)))
+        })
+        .collect();
+    assert!(above.is_empty(), "config imports the crate: {above:?}");
+    let checked_in = |owner: &str| {
+        graph.edges[&owner.split('/').map(String::from).collect::<Vec<_>>()]
+            .iter()
+            .any(|m| m.first().is_some_and(|m| m == "config"))
+    };
+    for owner in ["http", "db", "api/jwt", "llm", "channels/engagement"] {
+        assert!(checked_in(owner), "{owner} checks its settings");
+    }
+}

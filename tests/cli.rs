@@ -598,3 +598,74 @@ fn operators_register_rotate_and_remove_a_schools_numbers() {
         1
     );
 }
+
+/// `chatbot config` as an operator runs it: the effective values by group, secrets hidden,
+/// each with where it came from; a refused value names the setting and exits 2.
+#[test]
+fn config_prints_the_effective_configuration_and_its_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chatbot.toml");
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9000\"\nllm_model = \"from-file\"\n",
+    )
+    .unwrap();
+    let out = chatbot(dir.path())
+        .args(["config", "--config"])
+        .arg(&file)
+        .env("CHATBOT_LLM_MODEL", "from-env")
+        .env("DATABASE_URL", "postgres://app:hunter2-pw@db:5432/chatbot")
+        .env(
+            "CHATBOT_SECRET_KEY",
+            "hunter2-hunter2-hunter2-hunter2-hunter2",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("hunter2"), "a secret printed:\n{text}");
+    let line = |name: &str| {
+        let found = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        found.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(
+        line("listen"),
+        format!("listen 0.0.0.0:9000 file {}", file.display())
+    );
+    assert_eq!(
+        line("llm_model"),
+        "llm_model from-env environment CHATBOT_LLM_MODEL"
+    );
+    assert_eq!(
+        line("database_url"),
+        "database_url postgres://app:***@db:5432/chatbot environment DATABASE_URL"
+    );
+    assert_eq!(
+        line("secret_key"),
+        "secret_key *** environment CHATBOT_SECRET_KEY"
+    );
+    assert_eq!(line("body_limit"), "body_limit 4194304 default");
+    assert!(text.contains("# llm (checked in llm)"), "{text}");
+
+    let out = chatbot(dir.path())
+        .arg("config")
+        .env("CHATBOT_SEND_RATE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("invalid value for CHATBOT_SEND_RATE (in the environment): must be between"),
+        "{err}"
+    );
+
+    let out = chatbot(dir.path())
+        .args(["config", "--reference"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.matches("\n| `").count(), 55, "{table}");
+}

@@ -667,18 +667,18 @@ impl OtherProcess {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatbot"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CHATBOT_DATA_DIR", &settings.data_dir)
+            .env("CHATBOT_DATA_DIR", &settings.storage.data_dir)
             .env("CHATBOT_LOG", "warn")
             .env("CHATBOT_LISTEN", format!("127.0.0.1:{port}"))
             .env(
                 "CHATBOT_SECRET_KEY",
-                secrecy::ExposeSecret::expose_secret(settings.secret_key.as_ref().unwrap()),
+                secrecy::ExposeSecret::expose_secret(settings.secrets.secret_key.as_ref().unwrap()),
             )
             .stdout(std::process::Stdio::null());
-        if let Some(url) = &settings.database_url {
+        if let Some(url) = &settings.storage.database_url {
             cmd.env("DATABASE_URL", url.expose());
         }
-        if let Some(url) = &settings.redis_url {
+        if let Some(url) = &settings.queue.redis_url {
             cmd.env("REDIS_URL", url.expose());
         }
         let child = cmd.args(["serve", "--no-workers"]).spawn().unwrap();

@@ -23,22 +23,22 @@ fn spawn(settings: &Settings, mock: &MockGraph, args: &[&str], log: &Path) -> Ch
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHATBOT_DATA_DIR", &settings.data_dir)
+        .env("CHATBOT_DATA_DIR", &settings.storage.data_dir)
         .env("CHATBOT_LISTEN", "127.0.0.1:0")
         .env("CHATBOT_LOG", "info")
         .env("CHATBOT_LOG_FORMAT", "json")
-        .env("CHATBOT_QUEUE_NAMESPACE", &settings.queue_namespace)
+        .env("CHATBOT_QUEUE_NAMESPACE", &settings.queue.namespace)
         .env(
             "CHATBOT_SECRET_KEY",
-            secrecy::ExposeSecret::expose_secret(settings.secret_key.as_ref().unwrap()),
+            secrecy::ExposeSecret::expose_secret(settings.secrets.secret_key.as_ref().unwrap()),
         )
         .env("CHATBOT_WHATSAPP_API_BASE", mock.base_url())
         .env("CHATBOT_ORPHAN_TIMEOUT_SECS", "3")
         .env("CHATBOT_SHUTDOWN_TIMEOUT", "20");
-    if let Some(url) = &settings.database_url {
+    if let Some(url) = &settings.storage.database_url {
         cmd.env("DATABASE_URL", url.expose());
     }
-    if let Some(url) = &settings.redis_url {
+    if let Some(url) = &settings.queue.redis_url {
         cmd.env("REDIS_URL", url.expose());
     }
     cmd.args(args)
@@ -96,7 +96,7 @@ async fn a_worker_killed_mid_send_loses_and_doubles_nothing(v: Variant) {
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let settings = env.settings.clone();
-    let dir = settings.data_dir.clone();
+    let dir = settings.storage.data_dir.clone();
     // Seed the demo schools in the shared database (this also migrates it).
     let state = chatbot::app::build_state(settings.clone()).await.unwrap();
     let creds = chatbot::demo::seed(&state.db, &state.secret).await.unwrap();

@@ -41,9 +41,9 @@ async fn engagement_app(
     tweak: impl FnOnce(&mut chatbot::config::Settings),
 ) -> Option<(TestApp, common::fixture::School, common::fixture::School)> {
     let mut env = TestEnv::new(v).await?;
-    env.settings.engagement_interval_ms = INTERVAL_MS;
-    env.settings.engagement_tenant = Some("alpha".into());
-    env.settings.report_hash_secret = Some(SECRET.into());
+    env.settings.engagement.interval_ms = INTERVAL_MS;
+    env.settings.engagement.tenant = Some("alpha".into());
+    env.settings.engagement.hash_secret = Some(SECRET.into());
     tweak(&mut env.settings);
     let app = env.start().await;
     let (alpha, beta) = app.two_schools().await;
@@ -313,7 +313,7 @@ async fn chat_branches_on_no_unclear_and_go_on(v: Variant) {
 
 async fn chat_ignores_the_client_while_sending(v: Variant) {
     // A long interval, so the client surely speaks between two messages of a chunk.
-    let Some((app, _, _)) = engagement_app(v, |s| s.engagement_interval_ms = 700).await else {
+    let Some((app, _, _)) = engagement_app(v, |s| s.engagement.interval_ms = 700).await else {
         return;
     };
     let script = built_in("newjob").unwrap();
@@ -584,7 +584,7 @@ fn demo_sample(page: &str) -> String {
 /// its sample is signed, and the socket takes it.
 async fn demo_success_page_signs_a_sample_with_the_demo_secret(v: Variant) {
     let Some((app, _, _)) = engagement_app(v, |s| {
-        s.report_hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
+        s.engagement.hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
     })
     .await
     else {
@@ -609,10 +609,11 @@ async fn demo_success_page_signs_a_sample_with_the_demo_secret(v: Variant) {
 
 async fn limits_origins_addresses_idle_size_and_floods(v: Variant) {
     let Some((app, _, _)) = engagement_app(v, |s| {
-        s.engagement_max_per_address = 3;
-        s.engagement_allowed_origins = vec!["https://shop.example".into()];
-        s.engagement_idle_secs = 1;
-        s.engagement_max_message_bytes = 512;
+        s.engagement.max_per_address = 3;
+        s.engagement.allowed_origins =
+            chatbot::config::OriginList(vec!["https://shop.example".into()]);
+        s.engagement.idle_secs = 1;
+        s.engagement.max_message_bytes = 512;
     })
     .await
     else {

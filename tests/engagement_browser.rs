@@ -65,10 +65,10 @@ async fn demo_pages_chat_to_the_purchase_and_the_link_in_chromium() {
         return;
     }
     let mut env = TestEnv::new(Variant::Embedded).await.unwrap();
-    env.settings.engagement_interval_ms = 40;
-    env.settings.engagement_tenant = Some("alpha".into());
+    env.settings.engagement.interval_ms = 40;
+    env.settings.engagement.tenant = Some("alpha".into());
     // The demo secret: the success page then carries a signed sample, as under `serve --demo`.
-    env.settings.report_hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
+    env.settings.engagement.hash_secret = Some(chatbot::demo::REPORT_HASH_SECRET.into());
     let app = env.start().await;
     let (alpha, _) = app.two_schools().await;
     catalogue::insert(

@@ -36,9 +36,9 @@ const SID: &str = "AC0123456789abcdef0123456789abcdef";
 async fn start(v: Variant) -> Option<(TestApp, MockGraph)> {
     let mut env = TestEnv::new(v).await?;
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.twilio_api_base = mock.base_url();
-    env.settings.public_url = Some(PUBLIC.into());
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.whatsapp.twilio_api_base = mock.base_url();
+    env.settings.server.public_url = Some(PUBLIC.into());
     Some((env.start().await, mock))
 }
 
@@ -130,8 +130,8 @@ async fn stored_text(app: &TestApp) -> String {
             }
         }
     }
-    if app.settings().database_url.is_none() {
-        for entry in std::fs::read_dir(&app.settings().data_dir).unwrap() {
+    if app.settings().storage.database_url.is_none() {
+        for entry in std::fs::read_dir(&app.settings().storage.data_dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_file() {
                 out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
@@ -1121,14 +1121,14 @@ fn operator(app: &TestApp, args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatbot"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHATBOT_DATA_DIR", &settings.data_dir)
+        .env("CHATBOT_DATA_DIR", &settings.storage.data_dir)
         .env("CHATBOT_LOG", "warn")
         .env("CHATBOT_PUBLIC_URL", PUBLIC)
         .env(
             "CHATBOT_SECRET_KEY",
-            secrecy::ExposeSecret::expose_secret(settings.secret_key.as_ref().unwrap()),
+            secrecy::ExposeSecret::expose_secret(settings.secrets.secret_key.as_ref().unwrap()),
         );
-    if let Some(url) = &settings.database_url {
+    if let Some(url) = &settings.storage.database_url {
         cmd.env("DATABASE_URL", url.expose());
     }
     let out = cmd.args(args).output().unwrap();

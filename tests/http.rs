@@ -26,11 +26,11 @@ async fn probes_report_both_engines(v: Variant) {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    let expected_db = match (v, app.settings().database_url.is_some()) {
+    let expected_db = match (v, app.settings().storage.database_url.is_some()) {
         (Variant::Services, true) => "postgres",
         _ => "sqlite",
     };
-    let expected_queue = if app.settings().redis_url.is_some() {
+    let expected_queue = if app.settings().queue.redis_url.is_some() {
         "redis"
     } else {
         "sqlite"
@@ -195,7 +195,7 @@ async fn body_limit_applies_with_and_without_length(v: Variant) {
         return;
     };
     let mut env = env;
-    env.settings.body_limit = 64 * 1024;
+    env.settings.server.body_limit = 64 * 1024;
     let app = env.start().await;
 
     // Declared length over the limit: refused before reading.

@@ -160,12 +160,10 @@ async fn cleanup_job_runs_through_the_queue(v: Variant) {
 #[tokio::test]
 async fn unreachable_redis_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        // Nothing listens on port 1.
-        redis_url: Some(SecretUrl::new("redis://:s3cret-pw@127.0.0.1:1/0")),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    // Nothing listens on port 1.
+    settings.queue.redis_url = Some(SecretUrl::new("redis://:s3cret-pw@127.0.0.1:1/0"));
     let err = JobQueue::connect(&settings)
         .await
         .expect_err("no Redis there");
@@ -181,10 +179,8 @@ async fn unreachable_redis_is_a_clear_error() {
 /// An embedded queue in a fresh data dir (kept alive by the returned `TempDir`).
 async fn embedded_queue() -> (tempfile::TempDir, Settings, JobQueue) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
     let queue = JobQueue::connect(&settings).await.unwrap();
     (dir, settings, queue)
 }
@@ -655,7 +651,7 @@ async fn a_backlog_no_worker_fetches_is_bounded_and_then_drains() {
     let Some(env) = TestEnv::new(Variant::Services).await else {
         return;
     };
-    if env.settings.redis_url.is_none() {
+    if env.settings.queue.redis_url.is_none() {
         return;
     }
     let queue = JobQueue::connect(&env.settings).await.unwrap();

@@ -35,8 +35,8 @@ async fn setup(v: Variant, script: &str, tweak: impl FnOnce(&mut Settings)) -> O
     .await
     .unwrap();
     let mut env = TestEnv::new(v).await?;
-    env.settings.llm_base_url = Some(mock.base_url());
-    env.settings.llm_model = "mock-1".into();
+    env.settings.llm.base_url = Some(mock.base_url());
+    env.settings.llm.model = "mock-1".into();
     tweak(&mut env.settings);
     let app = env.start().await;
     let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
@@ -443,8 +443,8 @@ rules:
 default: {content: "Fine."}
 "#;
     let Some(s) = setup(v, script, |st| {
-        st.llm_timeout_ms = 1500;
-        st.llm_max_retries = 2;
+        st.llm.timeout_ms = 1500;
+        st.llm.max_retries = 2;
     })
     .await
     else {
@@ -502,7 +502,7 @@ default: {content: "Fine."}
 
 async fn the_prompt_fits_its_budget_and_the_daily_cap_holds(v: Variant) {
     let Some(s) = setup(v, "default: {content: \"Fine.\"}", |st| {
-        st.llm_prompt_budget = 900;
+        st.llm.prompt_budget = 900;
     })
     .await
     else {

@@ -28,9 +28,9 @@ async fn redis_restart_loses_nothing_acknowledged() {
     let Some(mut env) = TestEnv::new(Variant::Services).await else {
         return;
     };
-    env.settings.redis_url = Some(SecretUrl::new(redis.url()));
+    env.settings.queue.redis_url = Some(SecretUrl::new(redis.url()));
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.whatsapp.api_base = mock.base_url();
     // One send at a time, so that a slow send keeps the others waiting in Redis.
     let settings = env.settings.clone();
     // The web process alone first: what it acknowledges waits in Redis, and nowhere else.

@@ -650,12 +650,12 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     // recorded after its last reply goes out), and the next message of the same parent
     // waits for that turn until the orphaned job runs again: a short orphan timeout keeps
     // that wait inside this test's deadline.
-    let app = app.restart(|s| s.orphan_timeout_secs = 3).await;
+    let app = app.restart(|s| s.queue.orphan_timeout_secs = 3).await;
     sealed_only(&stored_secrets(&app).await);
     meta_number_works(&app, &mock, a, "wamid.seal2").await;
 
     // Rotation: the new secret, with the old one as previous, seals everything again.
-    let old = app.settings().secret_key.clone().unwrap();
+    let old = app.settings().secrets.secret_key.clone().unwrap();
     let new = SecretString::from("rotated-secret-key-fedcba9876543210-fedcba".to_string());
     let before = stored_secrets(&app).await;
     let student = a
@@ -663,9 +663,9 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
         .unwrap();
     let app = app
         .restart(|s| {
-            s.secret_key = Some(new.clone());
-            s.previous_secret_key = Some(old.clone());
-            s.orphan_timeout_secs = 3;
+            s.secrets.secret_key = Some(new.clone());
+            s.secrets.previous_secret_key = Some(old.clone());
+            s.queue.orphan_timeout_secs = 3;
         })
         .await;
     let after = stored_secrets(&app).await;
@@ -682,8 +682,8 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     // The old secret retired: everything still works.
     let app = app
         .restart(|s| {
-            s.previous_secret_key = None;
-            s.orphan_timeout_secs = 3;
+            s.secrets.previous_secret_key = None;
+            s.queue.orphan_timeout_secs = 3;
         })
         .await;
     meta_number_works(&app, &mock, a, "wamid.seal4").await;
@@ -695,7 +695,7 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     let settled = stored_secrets(&app).await;
     let app = app
         .restart(|s| {
-            s.secret_key = Some(SecretString::from(
+            s.secrets.secret_key = Some(SecretString::from(
                 "some-other-secret-key-0000000000000000000".to_string(),
             ))
         })
@@ -713,7 +713,9 @@ async fn provider_secrets_are_sealed_at_rest_and_survive_rotation(v: Variant) {
     )]);
     let (status, _) = post_signed(&app, &body, &a.whatsapp.app_secret).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let app = app.restart(|s| s.secret_key = Some(new.clone())).await;
+    let app = app
+        .restart(|s| s.secrets.secret_key = Some(new.clone()))
+        .await;
     meta_number_works(&app, &mock, a, "wamid.seal6").await;
     app.stop().await.unwrap();
     mock.stop();
@@ -1034,14 +1036,14 @@ async fn metrics_are_not_for_anyone(v: Variant) {
     assert!(text.contains("chatbot_"), "{text}");
 
     // No token: not served on the public listener.
-    let app = app.restart(|s| s.metrics_token = None).await;
+    let app = app.restart(|s| s.server.metrics_token = None).await;
     let (status, body) = get(&app, app.url("/metrics"), Some(token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("CHATBOT_METRICS_LISTEN"), "{body}");
 
     // Their own listener: there, and only there.
     let app = app
-        .restart(|s| s.metrics_listen = Some(([127, 0, 0, 1], 0).into()))
+        .restart(|s| s.server.metrics_listen = Some(([127, 0, 0, 1], 0).into()))
         .await;
     let private = app.metrics_addr.expect("a metrics listener");
     let (status, text) = get(&app, format!("http://{private}/metrics"), None).await;
@@ -1067,7 +1069,7 @@ async fn slow_clients_are_cut_off(v: Variant) {
         return;
     };
     let mut env = env;
-    env.settings.request_read_timeout_secs = 1;
+    env.settings.server.request_read_timeout_secs = 1;
     let app = env.start().await;
     // Far longer than the read timeout: how long a client keeps trying before giving up.
     let patience = Duration::from_secs(20);
@@ -1166,9 +1168,9 @@ async fn pins_are_never_stored_or_sent_to_the_model(v: Variant) {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.llm_base_url = Some(llm.base_url());
-    env.settings.llm_model = "mock-1".into();
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.llm.base_url = Some(llm.base_url());
+    env.settings.llm.model = "mock-1".into();
     let app = env.start().await;
     let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
     let school = &creds.tenants[0];

@@ -25,8 +25,8 @@ const PUBLIC: &str = "https://bot.example.org";
 async fn start(v: Variant) -> Option<(TestApp, MockGraph, DemoCredentials)> {
     let mut env = TestEnv::new(v).await?;
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.twilio_api_base = mock.base_url();
-    env.settings.public_url = Some(PUBLIC.into());
+    env.settings.whatsapp.twilio_api_base = mock.base_url();
+    env.settings.server.public_url = Some(PUBLIC.into());
     let app = env.start().await;
     let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
     Some((app, mock, creds))

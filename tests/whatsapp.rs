@@ -473,7 +473,7 @@ async fn web_and_worker_processes_split_the_work(v: Variant) {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
+    env.settings.whatsapp.api_base = mock.base_url();
     // The web role alone (`serve --no-workers`).
     let web = Role::web(&env.settings).await;
     let (base, state) = (web.base.clone().unwrap(), web.state.clone());
@@ -669,8 +669,8 @@ async fn two_worker_processes_keep_one_parents_order(v: Variant) {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.ingest_concurrency = 4;
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.queue.ingest_concurrency = 4;
     let web = Role::web(&env.settings).await;
     let (base, state) = (web.base.clone().unwrap(), web.state.clone());
     // Two workers-only applications, as two `chatbot worker` processes would be.
@@ -726,8 +726,8 @@ async fn replies_outside_the_window_use_the_template(v: Variant) {
         return;
     };
     let mock = MockGraph::start(([127, 0, 0, 1], 0).into()).await.unwrap();
-    env.settings.whatsapp_api_base = mock.base_url();
-    env.settings.whatsapp_template = Some("school_update".into());
+    env.settings.whatsapp.api_base = mock.base_url();
+    env.settings.whatsapp.template = Some("school_update".into());
     let app = env.start().await;
     let creds = demo::seed(&app.state.db, &app.state.secret).await.unwrap();
     let demo = &creds.tenants[0];

@@ -459,3 +459,24 @@ pub async fn forget_queues(url: &str, pattern: &str) {
         cursor = next;
     }
 }
+
+/// Settings of an in-process application on port 0 in `dir` (on `database_url`, or SQLite
+/// there), its queue names prefixed `bench-<tag>-<pid>`, with API rate limits out of the way
+/// of the measure.
+pub fn in_process_settings(
+    dir: &Path,
+    database_url: Option<String>,
+    tag: &str,
+) -> chatbot::config::Settings {
+    let mut settings = chatbot::config::Settings::default();
+    settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.storage.data_dir = dir.to_path_buf();
+    settings.storage.database_url = database_url.map(chatbot::config::SecretUrl::new);
+    settings.secrets.secret_key = Some(secrecy::SecretString::from(
+        "bench-secret-key-0123456789abcdef-0123456789".to_string(),
+    ));
+    settings.queue.namespace = format!("bench-{tag}-{}", std::process::id());
+    settings.auth.api_rate_per_minute = 10_000_000;
+    settings.auth.api_rate_burst = 1_000_000;
+    settings
+}

@@ -10,9 +10,8 @@ use std::path::Path;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
-use secrecy::SecretString;
-
-use crate::config::env;
+use crate::config::keys::auth as key;
+use crate::config::{Auth, Check, Problem};
 use crate::error::Error;
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
@@ -90,78 +89,50 @@ fn public_key(alg: Algorithm, path: &Path) -> Result<DecodingKey, String> {
     })
 }
 
-/// The bearer-token settings (`CHATBOT_JWT_*`), as [`crate::config::Settings::jwt`] lends them.
-#[derive(Debug, Clone, Copy)]
-pub struct JwtSettings<'a> {
-    /// The one algorithm accepted.
-    pub algorithm: &'a str,
-    /// The shared secret (HS*).
-    pub secret: Option<&'a SecretString>,
-    /// The public key's file (RS*, PS*, ES*, EdDSA).
-    pub public_key_file: Option<&'a Path>,
-    /// The issuer tokens must name.
-    pub issuer: Option<&'a str>,
-    /// The audience tokens must name.
-    pub audience: &'a str,
-}
-
 /// Build the verifier the settings describe; `Ok(None)` when JWT is not configured. Errors
 /// name the setting at fault.
-fn build(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, (&'static str, String)> {
-    let alg = algorithm(settings.algorithm).map_err(|e| (env::JWT_ALGORITHM, e))?;
-    let key = match (settings.secret, settings.public_key_file) {
+fn build(settings: &Auth) -> Result<Option<JwtVerifier>, Problem> {
+    let alg = algorithm(&settings.jwt_algorithm).map_err(|e| key::jwt_algorithm.problem(e))?;
+    let key = match (&settings.jwt_secret, &settings.jwt_public_key_file) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
-            return Err((
-                env::JWT_SECRET,
-                format!(
-                    "set {} or {}, not both",
-                    env::JWT_SECRET,
-                    env::JWT_PUBLIC_KEY_FILE
-                ),
-            ));
+            return Err(key::jwt_secret.problem(format!(
+                "set {} or {}, not both",
+                key::jwt_secret,
+                key::jwt_public_key_file
+            )));
         }
         (Some(secret), None) => {
             use secrecy::ExposeSecret;
             if !is_hmac(alg) {
-                return Err((
-                    env::JWT_SECRET,
-                    format!(
-                        "{alg:?} verifies with a public key: set {} instead",
-                        env::JWT_PUBLIC_KEY_FILE
-                    ),
-                ));
+                return Err(key::jwt_secret.problem(format!(
+                    "{alg:?} verifies with a public key: set {} instead",
+                    key::jwt_public_key_file
+                )));
             }
-            if secret.expose_secret().len() < 32 {
-                return Err((env::JWT_SECRET, "must be at least 32 characters".into()));
-            }
+            key::jwt_secret.require_secret_length(secret, 32)?;
             DecodingKey::from_secret(secret.expose_secret().as_bytes())
         }
         (None, Some(path)) => {
             if is_hmac(alg) {
-                return Err((
-                    env::JWT_PUBLIC_KEY_FILE,
-                    format!(
-                        "{alg:?} verifies with a shared secret: set {}",
-                        env::JWT_SECRET
-                    ),
-                ));
+                return Err(key::jwt_public_key_file.problem(format!(
+                    "{alg:?} verifies with a shared secret: set {}",
+                    key::jwt_secret
+                )));
             }
-            public_key(alg, path).map_err(|e| (env::JWT_PUBLIC_KEY_FILE, e))?
+            public_key(alg, path).map_err(|e| key::jwt_public_key_file.problem(e))?
         }
     };
     let issuer = settings
-        .issuer
+        .jwt_issuer
+        .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or((
-            env::JWT_ISSUER,
-            "required when JWT is on: tokens must name their issuer".to_string(),
-        ))?;
-    let audience = settings.audience.trim();
-    if audience.is_empty() {
-        return Err((env::JWT_AUDIENCE, "must not be empty".into()));
-    }
+        .ok_or_else(|| {
+            key::jwt_issuer.problem("required when JWT is on: tokens must name their issuer")
+        })?;
+    let audience = settings.jwt_audience.trim();
+    key::jwt_audience.require(!audience.is_empty(), "must not be empty")?;
     let mut validation = Validation::new(alg);
     validation.leeway = LEEWAY_SECS;
     validation.validate_nbf = true;
@@ -171,16 +142,30 @@ fn build(settings: &JwtSettings<'_>) -> Result<Option<JwtVerifier>, (&'static st
     Ok(Some(JwtVerifier { key, validation }))
 }
 
-/// Check the JWT settings (algorithm, key, issuer) when the configuration is loaded.
-pub fn check_settings(settings: &JwtSettings<'_>) -> Result<(), (&'static str, String)> {
-    build(settings).map(|_| ())
+/// The API's access settings, checked (the algorithm's name upper-cased) when the
+/// configuration is loaded: the JWT verifier must build, the rate limits be sane.
+impl Check for Auth {
+    fn check(&mut self) -> Result<(), Problem> {
+        self.jwt_algorithm = self.jwt_algorithm.trim().to_ascii_uppercase();
+        build(self)?;
+        key::api_rate_per_minute.require_within(
+            self.api_rate_per_minute,
+            1..=1_000_000,
+            "requests per minute",
+        )?;
+        key::api_rate_burst.require_within(self.api_rate_burst, 1..=100_000, "requests")
+    }
 }
 
 impl JwtVerifier {
     /// The verifier for these settings, `None` when JWT is off.
-    pub fn from_settings(settings: &JwtSettings<'_>) -> crate::error::Result<Option<Self>> {
-        build(settings).map_err(|(name, message)| {
-            Error::Internal(anyhow::anyhow!("invalid value for {name}: {message}"))
+    pub fn from_settings(settings: &Auth) -> crate::error::Result<Option<Self>> {
+        build(settings).map_err(|p| {
+            Error::Internal(anyhow::anyhow!(
+                "invalid value for {}: {}",
+                p.key,
+                p.message
+            ))
         })
     }
 

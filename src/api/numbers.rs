@@ -218,7 +218,7 @@ fn out(state: &AppState, req: &Request, n: whatsapp_number::Model) -> WhatsAppNu
     let provider = Provider::named(&n.provider);
     let webhook_url = format!(
         "{}{}",
-        crate::channels::public_base(state.settings.public_url.as_deref(), req),
+        crate::channels::public_base(state.settings.server.public_url.as_deref(), req),
         numbers::webhook_path(provider)
     );
     let webhook_setup = match provider {

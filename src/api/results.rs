@@ -162,7 +162,7 @@ async fn proven_student(
 ) -> Result<student::Model, Error> {
     let ctx = &caller.tenant;
     let id = StudentId::parse(&req.student_id)?;
-    let limits = state.settings.engine_config().pin_limits();
+    let limits = crate::conversation::EngineConfig::from(&state.settings.conversation).pin_limits();
     let now = chrono::Utc::now();
     let guesser = guesser(caller);
     let check = match (&req.pin, &req.phone) {

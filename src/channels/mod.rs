@@ -146,3 +146,17 @@ pub(crate) async fn record_status(
     }
     Ok(())
 }
+
+/// The WhatsApp sending settings, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::WhatsApp {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::whatsapp as key;
+        key::api_base.require_http_url(&self.api_base)?;
+        key::twilio_api_base.require_http_url(&self.twilio_api_base)?;
+        key::send_rate_per_second.require_within(
+            self.send_rate_per_second,
+            1..=10_000,
+            "messages per second",
+        )
+    }
+}

@@ -131,13 +131,11 @@ struct Shared {
 pub async fn run(options: Options) -> Result<Finished, String> {
     let suites = suite::load(&options.paths)?;
     let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        secret_key: Some(SecretString::from(
-            "chatbot-eval-secret-0123456789abcdef".to_string(),
-        )),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.secrets.secret_key = Some(SecretString::from(
+        "chatbot-eval-secret-0123456789abcdef".to_string(),
+    ));
     let defaults = settings.clone();
     let state = crate::app::build_state(settings)
         .await
@@ -261,21 +259,21 @@ async fn run_suite(
             .model
             .clone()
             .unwrap_or_else(|| options.model.clone()),
-        timeout: Duration::from_millis(suite.llm.timeout_ms.unwrap_or(defaults.llm_timeout_ms)),
-        max_retries: suite.llm.max_retries.unwrap_or(defaults.llm_max_retries),
-        max_completion_tokens: defaults.llm_max_completion_tokens,
+        timeout: Duration::from_millis(suite.llm.timeout_ms.unwrap_or(defaults.llm.timeout_ms)),
+        max_retries: suite.llm.max_retries.unwrap_or(defaults.llm.max_retries),
+        max_completion_tokens: defaults.llm.max_completion_tokens,
         cache_dir: options.cache_dir.clone(),
     };
     let limits = Limits {
         prompt_budget: suite
             .llm
             .prompt_budget
-            .unwrap_or(defaults.llm_prompt_budget),
+            .unwrap_or(defaults.llm.prompt_budget),
         daily_tokens: u64::MAX / 4,
         max_answer_chars: suite
             .llm
             .max_answer_chars
-            .unwrap_or(defaults.llm_max_answer_chars),
+            .unwrap_or(defaults.llm.max_answer_chars),
         history_messages: 6,
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));

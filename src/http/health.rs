@@ -54,9 +54,10 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
 pub async fn public_metrics(req: &poem::Request, state: Data<&AppState>) -> Response {
     let settings = &state.settings;
     let Some(token) = settings
+        .server
         .metrics_token
         .as_ref()
-        .filter(|_| settings.metrics_listen.is_none())
+        .filter(|_| settings.server.metrics_listen.is_none())
     else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -82,7 +83,7 @@ pub async fn public_metrics(req: &poem::Request, state: Data<&AppState>) -> Resp
 /// `/metrics` on the metrics listener: a token is asked for only when one is set.
 #[handler]
 pub async fn private_metrics(req: &poem::Request, state: Data<&AppState>) -> Response {
-    if let Some(token) = &state.settings.metrics_token
+    if let Some(token) = &state.settings.server.metrics_token
         && !bearer_is(req, token.expose_secret())
     {
         return json_error(

@@ -22,8 +22,9 @@ use explain::BodySchemas;
 
 /// All routes of the service, wrapped in the edge middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
-    let body_limit = state.settings.body_limit;
-    let read_timeout = std::time::Duration::from_secs(state.settings.request_read_timeout_secs);
+    let body_limit = state.settings.server.body_limit;
+    let read_timeout =
+        std::time::Duration::from_secs(state.settings.server.request_read_timeout_secs);
     let docs = Html(api::swagger_html());
     let spec = api::spec_json();
     let spec_for_errors = spec.clone();
@@ -90,4 +91,33 @@ fn spec_endpoint(doc: poem::web::Data<&SpecDocument>) -> Response {
     Response::builder()
         .content_type("application/json; charset=utf-8")
         .body(doc.0.0.clone())
+}
+
+/// The server's settings, checked (and the proxy header and public URL normalised) when the
+/// configuration is loaded.
+impl crate::config::Check for crate::config::Server {
+    fn check(&mut self) -> Result<(), crate::config::Problem> {
+        use crate::config::keys::server as key;
+        if let Some(token) = &self.metrics_token {
+            key::metrics_token.require_secret_length(token, 16)?;
+        }
+        key::request_read_timeout_secs.require_within(
+            self.request_read_timeout_secs,
+            1..=3600,
+            "seconds",
+        )?;
+        key::body_limit.require(self.body_limit >= 1024, "must be at least 1024 bytes")?;
+        if let Some(url) = &mut self.public_url {
+            *url = url.trim_end_matches('/').to_string();
+            key::public_url.require_http_url(url)?;
+        }
+        if let Some(header) = &mut self.client_ip_header {
+            *header = header.trim().to_ascii_lowercase();
+            key::client_ip_header.require(
+                poem::http::HeaderName::from_bytes(header.as_bytes()).is_ok(),
+                "must be a valid HTTP header name",
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -132,36 +132,37 @@ impl Llm {
     /// From the settings; `None` when `CHATBOT_LLM_BASE_URL` is unset. Loads the tokenizer and
     /// the prompts now, so a broken template stops the start-up, not a parent's message.
     pub fn from_settings(s: &Settings, secret: &SecretKey) -> Result<Option<Self>> {
-        let Some(base_url) = &s.llm_base_url else {
+        let Some(base_url) = &s.llm.base_url else {
             return Ok(None);
         };
-        let prompts = match &s.llm_prompts_dir {
+        let prompts = match &s.llm.prompts_dir {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::embedded()?,
         };
         let config = ClientConfig {
             base_url: base_url.clone(),
             api_key: s
-                .llm_api_key
+                .llm
+                .api_key
                 .as_ref()
                 .map(|k| k.expose_secret().to_string())
                 .unwrap_or_default(),
-            model: s.llm_model.clone(),
-            timeout: Duration::from_millis(s.llm_timeout_ms),
-            max_retries: s.llm_max_retries,
-            max_completion_tokens: s.llm_max_completion_tokens,
+            model: s.llm.model.clone(),
+            timeout: Duration::from_millis(s.llm.timeout_ms),
+            max_retries: s.llm.max_retries,
+            max_completion_tokens: s.llm.max_completion_tokens,
             cache_dir: None,
         };
         let limits = Limits {
-            prompt_budget: s.llm_prompt_budget,
-            daily_tokens: s.llm_daily_tokens,
-            max_answer_chars: s.llm_max_answer_chars,
+            prompt_budget: s.llm.prompt_budget,
+            daily_tokens: s.llm.daily_tokens,
+            max_answer_chars: s.llm.max_answer_chars,
             history_messages: 6,
         };
         let llm = Self::new(config, prompts, limits, secret)?;
         tracing::info!(
             base_url = %base_url,
-            model = %s.llm_model,
+            model = %s.llm.model,
             encoding = llm.tokenizer.encoding,
             prompts = %llm.prompts.source,
             "LLM fallback on"
@@ -338,5 +339,31 @@ impl Llm {
                 canned(trace, format!("refused:{reason}"))
             }
         }
+    }
+}
+
+/// The LLM settings, checked (and the base URL's trailing `/` dropped) when the configuration
+/// is loaded.
+impl crate::config::Check for crate::config::Llm {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::llm as key;
+        if let Some(url) = &mut self.base_url {
+            *url = url.trim_end_matches('/').to_string();
+            key::base_url.require_http_url(url)?;
+        }
+        key::timeout_ms.require_within(self.timeout_ms, 100..=120_000, "milliseconds")?;
+        key::max_retries.require(self.max_retries <= 10, "must be at most 10")?;
+        key::prompt_budget.require_within(self.prompt_budget, 500..=1_000_000, "tokens")?;
+        key::max_completion_tokens.require_within(
+            self.max_completion_tokens,
+            16..=100_000,
+            "tokens",
+        )?;
+        key::max_answer_chars.require_within(
+            self.max_answer_chars,
+            50..=4096,
+            "characters (WhatsApp's limit)",
+        )?;
+        key::model.require(!self.model.trim().is_empty(), "must not be empty")
     }
 }

@@ -35,9 +35,9 @@ pub fn handle(job: CleanupJob, pipe: Pipeline) -> JobFuture {
     super::shared::measured(pipe.clone(), CleanupJob::QUEUE, async move {
         let cutoff = job.expired_before.unwrap_or_else(Utc::now);
         let reports_cutoff =
-            Utc::now() - chrono::Duration::days(pipe.settings.report_retention_days.into());
-        let transcript_cutoff =
-            Utc::now() - chrono::Duration::days(pipe.settings.transcript_retention_days.into());
+            Utc::now() - chrono::Duration::days(pipe.settings.reports.retention_days.into());
+        let transcript_cutoff = Utc::now()
+            - chrono::Duration::days(pipe.settings.storage.transcript_retention_days.into());
         let (mut removed, mut reports, mut messages) = (0, 0, 0);
         for ctx in tenancy::all(&pipe.db).await? {
             removed += delete_expired_sessions(&pipe.db, &ctx, cutoff).await?;

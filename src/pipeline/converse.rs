@@ -168,7 +168,7 @@ pub async fn converse_as(
     now: DateTime<Utc>,
     guesser: Option<Guesser>,
 ) -> Result<Turn> {
-    let config = turns.settings.engine_config();
+    let config = crate::conversation::EngineConfig::from(&turns.settings.conversation);
     let guesser = guesser.unwrap_or_else(|| Guesser::phone(phone));
     let key = store::SessionKey {
         channel,

@@ -131,11 +131,12 @@ fn template_for(
         });
     }
     pipe.settings
-        .whatsapp_template
+        .whatsapp
+        .template
         .clone()
         .map(|name| TemplateSend {
             name,
-            language: pipe.settings.whatsapp_template_language.clone(),
+            language: pipe.settings.whatsapp.template_language.clone(),
             params: Vec::new(),
         })
 }
@@ -273,7 +274,7 @@ pub(crate) async fn deliver_as(
             .queue
             .reserve_send_slot(
                 &format!("{}:{}", provider.as_str(), job.business),
-                pipe.settings.send_rate_per_second,
+                pipe.settings.whatsapp.send_rate_per_second,
             )
             .await?;
         let wait = slot - Utc::now().timestamp_micros();
@@ -304,6 +305,7 @@ pub(crate) async fn deliver_as(
                 };
                 let callback = pipe
                     .settings
+                    .server
                     .public_url
                     .as_ref()
                     .map(|base| format!("{base}/api/v1/chatbot/webhooks/twilio/"));

@@ -87,14 +87,14 @@ impl JobQueue {
     /// one place the engine is chosen.
     pub async fn connect(settings: &Settings) -> Result<Self> {
         let heartbeat = Duration::from_secs(
-            (settings.orphan_timeout_secs / super::queue::MISSED_HEARTBEATS as u64).max(1),
+            (settings.queue.orphan_timeout_secs / super::queue::MISSED_HEARTBEATS as u64).max(1),
         );
         let instance = format!(
             "{}-{}",
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let (engine, coord): (Arc<dyn Engine>, Arc<dyn Coord>) = match &settings.redis_url {
+        let (engine, coord): (Arc<dyn Engine>, Arc<dyn Coord>) = match &settings.queue.redis_url {
             Some(url) => {
                 let unreachable = |e: redis::RedisError| {
                     Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
@@ -108,7 +108,7 @@ impl JobQueue {
                     Arc::new(RedisCoord::new(
                         conn,
                         client,
-                        &settings.queue_namespace,
+                        &settings.queue.namespace,
                         &instance,
                     )),
                 )
@@ -126,7 +126,7 @@ impl JobQueue {
         Ok(Self {
             engine,
             coord,
-            namespace: settings.queue_namespace.clone(),
+            namespace: settings.queue.namespace.clone(),
             instance,
             wakeups: Default::default(),
             watching: Default::default(),

@@ -72,7 +72,7 @@ async fn enter(
     inbound: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<SenderTurn> {
-    let idle = turns.settings.engine_config().idle_timeout;
+    let idle = crate::conversation::EngineConfig::from(&turns.settings.conversation).idle_timeout;
     routes::choose(&turns.db, channel, phone, ctx, now + idle, now).await?;
     let chosen = Inbound {
         provider_id: inbound.provider_id.clone(),
@@ -91,7 +91,7 @@ pub async fn converse_as_sender(
     now: DateTime<Utc>,
 ) -> Result<SenderTurn> {
     let db = &turns.db;
-    let idle = turns.settings.engine_config().idle_timeout;
+    let idle = crate::conversation::EngineConfig::from(&turns.settings.conversation).idle_timeout;
     let said = normalize(&inbound.text);
     let contacts = tenancy::for_sender(db, phone).await?;
     // Only schools the parent has written to are offered: any school can import any phone.

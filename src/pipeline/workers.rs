@@ -12,11 +12,13 @@ pub fn register_all(
 ) -> apalis::prelude::Monitor {
     // Each conversation is handled one message at a time and in order whatever the
     // concurrency (see `turn::handle`); different parents are handled side by side.
-    let concurrency = pipe.settings.ingest_concurrency;
+    let concurrency = pipe.settings.queue.ingest_concurrency;
     // Woken by other processes' jobs too (Redis), not only at the next poll.
     pipe.queue.listen();
     pipe.queue
-        .watch_parked::<turn::IngestJob>(turn::order_patience(pipe.settings.orphan_timeout_secs));
+        .watch_parked::<turn::IngestJob>(turn::order_patience(
+            pipe.settings.queue.orphan_timeout_secs,
+        ));
     let monitor = add(monitor, pipe, cleanup::handle, 1, generation);
     let monitor = add(monitor, pipe, turn::handle, concurrency, generation);
     let monitor = add(monitor, pipe, deliver::handle, concurrency, generation);

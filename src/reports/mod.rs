@@ -369,7 +369,7 @@ pub async fn document_reply(
     else {
         return Ok(None);
     };
-    let lifetime = chrono::Duration::minutes(state.settings.report_link_ttl_minutes.into());
+    let lifetime = chrono::Duration::minutes(state.settings.reports.link_ttl_minutes.into());
     let recent = ctx
         .find::<report::Entity>()
         .filter(report::Column::Kind.eq(store::kind::STUDENT))
@@ -500,4 +500,17 @@ pub async fn download(
         .header("Cache-Control", "private, no-store")
         .header("X-Content-Type-Options", "nosniff")
         .body(bytes)
+}
+
+/// The report-card settings, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::Reports {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::reports as key;
+        key::link_ttl_minutes.require_within(
+            self.link_ttl_minutes,
+            1..=60 * 24 * 30,
+            "minutes (30 days)",
+        )?;
+        key::retention_days.require_within(self.retention_days, 1..=3650, "days")
+    }
 }

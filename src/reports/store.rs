@@ -74,10 +74,11 @@ pub fn signed_query(
 pub fn link(state: &Reports, tenant_id: i64, report_id: i64, now: DateTime<Utc>) -> String {
     let base = state
         .settings
+        .server
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", state.settings.listen));
-    let expires = now + Duration::minutes(state.settings.report_link_ttl_minutes.into());
+        .unwrap_or_else(|| format!("http://{}", state.settings.server.listen));
+    let expires = now + Duration::minutes(state.settings.reports.link_ttl_minutes.into());
     format!(
         "{base}{ROUTE}/{report_id}?{}",
         signed_query(&state.secret, tenant_id, report_id, expires)

@@ -129,17 +129,15 @@ impl TestEnv {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let namespace = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let mut settings = Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().to_path_buf(),
-            secret_key: Some(SecretString::from(
-                "test-secret-key-0123456789abcdef-0123456789".to_string(),
-            )),
-            queue_namespace: namespace.clone(),
-            metrics_token: Some(SecretString::from(METRICS_TOKEN.to_string())),
-            shutdown_timeout_secs: 5,
-            ..Settings::default()
-        };
+        let mut settings = Settings::default();
+        settings.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.storage.data_dir = dir.path().to_path_buf();
+        settings.secrets.secret_key = Some(SecretString::from(
+            "test-secret-key-0123456789abcdef-0123456789".to_string(),
+        ));
+        settings.queue.namespace = namespace.clone();
+        settings.server.metrics_token = Some(SecretString::from(METRICS_TOKEN.to_string()));
+        settings.server.shutdown_timeout_secs = 5;
         let (mut pg, mut redis) = (None, None);
         if variant == Variant::Services {
             let (db_url, redis_url) = (env_url("TEST_DATABASE_URL"), env_url("TEST_REDIS_URL"));
@@ -154,11 +152,11 @@ impl TestEnv {
                 create_pg_database(&admin_url, &name).await;
                 let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
                 url.set_path(&format!("/{name}"));
-                settings.database_url = Some(SecretUrl::new(url.to_string()));
+                settings.storage.database_url = Some(SecretUrl::new(url.to_string()));
                 pg = Some(PgDatabase { admin_url, name });
             }
             if let Some(url) = redis_url {
-                settings.redis_url = Some(SecretUrl::new(url.clone()));
+                settings.queue.redis_url = Some(SecretUrl::new(url.clone()));
                 redis = Some(RedisNamespace { url, namespace });
             }
         }
@@ -333,7 +331,7 @@ impl TestApp {
         let mock = chatbot::channels::mock_graph::MockGraph::start(([127, 0, 0, 1], 0).into())
             .await
             .unwrap();
-        env.settings.whatsapp_api_base = mock.base_url();
+        env.settings.whatsapp.api_base = mock.base_url();
         let app = env.start().await;
         let creds = chatbot::demo::seed(&app.state.db, &app.state.secret)
             .await

@@ -137,11 +137,11 @@ async fn open(
             &[("endpoint", endpoint), ("outcome", outcome)],
         )
     };
-    if !s.engagement_allowed_origins.is_empty() {
+    if !s.engagement.allowed_origins.0.is_empty() {
         let origin = req
             .header("origin")
             .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
-        if !origin.is_some_and(|o| s.engagement_allowed_origins.contains(&o)) {
+        if !origin.is_some_and(|o| s.engagement.allowed_origins.0.contains(&o)) {
             count("origin_refused");
             return Err(json_error(
                 StatusCode::FORBIDDEN,
@@ -150,19 +150,19 @@ async fn open(
             ));
         }
     }
-    let addr = client_addr(req, s.client_ip_header.as_deref());
+    let addr = client_addr(req, s.server.client_ip_header.as_deref());
     let Some(slot) = state
         .engagement
-        .take_slot(addr, s.engagement_max_per_address)
+        .take_slot(addr, s.engagement.max_per_address)
     else {
         count("too_many");
-        tracing::warn!(%addr, cap = s.engagement_max_per_address, "engagement: too many connections from one address");
+        tracing::warn!(%addr, cap = s.engagement.max_per_address, "engagement: too many connections from one address");
         return Err(json_error(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyConnections,
             format!(
                 "at most {} open chats per client address",
-                s.engagement_max_per_address
+                s.engagement.max_per_address
             ),
         ));
     };
@@ -174,7 +174,7 @@ async fn open(
         let school = state
             .engagement
             .catalogue
-            .school(&state.db, host.as_deref(), s.engagement_tenant.as_deref())
+            .school(&state.db, host.as_deref(), s.engagement.tenant.as_deref())
             .await?;
         match school {
             Some(ctx) => {
@@ -215,8 +215,8 @@ async fn open(
         report,
         slot,
         pace: Pace {
-            interval: Duration::from_millis(s.engagement_interval_ms),
-            idle: Duration::from_secs(s.engagement_idle_secs),
+            interval: Duration::from_millis(s.engagement.interval_ms),
+            idle: Duration::from_secs(s.engagement.idle_secs),
         },
         metrics: state.metrics.clone(),
     })
@@ -255,7 +255,7 @@ where
         Ok(o) => o,
         Err(refused) => return refused,
     };
-    ws.config(socket_config(state.settings.engagement_max_message_bytes))
+    ws.config(socket_config(state.settings.engagement.max_message_bytes))
         .on_upgrade(move |socket| async move {
             let mut conn = Conn::new(socket, pace, metrics.clone());
             let outcome = match report {
@@ -300,7 +300,8 @@ pub async fn chat_success(
 ) -> Response {
     let secret = state
         .settings
-        .report_hash_secret
+        .engagement
+        .hash_secret
         .as_ref()
         .map(|s| s.expose_secret().as_bytes().to_vec());
     serve_socket(
@@ -757,4 +758,30 @@ async fn success_session(conn: &mut Conn, report: &Report, secret: Option<&[u8]>
     }
     conn.close(CloseCode::Normal, "").await;
     if success { "paid" } else { "unpaid" }
+}
+
+/// The engagement WebSocket's settings, checked (and the school's name trimmed) when the
+/// configuration is loaded.
+impl crate::config::Check for crate::config::Engagement {
+    fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
+        use crate::config::keys::engagement as key;
+        key::interval_ms.require_within(self.interval_ms, 1..=60_000, "milliseconds")?;
+        key::idle_secs.require_within(self.idle_secs, 1..=86_400, "seconds (1 day)")?;
+        key::max_message_bytes.require_within(
+            self.max_message_bytes,
+            256..=1_048_576,
+            "bytes (1 MiB)",
+        )?;
+        if let Some(secret) = &self.hash_secret {
+            key::hash_secret.require_secret_length(secret, 16)?;
+        }
+        if let Some(tenant) = &mut self.tenant {
+            *tenant = tenant.trim().to_string();
+            key::tenant.require(
+                crate::domain::SchemaName::parse(tenant).is_ok(),
+                "must be a school's schema name",
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -159,7 +159,8 @@ pub fn success_page(Path(id): Path<String>, state: Data<&Site>) -> Response {
     }
     let secret = state
         .settings
-        .report_hash_secret
+        .engagement
+        .hash_secret
         .as_ref()
         .map(|s| s.expose_secret());
     let (sample, note) = match secret {
