@@ -154,6 +154,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The merged sources do not have the shape of the settings (not one setting's fault).
+    #[error("invalid configuration: {0}")]
+    Shape(String),
     /// A setting's value has the wrong shape, or its owner refuses it.
     #[error("invalid value for {}: {message}", where_set(key, origin))]
     Invalid {
@@ -350,6 +353,16 @@ impl Effective {
                 key.name
             ));
         }
+        let settings = &self.settings;
+        let queue = settings.queue.redis_url.as_ref().map_or_else(
+            || format!("SQLite {}", settings.queue_sqlite_path().display()),
+            SecretUrl::redacted,
+        );
+        out.push_str(&format!(
+            "\n# what the service uses\ndatabase  {}\nqueue     {queue}\nreports   {}\n",
+            settings.database_url().redacted(),
+            settings.reports_dir().display()
+        ));
         out
     }
 }
@@ -365,10 +378,7 @@ fn refused(figment: &Figment, error: figment::Error) -> ConfigError {
                 .map_or_else(|| origin(figment, *key), |m| origin_of(m, *key)),
             message: error.kind.to_string(),
         },
-        None => ConfigError::Parse {
-            path: PathBuf::from("(settings)"),
-            message: error.to_string(),
-        },
+        None => ConfigError::Shape(error.to_string()),
     }
 }
 
@@ -695,6 +705,9 @@ mod tests {
             "redis_url redis://:***@cache:6379/0 environment REDIS_URL"
         );
         assert_eq!(line("jwt_secret"), "jwt_secret unset default");
+        assert_eq!(line("reports"), "reports /srv/chatbot/reports");
+        assert!(line("database").starts_with("database sqlite:///srv/chatbot/chatbot.sqlite"));
+        assert_eq!(line("queue"), "queue redis://:***@cache:6379/0");
     }
 
     #[test]
