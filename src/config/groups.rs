@@ -67,7 +67,7 @@ settings! {
     }
 
     /// The job queue and its workers.
-    queue: Queue, checked in "pipeline" {
+    queue: Queue, checked in "pipeline::handle" {
         /// job queue on Redis (`redis://...`); unset: the SQLite queue `<data_dir>/jobs.sqlite`
         redis_url: Option<SecretUrl> = None, "REDIS_URL";
         /// prefix of queue names, so deployments can share a Redis
@@ -155,7 +155,7 @@ settings! {
     }
 
     /// The conversation engine's rules of the game.
-    conversation: Conversation, checked in "conversation" {
+    conversation: Conversation, checked in "conversation::engine" {
         /// idle minutes after which a conversation restarts at the menu (and says so)
         session_idle_minutes: u32 = 30, "CHATBOT_SESSION_IDLE_MINUTES";
         /// wrong PINs a student's PIN may take, and a phone or API credential may make, per

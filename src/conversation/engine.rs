@@ -1337,5 +1337,35 @@ impl<'w> Turn<'w> {
     }
 }
 
+/// The conversation settings, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::Conversation {
+    fn check(&mut self) -> Result<(), crate::config::Problem> {
+        use crate::config::keys::conversation as key;
+        for (key, value) in [
+            (key::session_idle_minutes, self.session_idle_minutes),
+            (key::pin_max_failures, self.pin_max_failures),
+            (key::pin_lockout_minutes, self.pin_lockout_minutes),
+        ] {
+            key.require(value > 0, "must be at least 1")?;
+        }
+        key::snapshot_cache_mb.require_within(
+            self.snapshot_cache_mb,
+            1..=65_536,
+            "megabytes (64 GiB)",
+        )
+    }
+}
+
+/// The engine's tunables, from the conversation settings.
+impl From<&crate::config::Conversation> for EngineConfig {
+    fn from(settings: &crate::config::Conversation) -> Self {
+        Self {
+            idle_timeout: chrono::Duration::minutes(settings.session_idle_minutes.into()),
+            max_pin_failures: settings.pin_max_failures,
+            lockout: chrono::Duration::minutes(settings.pin_lockout_minutes.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

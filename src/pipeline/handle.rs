@@ -493,3 +493,30 @@ impl JobQueue {
         )
     }
 }
+
+/// The queue's settings, checked when the configuration is loaded.
+impl crate::config::Check for crate::config::Queue {
+    fn check(&mut self) -> Result<(), crate::config::Problem> {
+        use crate::config::keys::queue as key;
+        if let Some(url) = &self.redis_url {
+            let u = url.expose();
+            key::redis_url.require(
+                u.starts_with("redis://")
+                    || u.starts_with("rediss://")
+                    || u.starts_with("redis+unix:"),
+                &format!("expected a redis:// URL, got `{}`", url.redacted()),
+            )?;
+        }
+        let ns = &self.namespace;
+        key::namespace.require(
+            !ns.is_empty()
+                && ns.len() <= 64
+                && ns
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+            "use 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'",
+        )?;
+        key::orphan_timeout_secs.require_within(self.orphan_timeout_secs, 3..=3600, "seconds")?;
+        key::ingest_concurrency.require_within(self.ingest_concurrency, 1..=256, "at once")
+    }
+}
