@@ -125,15 +125,10 @@ impl crate::config::Check for crate::config::Storage {
     fn check(&mut self) -> std::result::Result<(), crate::config::Problem> {
         use crate::config::keys::storage as key;
         if let Some(url) = &self.database_url {
-            let u = url.expose();
-            key::database_url.require(
-                u.starts_with("sqlite:")
-                    || u.starts_with("postgres://")
-                    || u.starts_with("postgresql://"),
-                &format!(
-                    "expected a sqlite: or postgres:// URL, got `{}`",
-                    url.redacted()
-                ),
+            key::database_url.require_scheme(
+                url,
+                &["sqlite:", "postgres://", "postgresql://"],
+                "a sqlite: or postgres://",
             )?;
         }
         key::transcript_retention_days.require_within(

@@ -65,6 +65,24 @@ impl Key {
         }
     }
 
+    /// `Ok` when the connection URL starts with one of `schemes`, else `expected WHAT URL, got
+    /// ...` with its password hidden.
+    pub fn require_scheme(
+        self,
+        url: &SecretUrl,
+        schemes: &[&str],
+        what: &str,
+    ) -> Result<(), Problem> {
+        if schemes
+            .iter()
+            .any(|scheme| url.expose().starts_with(scheme))
+        {
+            Ok(())
+        } else {
+            Err(self.problem(format!("expected {what} URL, got `{}`", url.redacted())))
+        }
+    }
+
     /// `Ok` when the URL is `http://` or `https://`.
     pub fn require_http_url(self, url: &str) -> Result<(), Problem> {
         self.require(

@@ -499,12 +499,10 @@ impl crate::config::Check for crate::config::Queue {
     fn check(&mut self) -> Result<(), crate::config::Problem> {
         use crate::config::keys::queue as key;
         if let Some(url) = &self.redis_url {
-            let u = url.expose();
-            key::redis_url.require(
-                u.starts_with("redis://")
-                    || u.starts_with("rediss://")
-                    || u.starts_with("redis+unix:"),
-                &format!("expected a redis:// URL, got `{}`", url.redacted()),
+            key::redis_url.require_scheme(
+                url,
+                &["redis://", "rediss://", "redis+unix:"],
+                "a redis://",
             )?;
         }
         let ns = &self.namespace;
